@@ -47,8 +47,8 @@ def involution(
 ) -> torch.Tensor:
     """Involution of x (B, C, H, W) with per-pixel kernels weight (B, G, K, K, Ho, Wo).
 
-    out[b, c, i, j] = sum_{u, v} weight[b, c // (C // G), u, v, i, j]
-                                 * x[b, c, i*stride - padding + u*dilation, j*stride - padding + v*dilation]
+    out[b, c, i, j] = sum over u, v of weight[b, c // (C // G), u, v, i, j]
+                      * x[b, c, i*stride - padding + u*dilation, j*stride - padding + v*dilation]
     with zeros outside the image. padding defaults to dilation * (K - 1) // 2.
     """
     geom = check_involution_args(x, weight, stride, padding, dilation)

@@ -59,8 +59,15 @@ def check_involution_args(
     if wb != b:
         raise ValueError(f"weight batch {wb} does not match x batch {b}")
     geom = Geometry(
-        batch=b, channels=c, height=h, width=w, kernel_size=k1,
-        stride=stride, dilation=dilation, groups=g, padding=padding,
+        batch=b,
+        channels=c,
+        height=h,
+        width=w,
+        kernel_size=k1,
+        stride=stride,
+        dilation=dilation,
+        groups=g,
+        padding=padding,
     )
     span = dilation * (k1 - 1) + 1
     if h + 2 * geom.pad < span or w + 2 * geom.pad < span:

@@ -30,7 +30,9 @@ class CompileBackend(InvolutionBackend):
 
             for knob in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
                 if hasattr(dynamo_config, knob):
-                    setattr(dynamo_config, knob, max(getattr(dynamo_config, knob), _RECOMPILE_LIMIT))
+                    setattr(
+                        dynamo_config, knob, max(getattr(dynamo_config, knob), _RECOMPILE_LIMIT)
+                    )
             self._fn = torch.compile(unfold_involution, dynamic=False)
         return self._fn
 

@@ -1,4 +1,4 @@
-"""Convolution baselines: what involution replaces (`conv3x3`) and its nearest cheap cousin (`dwconv`)."""
+"""Convolution baselines: what involution replaces (`conv3x3`) and a cheap cousin (`dwconv`)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ class _ConvBaseline(Backend):
 
 class Conv3x3Backend(_ConvBaseline):
     name = "conv3x3"
-    description = "dense 3x3 conv C -> C with the layer's stride (what involution replaces in ResNet)"
+    description = (
+        "dense 3x3 conv C -> C with the layer's stride (what involution replaces in ResNet)"
+    )
 
     def conv_geometry(self, geom: Geometry) -> Geometry:
         return replace(geom, kernel_size=3, dilation=1, padding=1, groups=1)
@@ -71,7 +73,9 @@ class Conv3x3Backend(_ConvBaseline):
 
 class DepthwiseConvBackend(_ConvBaseline):
     name = "dwconv"
-    description = "depthwise K x K conv with the layer's stride and dilation (one shared kernel per channel)"
+    description = (
+        "depthwise K x K conv with the layer's stride and dilation (one shared kernel per channel)"
+    )
 
     def conv_geometry(self, geom: Geometry) -> Geometry:
         return replace(geom, groups=geom.channels)

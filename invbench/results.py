@@ -1,0 +1,173 @@
+"""The result record, its on-disk schema, and crash-safe storage.
+
+A run directory holds results.parquet and results.csv (one row per case x backend x
+dtype x mode), samples.parquet (every raw sample) and meta.json. All three tables
+are rewritten atomically (temporary file + rename) after every row, so a crash or
+Ctrl-C at any moment leaves the rows measured so far readable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from invbench.spec import Status
+
+RESULT_SCHEMA_VERSION = 1
+RESULTS_FILE = "results.parquet"
+CSV_FILE = "results.csv"
+SAMPLES_FILE = "samples.parquet"
+META_FILE = "meta.json"
+
+# Columns that identify a row: two runs' rows with equal keys measure the same thing.
+KEY_COLUMNS = (
+    "suite",
+    "case",
+    "backend",
+    "device",
+    "dtype",
+    "mode",
+    "batch",
+    "channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "dilation",
+    "groups",
+    "padding",
+)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    suite: str
+    case: str
+    backend: str
+    kind: str
+    device: str
+    dtype: str
+    mode: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    groups: int
+    padding: int
+    out_height: int
+    out_width: int
+    status: str
+    reason: str = ""
+    n_samples: int = 0
+    median_ms: float | None = None
+    p20_ms: float | None = None
+    p80_ms: float | None = None
+    min_ms: float | None = None
+    mean_ms: float | None = None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    stop_reason: str = ""
+    cache_mode: str = ""
+    timer: str = ""
+    compile_ms: float | None = None  # first call: JIT, compilation, autotuning
+    flops: int = 0
+    bytes: int = 0
+    tflops: float | None = None
+    gbps: float | None = None
+    peak_mem_bytes: int | None = None
+    mem_method: str = ""
+    max_rel_err: float | None = None
+
+    def __post_init__(self) -> None:
+        Status(self.status)  # raises on an unknown status
+        if self.status == Status.OK and self.median_ms is None:
+            raise ValueError("an ok row needs median_ms")
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in KEY_COLUMNS)
+
+
+COLUMNS = tuple(f.name for f in fields(ResultRow))
+
+
+def rows_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(r) for r in rows], columns=list(COLUMNS))
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+class ResultWriter:
+    """Collects rows and raw samples; every add() leaves complete files on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rows: list[ResultRow] = []
+        self._samples: list[dict[str, Any]] = []
+
+    def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
+        self.rows.append(row)
+        key = dict(zip(KEY_COLUMNS, row.key(), strict=True))
+        self._samples.extend(
+            {**key, "sample": i, "ms": float(ms)} for i, ms in enumerate(samples_ms)
+        )
+        self.flush()
+
+    def flush(self) -> None:
+        frame = rows_frame(self.rows)
+        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
+        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        samples = pd.DataFrame(self._samples, columns=[*KEY_COLUMNS, "sample", "ms"])
+        _atomic(self.directory / SAMPLES_FILE, lambda p: samples.to_parquet(p, index=False))
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    directory: Path
+    rows: pd.DataFrame
+    samples: pd.DataFrame
+    meta: dict[str, Any]
+
+
+class ResultsError(ValueError):
+    pass
+
+
+def load_results(directory: Path) -> ResultSet:
+    """Read a run directory; a ResultsError says what is missing or from a newer schema."""
+    directory = Path(directory)
+    path = directory / RESULTS_FILE
+    if not path.exists():
+        raise ResultsError(f"{directory} holds no {RESULTS_FILE}: not an invbench result directory")
+    meta: dict[str, Any] = {}
+    if (directory / META_FILE).exists():
+        meta = json.loads((directory / META_FILE).read_text())
+    version = meta.get("schema_version", RESULT_SCHEMA_VERSION)
+    if version != RESULT_SCHEMA_VERSION:
+        raise ResultsError(
+            f"{directory} has result schema {version}; this invbench reads "
+            f"schema {RESULT_SCHEMA_VERSION}"
+        )
+    rows = pd.read_parquet(path)
+    samples_path = directory / SAMPLES_FILE
+    samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame()
+    return ResultSet(directory=directory, rows=rows, samples=samples, meta=meta)

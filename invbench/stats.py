@@ -1,0 +1,100 @@
+"""Raw samples -> summaries, and the adaptive stopping rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+from scipy import stats as sps
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    median: float
+    p20: float
+    p80: float
+    min: float
+    mean: float
+    ci_low: float  # confidence interval of the median (order statistics)
+    ci_high: float
+
+    @property
+    def rel_ci_half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2 / self.median if self.median > 0 else math.inf
+
+    @property
+    def rel_spread(self) -> float:
+        """(p80 - p20) / median."""
+        return (self.p80 - self.p20) / self.median if self.median > 0 else math.inf
+
+
+def median_ci(sorted_samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Distribution-free CI of the median from binomial order statistics."""
+    n = len(sorted_samples)
+    if n < 3:
+        return float(sorted_samples[0]), float(sorted_samples[-1])
+    alpha = 1.0 - confidence
+    lo = int(sps.binom.ppf(alpha / 2, n, 0.5))
+    hi = int(sps.binom.isf(alpha / 2, n, 0.5))
+    lo = max(lo - 1, 0)
+    hi = min(hi, n - 1)
+    return float(sorted_samples[lo]), float(sorted_samples[hi])
+
+
+def summarize(samples: Sequence[float]) -> Summary:
+    if not samples:
+        raise ValueError("no samples to summarize")
+    a = np.sort(np.asarray(samples, dtype=np.float64))
+    lo, hi = median_ci(a)
+    p20, med, p80 = np.percentile(a, [20, 50, 80])
+    return Summary(
+        n=len(a),
+        median=float(med),
+        p20=float(p20),
+        p80=float(p80),
+        min=float(a[0]),
+        mean=float(a.mean()),
+        ci_low=lo,
+        ci_high=hi,
+    )
+
+
+class StopReason(StrEnum):
+    FIXED = "fixed"  # the requested number of samples
+    CONVERGED = "converged"  # CI of the median narrower than the target
+    TIME_CAP = "time-cap"  # per-case time cap reached first
+
+
+@dataclass(frozen=True)
+class StopPolicy:
+    samples: int | None = None  # fixed count; None: adaptive
+    min_samples: int = 10
+    min_time_s: float = 0.05
+    max_time_s: float = 2.0
+    target_rel_ci: float = 0.01
+
+    def decide(self, samples_ms: Sequence[float]) -> StopReason | None:
+        """Why to stop now, or None to keep sampling."""
+        n = len(samples_ms)
+        if self.samples is not None:
+            return StopReason.FIXED if n >= self.samples else None
+        total_s = sum(samples_ms) / 1e3
+        if (
+            n >= self.min_samples
+            and total_s >= self.min_time_s
+            and summarize(samples_ms).rel_ci_half_width <= self.target_rel_ci
+        ):
+            return StopReason.CONVERGED
+        if total_s >= self.max_time_s and n >= min(self.min_samples, 3):
+            return StopReason.TIME_CAP
+        return None
+
+
+def warmup_calls(estimate_ms: float, warmup_ms: float) -> int:
+    """Calls to warm up for: at least warmup_ms, longer for long kernels (3 calls' worth)."""
+    budget = max(warmup_ms, 3 * estimate_ms)
+    return max(1, min(10_000, math.ceil(budget / max(estimate_ms, 1e-4))))

@@ -1,0 +1,336 @@
+"""Load and validate suites/*.toml into frozen dataclasses.
+
+A suite file::
+
+    schema_version = 1
+    description = "..."
+
+    [run]                      # defaults of `invbench run`, overridable on the command line
+    batch = 64
+    dtypes = ["float32", "bfloat16"]
+    modes = ["fwd", "fwd+bwd"]
+    backends = []              # empty: every registered backend
+
+    [run.cpu]                  # replaces [run] keys when the device is the CPU
+    batch = 2
+
+    [case_defaults]            # shape fields shared by every case
+    kernel_size = 7
+
+    [[cases]]                  # explicit cases...
+    name = "layer1"
+    channels = 64
+    height = 56
+
+    [axes]                     # ...each expanded over the Cartesian product of these
+    kernel_size = [3, 5, 7]
+
+Every unknown key or bad value is a SuiteError naming the file, the case and the key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from invbench.spec import Case, DeviceKind, Dtype, Geometry, Mode
+
+SUITE_SCHEMA_VERSION = 1
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+_SHAPE_KEYS = (
+    "batch",
+    "channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "dilation",
+    "groups",
+    "group_channels",
+    "padding",
+)
+_RUN_KEYS = (
+    "batch",
+    "dtypes",
+    "modes",
+    "backends",
+    "samples",
+    "min_samples",
+    "min_time_s",
+    "max_time_s",
+    "target_rel_ci",
+    "warmup_ms",
+    "seed",
+)
+
+
+class SuiteError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a suite is run by default; each field can be overridden on the command line."""
+
+    batch: int = 1
+    dtypes: tuple[Dtype, ...] = (Dtype.FLOAT32,)
+    modes: tuple[Mode, ...] = (Mode.FWD,)
+    backends: tuple[str, ...] = ()  # empty: all registered backends
+    samples: int | None = None  # fixed sample count; None: adaptive
+    min_samples: int = 10
+    min_time_s: float = 0.05
+    max_time_s: float = 2.0
+    target_rel_ci: float = 0.01
+    warmup_ms: float = 25.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    path: Path
+    cases: tuple[Case, ...]
+    run: RunSettings
+    run_cpu: RunSettings
+    batch_fixed: frozenset[str] = field(default_factory=frozenset)  # cases whose batch is set
+
+    def settings(self, device: DeviceKind) -> RunSettings:
+        return self.run_cpu if device is DeviceKind.CPU else self.run
+
+    def with_batch(self, batch: int) -> Suite:
+        """The suite with every case whose batch comes from the run defaults set to batch."""
+        from dataclasses import replace
+
+        cases = tuple(
+            c
+            if c.name in self.batch_fixed
+            else replace(c, geometry=replace(c.geometry, batch=batch))
+            for c in self.cases
+        )
+        return replace(self, cases=cases)
+
+
+def _err(path: Path, where: str, msg: str) -> SuiteError:
+    return SuiteError(f"{path.name}: {where}: {msg}")
+
+
+def _int(path: Path, where: str, key: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _err(path, where, f"{key} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _num(path: Path, where: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise _err(path, where, f"{key} must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _enum_list(path: Path, where: str, key: str, value: Any, enum: Any) -> tuple[Any, ...]:
+    if not isinstance(value, list) or not value:
+        raise _err(path, where, f"{key} must be a non-empty list, got {value!r}")
+    out = []
+    for v in value:
+        try:
+            out.append(enum(v))
+        except ValueError:
+            allowed = ", ".join(e.value for e in enum)
+            raise _err(path, where, f"{key}: unknown value {v!r} (allowed: {allowed})") from None
+    return tuple(out)
+
+
+def _run_settings(path: Path, where: str, table: Any, base: RunSettings) -> RunSettings:
+    if not isinstance(table, Mapping):
+        raise _err(path, where, "must be a table")
+    values: dict[str, Any] = {f.name: getattr(base, f.name) for f in fields(base)}
+    for key, value in table.items():
+        if key == "cpu" and where == "[run]":
+            continue
+        if key not in _RUN_KEYS:
+            raise _err(path, where, f"unknown key {key!r} (allowed: {', '.join(_RUN_KEYS)})")
+        if key == "dtypes":
+            values[key] = _enum_list(path, where, key, value, Dtype)
+        elif key == "modes":
+            values[key] = _enum_list(path, where, key, value, Mode)
+        elif key == "backends":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _err(path, where, f"backends must be a list of names, got {value!r}")
+            values[key] = tuple(value)
+        elif key in ("batch", "min_samples", "samples"):
+            values[key] = _int(path, where, key, value)
+        elif key == "seed":
+            values[key] = _int(path, where, key, value, minimum=0)
+        else:
+            values[key] = _num(path, where, key, value)
+    return RunSettings(**values)
+
+
+def _geometry(path: Path, where: str, shape: Mapping[str, Any], default_batch: int) -> Geometry:
+    for key in shape:
+        if key not in _SHAPE_KEYS:
+            raise _err(
+                path, where, f"unknown key {key!r} (allowed: name, {', '.join(_SHAPE_KEYS)})"
+            )
+    ints = {}
+    for key, value in shape.items():
+        ints[key] = _int(path, where, key, value, minimum=0 if key == "padding" else 1)
+    for key in ("channels", "height", "kernel_size"):
+        if key not in ints:
+            raise _err(path, where, f"missing required key {key!r}")
+    channels = ints["channels"]
+    if "groups" in ints and "group_channels" in ints:
+        raise _err(path, where, "give groups or group_channels, not both")
+    if "group_channels" in ints:
+        if channels % ints["group_channels"]:
+            raise _err(
+                path,
+                where,
+                f"group_channels={ints['group_channels']} does not divide channels={channels}",
+            )
+        groups = channels // ints["group_channels"]
+    else:
+        groups = ints.get("groups", 1)
+        if channels % groups:
+            raise _err(path, where, f"groups={groups} does not divide channels={channels}")
+    geom = Geometry(
+        batch=ints.get("batch", default_batch),
+        channels=channels,
+        height=ints["height"],
+        width=ints.get("width", ints["height"]),
+        kernel_size=ints["kernel_size"],
+        stride=ints.get("stride", 1),
+        dilation=ints.get("dilation", 1),
+        groups=groups,
+        padding=ints.get("padding"),
+    )
+    if geom.out_height < 1 or geom.out_width < 1:
+        raise _err(path, where, "kernel (with dilation) is larger than the padded input")
+    return geom
+
+
+def _fmt_axis(key: str, value: Any) -> str:
+    short = {
+        "kernel_size": "k",
+        "batch": "b",
+        "stride": "s",
+        "dilation": "d",
+        "groups": "g",
+        "channels": "c",
+        "height": "h",
+        "width": "w",
+        "padding": "p",
+        "group_channels": "gc",
+    }
+    return f"{short[key]}{value}"
+
+
+def load_suite(path: Path) -> Suite:
+    """Parse and validate one suite file."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SuiteError(f"suite file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(f"{path.name}: malformed TOML: {exc}") from None
+    allowed = {"schema_version", "description", "run", "case_defaults", "cases", "axes"}
+    for key in data:
+        if key not in allowed:
+            raise _err(
+                path, "top level", f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+    version = data.get("schema_version")
+    if version != SUITE_SCHEMA_VERSION:
+        raise _err(
+            path,
+            "top level",
+            f"schema_version must be {SUITE_SCHEMA_VERSION}, got "
+            f"{version!r}: update the file to this invbench's suite format",
+        )
+    run_table = data.get("run", {})
+    run = _run_settings(path, "[run]", run_table, RunSettings())
+    run_cpu = _run_settings(path, "[run.cpu]", run_table.get("cpu", {}), run)
+    defaults = data.get("case_defaults", {})
+    if not isinstance(defaults, Mapping):
+        raise _err(path, "[case_defaults]", "must be a table")
+    axes = data.get("axes", {})
+    if not isinstance(axes, Mapping):
+        raise _err(path, "[axes]", "must be a table")
+    for key, values in axes.items():
+        if key not in _SHAPE_KEYS:
+            raise _err(path, "[axes]", f"unknown key {key!r} (allowed: {', '.join(_SHAPE_KEYS)})")
+        if not isinstance(values, list) or not values:
+            raise _err(path, "[axes]", f"{key} must be a non-empty list")
+    raw_cases = data.get("cases", [])
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise _err(path, "top level", "needs at least one [[cases]] entry")
+    cases: list[Case] = []
+    batch_fixed: set[str] = set()
+    names: set[str] = set()
+    name = path.stem
+    for i, raw in enumerate(raw_cases):
+        if not isinstance(raw, Mapping):
+            raise _err(path, f"case #{i + 1}", "must be a table")
+        base_name = raw.get("name")
+        where = f"case {base_name!r}" if base_name else f"case #{i + 1}"
+        if not isinstance(base_name, str) or not base_name:
+            raise _err(path, where, "missing required key 'name'")
+        shape = {**defaults, **{k: v for k, v in raw.items() if k != "name"}}
+        combos = list(itertools.product(*axes.values())) if axes else [()]
+        for combo in combos:
+            full = {**shape, **dict(zip(axes.keys(), combo, strict=True))}
+            case_name = base_name + "".join(
+                "/" + _fmt_axis(k, v) for k, v in zip(axes.keys(), combo, strict=True)
+            )
+            if case_name in names:
+                raise _err(path, where, f"duplicate case name {case_name!r}")
+            names.add(case_name)
+            geom = _geometry(path, f"case {case_name!r}", full, run.batch)
+            if "batch" in full:
+                batch_fixed.add(case_name)
+            cases.append(Case(suite=name, name=case_name, geometry=geom))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise _err(path, "top level", "description must be a string")
+    return Suite(
+        name=name,
+        description=description,
+        path=path,
+        cases=tuple(cases),
+        run=run,
+        run_cpu=run_cpu,
+        batch_fixed=frozenset(batch_fixed),
+    )
+
+
+def available_suites(directory: Path = SUITES_DIR) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(directory.glob("*.toml"))}
+
+
+def suite_dirs() -> list[Path]:
+    """Where suites are looked up: ./suites, then the suites shipped beside the package."""
+    dirs = [Path.cwd() / "suites", SUITES_DIR]
+    return [
+        d
+        for i, d in enumerate(dirs)
+        if d.is_dir() and d.resolve() not in [e.resolve() for e in dirs[:i]]
+    ]
+
+
+def find_suite(name_or_path: str) -> Suite:
+    """A suite by name (suites/<name>.toml) or by path to a .toml file."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        return load_suite(path)
+    suites: dict[str, Path] = {}
+    for directory in reversed(suite_dirs()):
+        suites.update(available_suites(directory))
+    if name_or_path not in suites:
+        known = ", ".join(suites) or "none"
+        raise SuiteError(f"unknown suite {name_or_path!r} (known: {known})")
+    return load_suite(suites[name_or_path])

@@ -1,0 +1,81 @@
+"""The readable table printed at the end of a run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from invbench.results import ResultRow
+from invbench.spec import Status
+
+BASELINE_BACKEND = "unfold"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 0.1:
+        return f"{ms * 1e3:.1f} us"
+    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
+
+
+def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
+    """One line per row, grouped by case; speed-up is the unfold median over this one."""
+    unfold = {
+        (r.case, r.dtype, r.mode): r.median_ms
+        for r in rows
+        if r.backend == BASELINE_BACKEND and r.status == Status.OK and r.median_ms
+    }
+    table = Table(title=title or None, show_lines=False)
+    for col in ("case", "dtype", "mode", "backend"):
+        table.add_column(col, no_wrap=True)
+    for col in ("median", "p20-p80", "GB/s", "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
+        table.add_column(col, justify="right", no_wrap=True)
+    previous = None
+    for r in rows:
+        group = (r.case, r.dtype, r.mode)
+        if previous is not None and group[0] != previous[0]:
+            table.add_section()
+        previous = group
+        if r.status != Status.OK:
+            table.add_row(
+                r.case,
+                r.dtype,
+                r.mode,
+                r.backend,
+                f"[yellow]{r.status}[/]",
+                r.reason[:60],
+                "",
+                "",
+                "",
+                "",
+            )
+            continue
+        base = unfold.get(group)
+        speed = f"{base / r.median_ms:.2f}x" if base and r.median_ms else "-"
+        err = f"{r.max_rel_err:.1e}" if r.max_rel_err is not None else "-"
+        table.add_row(
+            r.case,
+            r.dtype,
+            r.mode,
+            r.backend,
+            fmt_ms(r.median_ms),
+            f"{fmt_ms(r.p20_ms)} - {fmt_ms(r.p80_ms)}",
+            f"{r.gbps:.1f}" if r.gbps is not None else "-",
+            human_bytes(r.peak_mem_bytes),
+            err,
+            speed,
+        )
+    return table
