@@ -114,28 +114,36 @@ class _Span:
 
 
 class _Stacks:
-    """Which operators and ranges enclose a moment on a thread."""
+    """Which operators (on a thread) and invbench ranges (on any thread) enclose a moment.
+
+    Ranges are matched across threads because the autograd engine runs the backward
+    pass on threads of its own while the range that asked for it stays open.
+    """
 
     def __init__(self, trace_events: Sequence[Mapping[str, Any]], range_prefix: str) -> None:
-        self.prefix = range_prefix
         by_tid: dict[Any, list[_Span]] = {}
+        ranges: list[_Span] = []
         for ev in trace_events:
             if ev.get("ph") != "X" or ev.get("cat") not in ("cpu_op", "user_annotation"):
                 continue
             ts = float(ev["ts"])
-            span = _Span(
-                ts, ts + float(ev.get("dur", 0.0)), str(ev["name"]), ev["cat"] == "user_annotation"
-            )
-            by_tid.setdefault(ev.get("tid"), []).append(span)
+            name = str(ev["name"])
+            span = _Span(ts, ts + float(ev.get("dur", 0.0)), name, ev["cat"] == "user_annotation")
+            if not span.annotation:
+                by_tid.setdefault(ev.get("tid"), []).append(span)
+            elif name.startswith(range_prefix):
+                ranges.append(span)
         self.spans = {tid: sorted(s, key=lambda x: x.start) for tid, s in by_tid.items()}
         self.starts = {tid: [s.start for s in spans] for tid, spans in self.spans.items()}
+        self.ranges = sorted(ranges, key=lambda x: x.start)
+        self.range_starts = [r.start for r in self.ranges]
 
     def at(self, tid: Any, ts: float) -> tuple[str, str]:
         spans = self.spans.get(tid, [])
         n = bisect.bisect_right(self.starts.get(tid, []), ts)
-        enclosing = [s for s in spans[:n] if s.end >= ts]
-        ops = [s.name for s in enclosing if not s.annotation]
-        ranges = [s.name for s in enclosing if s.annotation and s.name.startswith(self.prefix)]
+        ops = [s.name for s in spans[:n] if s.end >= ts]
+        n = bisect.bisect_right(self.range_starts, ts)
+        ranges = [r.name for r in self.ranges[:n] if r.end >= ts]
         if not ops:
             op = ""
         elif len(ops) == 1:

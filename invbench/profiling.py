@@ -495,6 +495,19 @@ def _windows(trace: dict[str, Any], name: str, origin: float) -> list[tuple[floa
     return spans
 
 
+def _kernel_time_in(events: Sequence[Any], windows: list[tuple[float, float]]) -> float:
+    """Device time of the kernels whose launching operator started inside a window."""
+    total = 0.0
+    for e in events:
+        kernels = getattr(e, "kernels", None)
+        if _is_device(e) or not kernels:
+            continue
+        start = e.time_range.start
+        if any(lo <= start <= hi for lo, hi in windows):
+            total += sum(float(k.duration) for k in kernels)
+    return total
+
+
 def phase_table(
     events: Sequence[Any],
     trace: dict[str, Any],
@@ -505,17 +518,22 @@ def phase_table(
     """Generation, aggregation (and backward): time from the profiler, memory from the timeline."""
     gpu = plan.device.type == "cuda"
 
-    def t(e: Any) -> float:
-        return float(e.device_time_total if gpu else e.cpu_time_total)
+    def t(evs: list[Any]) -> float:
+        # CPU: wall time of the ranges. GPU: the kernels launched inside them, from any
+        # thread (the autograd engine launches the backward's kernels from its own).
+        if not gpu:
+            return sum(float(e.cpu_time_total) for e in evs)
+        windows = [(e.time_range.start, e.time_range.end) for e in evs]
+        return _kernel_time_in(events, windows)
 
-    iteration = sum(t(e) for e in events if e.name == iter_range(backend) and not _is_device(e))
+    iteration = t([e for e in events if e.name == iter_range(backend) and not _is_device(e)])
     names = ["generate", "aggregate"] + (["backward"] if plan.mode is Mode.FWD_BWD else [])
     rows = []
     accounted = 0.0
     for short in names:
         full = phase_range(backend, short)
         evs = [e for e in events if e.name == full and not _is_device(e)]
-        total = sum(t(e) for e in evs)
+        total = t(evs)
         accounted += total
         windows = _windows(trace, full, timeline.origin_us)
         rows.append(

@@ -411,3 +411,75 @@ def test_runner_labels_its_phases(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert rec.calls.count("pop") == len(pushed)
     assert f"{CASE} float32 fwd" in pushed
     assert {"unfold/prepare", "unfold/warmup", "unfold/samples"} <= set(pushed)
+
+
+# -- GPU tables from profiler events (stand-ins for a CUDA profile) ---------------------
+
+
+def _ev(name: str, device: str = "CPU", start: float = 0.0, end: float = 0.0, **kw: Any) -> Any:
+    from types import SimpleNamespace
+
+    fields: dict[str, Any] = dict(
+        name=name,
+        device_type=SimpleNamespace(name=device),
+        time_range=SimpleNamespace(start=start, end=end),
+        kernels=[],
+        cpu_parent=None,
+        is_user_annotation=False,
+        device_time_total=end - start if device != "CPU" else 0.0,
+        cpu_time_total=end - start,
+    )
+    fields.update(kw)
+    return SimpleNamespace(**fields)
+
+
+def _kernel(name: str, duration: float) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, duration=duration)
+
+
+def test_device_kernel_table_from_cuda_events() -> None:
+    from invbench.profiling import device_kernel_table
+
+    events = [
+        _ev("aten::im2col", kernels=[_kernel("im2col_kernel", 30.0)]),
+        _ev("aten::mul", kernels=[_kernel("mul_kernel", 10.0)]),
+        _ev("im2col_kernel", "CUDA", 100.0, 130.0),
+        _ev("mul_kernel", "CUDA", 130.0, 140.0),
+        _ev(iter_range("unfold"), "CUDA", 90.0, 150.0, is_user_annotation=True),
+    ]
+    rows, per_iter = device_kernel_table(events, "unfold", iters=1)
+    assert [r.name for r in rows] == ["im2col_kernel", "mul_kernel"]
+    assert [r.share_pct for r in rows] == pytest.approx([75.0, 25.0])
+    assert rows[0].launched_by == "aten::im2col"
+    assert per_iter == pytest.approx(40.0)
+
+
+def test_gpu_phases_count_kernels_launched_from_other_threads(tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from invbench.memory_timeline import memory_timeline
+    from invbench.profiling import phase_range, phase_table
+
+    plan = dataclasses.replace(
+        _plan(), device=torch.device("cuda"), layer=True, mode=Mode.FWD_BWD, iters=1
+    )
+    events = [
+        _ev(iter_range("unfold"), start=0.0, end=100.0, is_user_annotation=True),
+        _ev(phase_range("unfold", "generate"), start=0.0, end=10.0, is_user_annotation=True),
+        _ev(phase_range("unfold", "aggregate"), start=10.0, end=30.0, is_user_annotation=True),
+        _ev(phase_range("unfold", "backward"), start=30.0, end=100.0, is_user_annotation=True),
+        _ev("aten::conv2d", start=1.0, end=5.0, kernels=[_kernel("gemm", 2.0)]),
+        _ev("aten::im2col", start=12.0, end=20.0, kernels=[_kernel("im2col_kernel", 6.0)]),
+        # launched by the autograd engine's thread while the main thread waits in backward
+        _ev("aten::col2im", start=40.0, end=50.0, kernels=[_kernel("col2im_kernel", 12.0)]),
+    ]
+    timeline = memory_timeline({"traceEvents": []}, "cuda")
+    rows = {r.phase: r for r in phase_table(events, {"traceEvents": []}, timeline, plan, "unfold")}
+    assert rows["generate"].total_us == pytest.approx(2.0)
+    assert rows["aggregate"].total_us == pytest.approx(6.0)
+    assert rows["backward"].total_us == pytest.approx(12.0)
+    assert sum(r.share_pct for r in rows.values()) == pytest.approx(100.0)
