@@ -527,41 +527,93 @@ def phase_table(
         return _kernel_time_in(events, windows)
 
     iteration = t([e for e in events if e.name == iter_range(backend) and not _is_device(e)])
-    names = ["generate", "aggregate"] + (["backward"] if plan.mode is Mode.FWD_BWD else [])
-    rows = []
-    accounted = 0.0
-    for short in names:
-        full = phase_range(backend, short)
-        evs = [e for e in events if e.name == full and not _is_device(e)]
-        total = t(evs)
-        accounted += total
-        windows = _windows(trace, full, timeline.origin_us)
+    rows: list[PhaseRow] = []
+
+    def add(phase: str, calls: int, total: float, peak: int, allocated: int) -> None:
         rows.append(
             PhaseRow(
                 backend=backend,
-                phase=short,
-                calls=len(evs),
+                phase=phase,
+                calls=calls,
                 total_us=total,
                 per_iter_us=total / plan.iters,
                 share_pct=100.0 * total / iteration if iteration else 0.0,
-                peak_bytes=timeline.peak_in(windows),
-                allocated_bytes_per_iter=timeline.allocated_in(windows) // plan.iters,
+                peak_bytes=peak,
+                allocated_bytes_per_iter=allocated // plan.iters,
             )
         )
-    rest = iteration - accounted
-    rows.append(
-        PhaseRow(
-            backend=backend,
-            phase=OUTSIDE_PHASES,
-            calls=plan.iters,
-            total_us=rest,
-            per_iter_us=rest / plan.iters,
-            share_pct=100.0 * rest / iteration if iteration else 0.0,
-            peak_bytes=0,
-            allocated_bytes_per_iter=0,
+
+    forward = ["generate", "aggregate"]
+    names = forward + (["backward"] if plan.mode is Mode.FWD_BWD else [])
+    totals: dict[str, float] = {}
+    for short in names:
+        full = phase_range(backend, short)
+        evs = [e for e in events if e.name == full and not _is_device(e)]
+        totals[short] = t(evs)
+        windows = _windows(trace, full, timeline.origin_us)
+        if short != "backward":
+            add(
+                short,
+                len(evs),
+                totals[short],
+                timeline.peak_in(windows),
+                timeline.allocated_in(windows),
+            )
+            continue
+        # Split the backward pass by the forward phase whose operators made each autograd
+        # node: the engine's evaluate_function ranges carry the forward op's sequence number.
+        split = 0.0
+        split_alloc = 0
+        for fwd in forward:
+            seqs = _sequence_numbers(events, phase_range(backend, fwd))
+            nodes = [
+                e
+                for e in events
+                if not _is_device(e)
+                and str(e.name).startswith(_EVALUATE)
+                and int(e.sequence_nr) in seqs
+            ]
+            node_windows = _node_windows(trace, seqs, timeline.origin_us)
+            total = t(nodes)
+            allocated = timeline.allocated_in(node_windows)
+            split += total
+            split_alloc += allocated
+            add(f"{fwd} backward", len(nodes), total, timeline.peak_in(node_windows), allocated)
+        add(
+            "backward (other)",
+            len(evs),
+            totals[short] - split,
+            timeline.peak_in(windows),
+            max(0, timeline.allocated_in(windows) - split_alloc),
         )
-    )
+    add(OUTSIDE_PHASES, plan.iters, iteration - sum(totals.values()), 0, 0)
     return rows
+
+
+_EVALUATE = "autograd::engine::evaluate_function:"
+
+
+def _sequence_numbers(events: Sequence[Any], range_name: str) -> set[int]:
+    """Autograd sequence numbers of the operators run inside the range."""
+    return {
+        int(e.sequence_nr)
+        for e in events
+        if not _is_device(e) and int(getattr(e, "sequence_nr", -1)) >= 0 and _under(e, range_name)
+    }
+
+
+def _node_windows(
+    trace: dict[str, Any], seqs: set[int], origin: float
+) -> list[tuple[float, float]]:
+    """Where the backward nodes of those sequence numbers ran, in the timeline's time base."""
+    spans = []
+    for ev in trace.get("traceEvents", []):
+        if ev.get("ph") != "X" or not str(ev.get("name", "")).startswith(_EVALUATE):
+            continue
+        if int(ev.get("args", {}).get("Sequence number", -1)) in seqs:
+            ts = float(ev["ts"]) - origin
+            spans.append((ts, ts + float(ev.get("dur", 0.0))))
+    return spans
 
 
 # -- output files ---------------------------------------------------------------------

@@ -104,6 +104,8 @@ def layer_profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--device",
             "cpu",
             "--layer",
+            "--mode",
+            "fwd+bwd",
             "--warmup",
             "1",
             "--iters",
@@ -193,7 +195,10 @@ def test_memory_peaks_while_the_unfold_temporary_is_alive(profiled: tuple[Path, 
 
 def test_layer_phases_split_time_and_memory(layer_profiled: Path) -> None:
     rows = {r["phase"]: r for r in read_csv(layer_profiled / "phases.csv")}
-    assert {"generate", "aggregate"} <= set(rows)
+    assert {"generate", "aggregate", "generate backward", "aggregate backward"} <= set(rows)
+    # Im2ColBackward0 and MulBackward0 (at least) per iteration belong to the aggregation
+    assert int(rows["aggregate backward"]["calls"]) >= 2 * ITERS
+    assert int(rows["generate backward"]["calls"]) >= 2 * ITERS  # the two 1x1 convolutions
     assert sum(float(r["share_pct"]) for r in rows.values()) == pytest.approx(100.0, abs=0.1)
     assert all(float(r["share_pct"]) >= 0 for r in rows.values())
     size = case_unfold_bytes(layer_profiled)
@@ -428,6 +433,7 @@ def _ev(name: str, device: str = "CPU", start: float = 0.0, end: float = 0.0, **
         is_user_annotation=False,
         device_time_total=end - start if device != "CPU" else 0.0,
         cpu_time_total=end - start,
+        sequence_nr=-1,
     )
     fields.update(kw)
     return SimpleNamespace(**fields)
@@ -474,12 +480,20 @@ def test_gpu_phases_count_kernels_launched_from_other_threads(tmp_path: Path) ->
         _ev(phase_range("unfold", "backward"), start=30.0, end=100.0, is_user_annotation=True),
         _ev("aten::conv2d", start=1.0, end=5.0, kernels=[_kernel("gemm", 2.0)]),
         _ev("aten::im2col", start=12.0, end=20.0, kernels=[_kernel("im2col_kernel", 6.0)]),
-        # launched by the autograd engine's thread while the main thread waits in backward
-        _ev("aten::col2im", start=40.0, end=50.0, kernels=[_kernel("col2im_kernel", 12.0)]),
+        # run by the autograd engine's thread while the main thread waits in backward
+        _ev("autograd::engine::evaluate_function: Im2ColBackward0", start=40.0, end=55.0),
+        _ev("aten::col2im", start=41.0, end=50.0, kernels=[_kernel("col2im_kernel", 12.0)]),
+        _ev("aten::add_", start=60.0, end=61.0, kernels=[_kernel("add_kernel", 1.0)]),
     ]
+    events[4].cpu_parent = events[1]  # conv2d ran inside generate
+    events[5].cpu_parent = events[2]  # im2col ran inside aggregate, sequence number 5
+    events[5].sequence_nr = 5
+    events[6].sequence_nr = 5
     timeline = memory_timeline({"traceEvents": []}, "cuda")
     rows = {r.phase: r for r in phase_table(events, {"traceEvents": []}, timeline, plan, "unfold")}
     assert rows["generate"].total_us == pytest.approx(2.0)
     assert rows["aggregate"].total_us == pytest.approx(6.0)
-    assert rows["backward"].total_us == pytest.approx(12.0)
+    assert rows["aggregate backward"].total_us == pytest.approx(12.0)
+    assert rows["generate backward"].total_us == pytest.approx(0.0)
+    assert rows["backward (other)"].total_us == pytest.approx(1.0)
     assert sum(r.share_pct for r in rows.values()) == pytest.approx(100.0)
