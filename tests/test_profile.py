@@ -497,3 +497,71 @@ def test_gpu_phases_count_kernels_launched_from_other_threads(tmp_path: Path) ->
     assert rows["generate backward"].total_us == pytest.approx(0.0)
     assert rows["backward (other)"].total_us == pytest.approx(1.0)
     assert sum(r.share_pct for r in rows.values()) == pytest.approx(100.0)
+
+
+# -- on a CUDA device (`pytest -m gpu`) ---------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_cuda_profile_kernels_and_memory(tmp_path: Path) -> None:
+    status, stdout, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--backend", "unfold"),
+            *("--device", "cuda", "--warmup", "1", "--iters", str(ITERS), "--ncu"),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    assert status == 0, stderr
+    trace = json.loads((tmp_path / "trace-unfold.json").read_text())
+    assert any(e.get("cat") == "kernel" for e in trace["traceEvents"])
+    rows = read_csv(tmp_path / "kernels.csv")
+    assert any("im2col" in r["name"] for r in rows)
+    assert sum(float(r["share_pct"]) for r in rows) == pytest.approx(100.0, abs=0.1)
+    info = backend_summary(tmp_path, "unfold")
+    size = case_unfold_bytes(tmp_path)
+    assert info["peak_bytes"] >= size
+    assert any(a["bytes"] >= size and "im2col" in a["op"] for a in info["held_at_peak"])
+    assert info["memory_snapshot"] or info["notes"]
+    (line,) = [ln for ln in stdout.splitlines() if ln.startswith("ncu --")]
+    ncu = shlex.split(line)
+    assert "im2col_kernel" in ncu[ncu.index("--kernel-name") + 1]
+    assert int(ncu[ncu.index("--launch-count") + 1]) >= 3  # im2col, multiply, sum
+
+
+@pytest.mark.gpu
+def test_cuda_layer_phases_include_the_backward_split(tmp_path: Path) -> None:
+    status, _, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--backend", "unfold", "--layer"),
+            *("--mode", "fwd+bwd", "--device", "cuda", "--warmup", "1", "--iters", str(ITERS)),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    assert status == 0, stderr
+    rows = {r["phase"]: r for r in read_csv(tmp_path / "phases.csv")}
+    for name in ("generate", "aggregate", "generate backward", "aggregate backward"):
+        assert float(rows[name]["total_us"]) > 0, name
+    assert sum(float(r["share_pct"]) for r in rows.values()) == pytest.approx(100.0, abs=0.1)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+def test_cuda_nsight_tools_write_their_reports(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("ncu") is None or shutil.which("nsys") is None:
+        pytest.skip("ncu or nsys is not on PATH")
+    status, stdout, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--backend", "unfold"),
+            *("--device", "cuda", "--warmup", "1", "--iters", "1", "--ncu", "--nsys"),
+            *("--ncu-launches", "2", "--out", str(tmp_path)),
+        ]
+    )
+    assert status == 0, stderr
+    for report, log in (
+        ("ncu-unfold.ncu-rep", "ncu-unfold.log"),
+        ("nsys-unfold.nsys-rep", "nsys-unfold.log"),
+    ):
+        log_text = (tmp_path / log).read_text() if (tmp_path / log).exists() else "no log"
+        assert (tmp_path / report).exists(), stdout[-1000:] + log_text[-2000:]
