@@ -128,9 +128,17 @@ def profile_command(
         highlight=False,
     )
     profiles = []
+    failed = []
     for b in plan.backends:
         err.print(f"profiling {b.name} ...", highlight=False)
-        profiles.append(profile_backend(plan, b, directory))
+        try:
+            profiles.append(profile_backend(plan, b, directory))
+        except Exception as exc:  # one backend failing (OOM, a compile error) spares the rest
+            text = " ".join(str(exc).split())[:300]
+            err.print(f"{b.name}: failed: {type(exc).__name__}: {text}", highlight=False)
+            failed.append(b.name)
+    if not profiles:
+        raise typer.Exit(1)
     write_tables(profiles, directory)
     _print_kernels(plan, profiles)
     for p in profiles:
@@ -160,6 +168,7 @@ def profile_command(
         out.print(outcome.message, markup=False, highlight=False)
         outcomes.append(outcome)
     extra = {
+        "failed_backends": failed,
         "nsight": [
             {
                 "tool": o.command.tool,
@@ -169,10 +178,12 @@ def profile_command(
                 "status": o.status,
             }
             for o in outcomes
-        ]
+        ],
     }
     (directory / "profile.json").write_text(json.dumps(summary(plan, profiles, extra), indent=2))
     out.print(f"\ntraces, tables and memory timelines written to {directory}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _names(plan: ProfilePlan) -> str:

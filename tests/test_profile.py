@@ -565,3 +565,35 @@ def test_cuda_nsight_tools_write_their_reports(tmp_path: Path) -> None:
     ):
         log_text = (tmp_path / log).read_text() if (tmp_path / log).exists() else "no log"
         assert (tmp_path / report).exists(), stdout[-1000:] + log_text[-2000:]
+
+
+def test_a_failing_backend_spares_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from invbench import profile_cli
+    from invbench.backends.base import Closure, InvolutionBackend, Workload
+
+    class Broken(InvolutionBackend):
+        name = "broken"
+        description = "raises when built"
+
+        def apply(self, x: Any, weight: Any, geom: Any) -> Any:
+            raise AssertionError("never called")
+
+        def build(self, work: Workload) -> Closure:
+            raise RuntimeError("cannot build this")
+
+    registry = builtin_registry()
+    registry.register(Broken())
+    monkeypatch.setattr(profile_cli, "default_registry", lambda: registry)
+    status, _, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--backend", "broken"),
+            *("--backend", "unfold", "--device", "cpu", "--warmup", "0", "--iters", "1"),
+            *("--out", str(tmp_path)),
+        ]
+    )
+    assert status == 1
+    assert "broken: failed: RuntimeError: cannot build this" in stderr
+    assert (tmp_path / "trace-unfold.json").exists()
+    assert summary(tmp_path)["failed_backends"] == ["broken"]
