@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from invbench import nvtx
 from invbench.backends.base import Backend, Closure, Workload, poisoned_outputs
 from invbench.backends.registry import Registry
 from invbench.memory import measure_peak
@@ -172,7 +173,8 @@ class Runner:
         for case in plan.cases:
             for dtype in plan.dtypes:
                 for mode in plan.modes:
-                    self._run_group(case, dtype, mode)
+                    with nvtx.range(f"{case.name} {dtype.value} {mode.value}"):
+                        self._run_group(case, dtype, mode)
         return self.writer.rows
 
     def _run_group(self, case: Case, dtype: Dtype, mode: Mode) -> None:
@@ -206,7 +208,8 @@ class Runner:
             base = self._base(case, b, dtype, mode)
             self.on_status(f"{label}: {b.name}: build, check, warm up")
             try:
-                arm = self._prepare(b, work, expected, dtype)
+                with nvtx.range(f"{b.name}/prepare"):
+                    arm = self._prepare(b, work, expected, dtype)
             except Exception as exc:
                 status = Status.OOM if _is_oom(exc) else Status.ERROR
                 self._fail(base, status, _one_line(exc))
@@ -252,9 +255,10 @@ class Runner:
             peak_bytes, mem_method = peak.bytes, peak.method
         except OSError as exc:
             peak_bytes, mem_method = None, f"unavailable: {_one_line(exc)}"
-        probe = self.timer.sample(fn, PROBE_CALLS)
-        estimate = sorted(probe)[len(probe) // 2]
-        self.timer.sample(fn, warmup_calls(estimate, self.plan.warmup_ms))
+        with nvtx.range(f"{backend.name}/warmup"):
+            probe = self.timer.sample(fn, PROBE_CALLS)
+            estimate = sorted(probe)[len(probe) // 2]
+            self.timer.sample(fn, warmup_calls(estimate, self.plan.warmup_ms))
         return _Arm(
             backend=backend,
             fn=fn,
@@ -276,7 +280,8 @@ class Runner:
                 if policy.samples is not None:
                     n = min(n, policy.samples - len(arm.samples))
                 try:
-                    arm.samples.extend(self.timer.sample(arm.fn, n))
+                    with nvtx.range(f"{arm.backend.name}/samples"):
+                        arm.samples.extend(self.timer.sample(arm.fn, n))
                 except Exception as exc:
                     arm.error = (
                         Status.OOM if _is_oom(exc) else Status.ERROR,
