@@ -73,7 +73,7 @@ def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
             r.backend,
             fmt_ms(r.median_ms),
             f"{fmt_ms(r.p20_ms)} - {fmt_ms(r.p80_ms)}",
-            f"{r.gbps:.1f}" if r.gbps is not None else "-",
+            f"{r.gbps:.3g}" if r.gbps is not None else "-",
             human_bytes(r.peak_mem_bytes),
             err,
             speed,

@@ -69,9 +69,22 @@ def test_cli_runner_smoke_run(tmp_path: Path) -> None:
 def test_subprocess_smoke_run_all_backends(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "invbench", "run", "--suite", "smoke", "--device", "cpu",
-         "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "invbench",
+            "run",
+            "--suite",
+            "smoke",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert proc.returncode == 0, proc.stderr
@@ -114,7 +127,9 @@ def test_malformed_suite_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_usage_error_in_a_real_process() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "invbench", "run", "--suite", "nope"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -29,7 +29,7 @@ def test_builtins_are_registered(registry: Registry) -> None:
 def test_duplicate_and_unknown(registry: Registry) -> None:
     with pytest.raises(ValueError, match="already registered"):
         registry.register(registry.get("unfold"))
-    with pytest.raises(UnknownBackendError, match="unknown backend 'x'.*unfold"):
+    with pytest.raises(UnknownBackendError, match=r"unknown backend 'x'.*unfold"):
         registry.get("x")
     with pytest.raises(TypeError):
         registry.register(object())  # type: ignore[arg-type]

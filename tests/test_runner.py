@@ -12,7 +12,7 @@ from invbench.backends.base import Backend, Closure, InvolutionBackend, Workload
 from invbench.backends.registry import Registry
 from invbench.backends.unfold import UnfoldBackend, unfold_involution
 from invbench.results import ResultWriter, load_results
-from invbench.runner import RunPlan, Runner
+from invbench.runner import Runner, RunPlan
 from invbench.spec import Case, DeviceKind, Dtype, Geometry, Mode, Status
 from invbench.stats import StopPolicy
 
@@ -90,8 +90,13 @@ def make_registry(*backends: Backend) -> Registry:
 
 def run(tmp_path: Path, reg: Registry, cases: list[Case], modes: tuple[Mode, ...] = (Mode.FWD,)):
     plan = RunPlan(
-        cases=tuple(cases), backends=tuple(reg.names()), dtypes=(Dtype.FLOAT32,), modes=modes,
-        device=torch.device("cpu"), policy=StopPolicy(samples=3), warmup_ms=1.0,
+        cases=tuple(cases),
+        backends=tuple(reg.names()),
+        dtypes=(Dtype.FLOAT32,),
+        modes=modes,
+        device=torch.device("cpu"),
+        policy=StopPolicy(samples=3),
+        warmup_ms=1.0,
     )
     writer = ResultWriter(tmp_path)
     return Runner(plan, reg, writer).run()

@@ -26,7 +26,12 @@ def test_resnet_shapes_match_rednet50() -> None:
         g = case.geometry
         c, h, ho, s, k, groups = RESNET[case.name]
         assert (g.channels, g.height, g.width, g.stride, g.kernel_size, g.groups) == (
-            c, h, h, s, k, groups,
+            c,
+            h,
+            h,
+            s,
+            k,
+            groups,
         )
         assert g.out_height == g.out_width == ho
         assert g.batch == 64
@@ -61,18 +66,32 @@ GOOD_CASE = '[[cases]]\nname = "a"\nchannels = 8\nheight = 8\nkernel_size = 3\n'
         ("schema_version = 2\n" + GOOD_CASE, r"bad.toml: top level: schema_version must be 1"),
         ("schema_version = 1\nfoo = 1\n" + GOOD_CASE, r"top level: unknown key 'foo'"),
         ("schema_version = 1\n" + GOOD_CASE + "colour = 3\n", r"case 'a': unknown key 'colour'"),
-        ("schema_version = 1\n" + GOOD_CASE.replace("8\nheight", "-8\nheight"),
-         r"case 'a': channels must be an int >= 1, got -8"),
-        ("schema_version = 1\n" + GOOD_CASE + "groups = 3\n", r"case 'a': groups=3 does not divide"),
-        ("schema_version = 1\n[run]\ndtypes = [\"float8\"]\n" + GOOD_CASE,
-         r"\[run\]: dtypes: unknown value 'float8'"),
-        ("schema_version = 1\n[run]\nbatchsize = 3\n" + GOOD_CASE, r"\[run\]: unknown key 'batchsize'"),
+        (
+            "schema_version = 1\n" + GOOD_CASE.replace("8\nheight", "-8\nheight"),
+            r"case 'a': channels must be an int >= 1, got -8",
+        ),
+        (
+            "schema_version = 1\n" + GOOD_CASE + "groups = 3\n",
+            r"case 'a': groups=3 does not divide",
+        ),
+        (
+            'schema_version = 1\n[run]\ndtypes = ["float8"]\n' + GOOD_CASE,
+            r"\[run\]: dtypes: unknown value 'float8'",
+        ),
+        (
+            "schema_version = 1\n[run]\nbatchsize = 3\n" + GOOD_CASE,
+            r"\[run\]: unknown key 'batchsize'",
+        ),
         ("schema_version = 1\n", r"needs at least one \[\[cases\]\]"),
         ("schema_version = 1\n[[cases]]\nchannels = 8\n", r"missing required key 'name'"),
         ("schema_version = 1\n" + GOOD_CASE + GOOD_CASE, r"duplicate case name 'a'"),
         ("schema_version = 1\n[[cases\n", r"malformed TOML"),
-        ("schema_version = 1\n" + GOOD_CASE.replace("height = 8", "height = 1") + "padding = 0\n",
-         r"larger than the padded input"),
+        (
+            "schema_version = 1\n"
+            + GOOD_CASE.replace("height = 8", "height = 1")
+            + "padding = 0\n",
+            r"larger than the padded input",
+        ),
     ],
 )
 def test_bad_suites_name_file_case_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -81,5 +100,5 @@ def test_bad_suites_name_file_case_and_key(tmp_path: Path, text: str, message: s
 
 
 def test_unknown_suite_lists_known() -> None:
-    with pytest.raises(SuiteError, match="unknown suite 'nope' .*resnet-shapes"):
+    with pytest.raises(SuiteError, match=r"unknown suite 'nope' .*resnet-shapes"):
         find_suite("nope")
