@@ -1,0 +1,392 @@
+# mypy: disable-error-code="no-untyped-def"
+"""Triton kernels of involution: forward, input gradient and weight gradient.
+
+This module imports triton at the top; only :mod:`invbench.backends.triton_backend`
+imports it, and only on first use, so ``import invbench`` never needs triton.
+
+Layouts (all NCHW-contiguous; the backend makes contiguous copies of anything
+else, channels_last included):
+
+    x        (B, C, H, W)           out, grad_out  (B, C, Ho, Wo)
+    weight   (B, G, K, K, Ho, Wo)   group of channel c: g(c) = c // (C // G)
+
+    out[b, c, i, j] = sum_{u, v} weight[b, g(c), u, v, i, j]
+                                 * x[b, c, i*s - p + u*d, j*s - p + v*d]
+
+with zeros outside the image. Any K >= 1 works: the kernels only evaluate this
+formula, so an even K is simply a window of K taps that starts p pixels before
+i*s (with the default padding p = d*(K-1)//2 the window is one tap longer after
+the centre than before it, and the output grid is one pixel smaller than the
+input at stride 1). Each kernel loops over the K*K taps at run time, so K is not
+limited by the code; invbench tests K = 1 to 11.
+
+Floor and what each design choice buys
+--------------------------------------
+The operator does 1 multiply-add per (output element, tap): 2*K^2 FLOP per
+output element, about 4.8 FLOP/byte in fp32 and 9.7 in bf16 at K=7, stride 1,
+far below what an H100 can feed from HBM, so every kernel is memory-bound and
+its floor is (fewest bytes) / (measured copy bandwidth):
+
+* forward:     read x + read weight + write out
+* grad_x:      read grad_out + read weight + write grad_x
+* grad_weight: read grad_out + read x + write grad_weight
+
+At stride 1 with the official 16 channels per group, weight is
+K^2/16 = 3 times the size of x at K=7, i.e. about 60% of the forward traffic. The
+designs below aim at reading every tensor from HBM once:
+
+* forward: one program owns BLOCK_P flattened output pixels of BLOCK_C channels
+  of ONE group. Each weight tap is loaded once as a contiguous BLOCK_P vector and
+  reused across the BLOCK_C channels held in registers, so with BLOCK_C >= C/G
+  (16 in every resnet layer) the weight is read exactly once. x is gathered
+  with masks (zero padding costs no memory); the K^2-fold reuse of an x element
+  by neighbouring pixels and taps is served by L1/L2, and pixel blocks are the
+  fastest-varying program index so neighbouring blocks (which share halo rows)
+  run close in time. Out is written once, coalesced along pixels.
+* grad_x: gather formulation. One program owns BLOCK_P input pixels of BLOCK_C
+  channels; for each tap it finds the output pixel (i, j) that read this input
+  pixel through that tap (i*s = y + p - u*d, so the tap counts only when s
+  divides y + p - u*d and the quotient lies on the output grid), then adds
+  weight * grad_out. Every grad_x element is written once by one program: no
+  atomics, no zero-fill, no extra pass. Weight taps are again shared across the
+  channels of the group. At stride s only about 1/s^2 of the taps land, and the
+  masked-off lanes issue no memory traffic.
+* grad_weight: one program owns BLOCK_P output pixels of one (b, g) and reduces
+  over the group's channels for every tap. When the group fits in one channel
+  block (BLOCK_C >= C/G) the grad_out tile is loaded once and kept in registers
+  for all K^2 taps; x is gathered as in the forward pass; each grad_weight tap
+  is written once, coalesced. No atomics.
+
+Forward plus backward therefore reads grad_out twice (once in each backward
+kernel) where the analytic floor counts it once: an extra B*C*Ho*Wo elements,
+about 6% of the fwd+bwd floor at stride 1, K=7, 16 channels per group.
+
+Indices: program ids and every index base that can exceed 2^31 (batch*channel
+plane bases, (b, g, tap) bases of the weight) are computed in int64; offsets
+inside one H*W or Ho*Wo plane stay int32, so a single plane must hold fewer than
+2^31 elements.
+
+Launch configuration: on a GPU the pixel block and warp count are autotuned
+(triton.autotune, keyed by the shape, stride, dilation and K); under the Triton
+interpreter (TRITON_INTERPRET=1, checked at launch) one fixed small configuration
+is used so tests stay fast. Kernels are decorated at first use in each mode, so
+the interpreter setting at launch time is what counts.
+"""
+
+import functools
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from invbench.backends.base import new_output
+from invbench.spec import Geometry
+
+# ---------------------------------------------------------------------------
+# kernels (plain functions, decorated by _kernels() for the current mode)
+# ---------------------------------------------------------------------------
+
+
+def _fwd_kernel(
+    x_ptr, w_ptr, out_ptr,
+    B, C, H, W, HO, WO, G, CG,
+    K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    n_p = tl.cdiv(HO * WO, BLOCK_P)
+    n_c = tl.cdiv(CG, BLOCK_C)
+    pb = pid % n_p
+    rest = pid // n_p
+    cb = rest % n_c
+    bg = (rest // n_c).to(tl.int64)  # b * G + g
+    b = bg // G
+    g = bg % G
+
+    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
+    mask_p = offs_p < HO * WO
+    oi = offs_p // WO
+    oj = offs_p % WO
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < CG
+    chan = b * C + g * CG + offs_c  # int64 (B*C) plane index
+    x_planes = x_ptr + chan * H * W
+    w_bg = bg * (K * K)
+
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for u in range(K):
+        ih = oi * STRIDE - PAD + u * DIL
+        mask_h = mask_p & (ih >= 0) & (ih < H)
+        for v in range(K):
+            iw = oj * STRIDE - PAD + v * DIL
+            m = mask_h & (iw >= 0) & (iw < W)
+            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * HO * WO + offs_p, mask=mask_p, other=0.0)
+            xv = tl.load(
+                x_planes[:, None] + (ih * W + iw)[None, :],
+                mask=mask_c[:, None] & m[None, :],
+                other=0.0,
+            )
+            acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
+    out_ptrs = out_ptr + chan[:, None] * HO * WO + offs_p[None, :]
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+
+
+def _grad_x_kernel(
+    go_ptr, w_ptr, gx_ptr,
+    B, C, H, W, HO, WO, G, CG,
+    K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    n_p = tl.cdiv(H * W, BLOCK_P)
+    n_c = tl.cdiv(CG, BLOCK_C)
+    pb = pid % n_p
+    rest = pid // n_p
+    cb = rest % n_c
+    bg = (rest // n_c).to(tl.int64)
+    b = bg // G
+    g = bg % G
+
+    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)  # input pixels
+    mask_p = offs_p < H * W
+    y = offs_p // W
+    z = offs_p % W
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    mask_c = offs_c < CG
+    chan = b * C + g * CG + offs_c
+    go_planes = go_ptr + chan * HO * WO
+    w_bg = bg * (K * K)
+
+    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    for u in range(K):
+        th = y + PAD - u * DIL  # = i * STRIDE when this tap reads (y, z)
+        i = th // STRIDE
+        mask_h = mask_p & (th >= 0) & (th % STRIDE == 0) & (i < HO)
+        for v in range(K):
+            tw = z + PAD - v * DIL
+            j = tw // STRIDE
+            m = mask_h & (tw >= 0) & (tw % STRIDE == 0) & (j < WO)
+            q = i * WO + j
+            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * HO * WO + q, mask=m, other=0.0)
+            gv = tl.load(
+                go_planes[:, None] + q[None, :], mask=mask_c[:, None] & m[None, :], other=0.0
+            )
+            acc += gv.to(tl.float32) * wv.to(tl.float32)[None, :]
+    gx_ptrs = gx_ptr + chan[:, None] * H * W + offs_p[None, :]
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+
+
+def _grad_w_kernel(
+    go_ptr, x_ptr, gw_ptr,
+    B, C, H, W, HO, WO, G, CG,
+    K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ONE_CHUNK: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    n_p = tl.cdiv(HO * WO, BLOCK_P)
+    pb = pid % n_p
+    bg = (pid // n_p).to(tl.int64)
+    b = bg // G
+    g = bg % G
+
+    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)  # output pixels
+    mask_p = offs_p < HO * WO
+    oi = offs_p // WO
+    oj = offs_p % WO
+    c_base = b * C + g * CG
+    offs_c0 = tl.arange(0, BLOCK_C)
+    w_bg = bg * (K * K)
+
+    if ONE_CHUNK:
+        # the whole group fits one channel block: keep grad_out in registers
+        mask_c1 = offs_c0 < CG
+        chan1 = c_base + offs_c0
+        go1 = tl.load(
+            go_ptr + chan1[:, None] * HO * WO + offs_p[None, :],
+            mask=mask_c1[:, None] & mask_p[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        x_planes1 = x_ptr + chan1 * H * W
+
+    for u in range(K):
+        ih = oi * STRIDE - PAD + u * DIL
+        mask_h = mask_p & (ih >= 0) & (ih < H)
+        for v in range(K):
+            iw = oj * STRIDE - PAD + v * DIL
+            m = mask_h & (iw >= 0) & (iw < W)
+            sp = ih * W + iw
+            if ONE_CHUNK:
+                xv = tl.load(
+                    x_planes1[:, None] + sp[None, :], mask=mask_c1[:, None] & m[None, :], other=0.0
+                )
+                acc = tl.sum(go1 * xv.to(tl.float32), axis=0)
+            else:
+                acc = tl.zeros([BLOCK_P], dtype=tl.float32)
+                for c0 in range(0, CG, BLOCK_C):
+                    offs_c = c0 + offs_c0
+                    mask_c = offs_c < CG
+                    chan = c_base + offs_c
+                    gov = tl.load(
+                        go_ptr + chan[:, None] * HO * WO + offs_p[None, :],
+                        mask=mask_c[:, None] & mask_p[None, :],
+                        other=0.0,
+                    )
+                    xv = tl.load(
+                        x_ptr + chan[:, None] * H * W + sp[None, :],
+                        mask=mask_c[:, None] & m[None, :],
+                        other=0.0,
+                    )
+                    acc += tl.sum(gov.to(tl.float32) * xv.to(tl.float32), axis=0)
+            gw_ptrs = gw_ptr + (w_bg + (u * K + v)) * HO * WO + offs_p
+            tl.store(gw_ptrs, acc.to(gw_ptr.dtype.element_ty), mask=mask_p)
+
+
+# ---------------------------------------------------------------------------
+# configurations and decoration
+# ---------------------------------------------------------------------------
+
+# Under the interpreter: one small configuration. Small blocks on purpose, so the
+# tiny test shapes still span several pixel blocks and channel blocks.
+INTERPRET_BLOCK_P = 32
+INTERPRET_BLOCK_C_MAX = 4
+# On a GPU: channels per program (the whole group when it has <= 32 channels).
+GPU_BLOCK_C_MAX = 32
+
+_TUNE_KEY = ["B", "C", "H", "W", "HO", "WO", "G", "K", "STRIDE", "DIL"]
+
+
+def _aggregate_configs() -> list[Any]:
+    """Forward and grad_x: BLOCK_P output (input) pixels x BLOCK_C channels per program."""
+    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (256, 4), (256, 8), (512, 8)]
+    return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
+
+
+def _grad_w_configs() -> list[Any]:
+    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (256, 8)]
+    return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
+
+
+@dataclass(frozen=True)
+class _Kernels:
+    fwd: Any
+    grad_x: Any
+    grad_w: Any
+
+
+@functools.cache
+def _kernels(interpret: bool) -> _Kernels:
+    """The kernels, decorated while TRITON_INTERPRET has the value the launch saw."""
+    fwd = triton.jit(_fwd_kernel)
+    grad_x = triton.jit(_grad_x_kernel)
+    grad_w = triton.jit(_grad_w_kernel)
+    if interpret:
+        return _Kernels(fwd, grad_x, grad_w)
+    return _Kernels(
+        triton.autotune(configs=_aggregate_configs(), key=_TUNE_KEY)(fwd),
+        triton.autotune(configs=_aggregate_configs(), key=_TUNE_KEY)(grad_x),
+        triton.autotune(configs=_grad_w_configs(), key=_TUNE_KEY)(grad_w),
+    )
+
+
+def interpreting() -> bool:
+    """True when Triton kernels launched now run in the interpreter."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+# ---------------------------------------------------------------------------
+# launchers
+# ---------------------------------------------------------------------------
+
+
+def _shape_args(geom: Geometry) -> dict[str, int]:
+    return {
+        "B": geom.batch,
+        "C": geom.channels,
+        "H": geom.height,
+        "W": geom.width,
+        "HO": geom.out_height,
+        "WO": geom.out_width,
+        "G": geom.groups,
+        "CG": geom.group_channels,
+        "K": geom.kernel_size,
+        "STRIDE": geom.stride,
+        "DIL": geom.dilation,
+        "PAD": geom.pad,
+    }
+
+
+def _block_c(geom: Geometry, interpret: bool) -> int:
+    cap = INTERPRET_BLOCK_C_MAX if interpret else GPU_BLOCK_C_MAX
+    return min(int(triton.next_power_of_2(geom.group_channels)), cap)
+
+
+def _check_contiguous(**tensors: torch.Tensor) -> None:
+    for name, t in tensors.items():
+        if not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous (the backend copies it first)")
+
+
+def _launch(kernel: Any, grid: Any, interpret: bool, device: torch.device, *args: Any,
+            **meta: Any) -> None:  # fmt: skip
+    if interpret:
+        meta["BLOCK_P"] = INTERPRET_BLOCK_P
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            kernel[grid](*args, **meta)
+    else:
+        kernel[grid](*args, **meta)
+
+
+def involution_forward(x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """out (B, C, Ho, Wo) from contiguous x (B, C, H, W) and weight (B, G, K, K, Ho, Wo)."""
+    _check_contiguous(x=x, weight=weight)
+    interpret = interpreting()
+    out = new_output(geom.out_shape, x)
+    block_c = _block_c(geom, interpret)
+    n_pix = geom.out_height * geom.out_width
+    n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c)
+
+    def grid(meta: dict[str, Any]) -> tuple[int]:
+        return (n_bgc * triton.cdiv(n_pix, meta["BLOCK_P"]),)
+
+    _launch(_kernels(interpret).fwd, grid, interpret, x.device, x, weight, out,
+            **_shape_args(geom), BLOCK_C=block_c)  # fmt: skip
+    return out
+
+
+def involution_grad_x(grad_out: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """grad_x (B, C, H, W) from contiguous grad_out (B, C, Ho, Wo) and weight."""
+    _check_contiguous(grad_out=grad_out, weight=weight)
+    interpret = interpreting()
+    gx = new_output(geom.x_shape, grad_out)
+    block_c = _block_c(geom, interpret)
+    n_pix = geom.height * geom.width
+    n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c)
+
+    def grid(meta: dict[str, Any]) -> tuple[int]:
+        return (n_bgc * triton.cdiv(n_pix, meta["BLOCK_P"]),)
+
+    _launch(_kernels(interpret).grad_x, grid, interpret, grad_out.device, grad_out, weight, gx,
+            **_shape_args(geom), BLOCK_C=block_c)  # fmt: skip
+    return gx
+
+
+def involution_grad_weight(grad_out: torch.Tensor, x: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """grad_weight (B, G, K, K, Ho, Wo) from contiguous grad_out (B, C, Ho, Wo) and x."""
+    _check_contiguous(grad_out=grad_out, x=x)
+    interpret = interpreting()
+    gw = new_output(geom.weight_shape, x)
+    block_c = _block_c(geom, interpret)
+    n_pix = geom.out_height * geom.out_width
+    n_bg = geom.batch * geom.groups
+
+    def grid(meta: dict[str, Any]) -> tuple[int]:
+        return (n_bg * triton.cdiv(n_pix, meta["BLOCK_P"]),)
+
+    _launch(_kernels(interpret).grad_w, grid, interpret, x.device, grad_out, x, gw,
+            **_shape_args(geom), BLOCK_C=block_c,
+            ONE_CHUNK=block_c >= geom.group_channels)  # fmt: skip
+    return gw
