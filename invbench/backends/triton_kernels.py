@@ -260,7 +260,7 @@ _TUNE_KEY = ["B", "C", "H", "W", "HO", "WO", "G", "K", "STRIDE", "DIL"]
 
 def _aggregate_configs() -> list[Any]:
     """Forward and grad_x: BLOCK_P output (input) pixels x BLOCK_C channels per program."""
-    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (256, 4), (256, 8), (512, 8)]
+    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 4), (256, 8), (512, 8)]
     return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
 
 
