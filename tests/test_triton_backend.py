@@ -78,6 +78,8 @@ SHAPES = {
     "k3-dilation3-stride2": Shape(1, 2, 9, 9, 3, stride=2, dilation=3, groups=1),
     "k1-g2": Shape(2, 8, 6, 7, 1, groups=2),
     "k5-g1-8ch": Shape(1, 8, 8, 9, 5, groups=1),
+    "k3-3ch-per-group": Shape(2, 6, 7, 8, 3, groups=2),
+    "k3-6ch-per-group-stride2": Shape(1, 6, 8, 7, 3, stride=2, groups=1),
     "k7-g=c": Shape(1, 2, 9, 8, 7, groups=2),
     "k9-stride2": Shape(1, 2, 9, 9, 9, stride=2, groups=1),
     "k11": Shape(1, 1, 11, 12, 11),
@@ -100,9 +102,7 @@ def _random_inputs(
     return x, weight, grad_out
 
 
-def _check(
-    shape: Shape, x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor
-) -> None:
+def _check(shape: Shape, x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor) -> None:
     """Forward, grad_x and grad_weight of the triton backend against the float64 reference."""
     geom = shape.geometry()
     x = x.detach().requires_grad_()
