@@ -59,7 +59,26 @@ designs below aim at reading every tensor from HBM once:
 
 Forward plus backward therefore reads grad_out twice (once in each backward
 kernel) where the analytic floor counts it once: an extra B*C*Ho*Wo elements,
-about 6% of the fwd+bwd floor at stride 1, K=7, 16 channels per group.
+7% of the fwd+bwd floor at stride 1, K=7, 16 channels per group (4% at stride
+2, 15% for the K=3 stem).
+
+Instruction issue, not only bytes, can set the time. Per multiply-add the inner
+loop issues a load, the FMA and (for 16-bit types) a conversion, plus per-pixel
+work shared by the BLOCK_C channels. The arithmetic intensity at K=7 (9.7
+FLOP/byte in bf16) is below the fp32-FMA ridge of an H100 only if the loop
+stays near two instructions per multiply-add, so the kernels cut everything
+else from the inner loop:
+
+* x (grad_out in grad_x) is loaded WITHOUT masks at clamped, always-valid
+  addresses; a tap that falls in the zero padding (or, in grad_x, on no output
+  pixel) gets a zero weight instead, one select per pixel shared by all the
+  channels of the tile (grad_weight zeroes its per-pixel sum instead). Lanes
+  past the last pixel or channel also read clamped addresses and are dropped
+  at the store.
+* Shapes (C, H, W, Ho, Wo, G, C/G), K, stride, dilation and padding are
+  compile-time constants (one compiled kernel per layer shape, the batch stays
+  a run-time value), so a thread's per-channel addresses are one base register
+  plus immediate offsets and the index arithmetic folds.
 
 Indices: program ids and every index base that can exceed 2^31 (batch*channel
 plane bases, (b, g, tap) bases of the weight) are computed in int64; offsets
@@ -92,7 +111,8 @@ from invbench.spec import Geometry
 
 def _fwd_kernel(
     x_ptr, w_ptr, out_ptr,
-    B, C, H, W, HO, WO, G, CG,
+    B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
+    G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
@@ -108,35 +128,38 @@ def _fwd_kernel(
 
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)
     mask_p = offs_p < HO * WO
-    oi = offs_p // WO
-    oj = offs_p % WO
+    offs_p_in = tl.minimum(offs_p, HO * WO - 1)  # lanes past the end read a valid pixel
+    oi = offs_p_in // WO
+    oj = offs_p_in % WO
     offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < CG
     chan = b * C + g * CG + offs_c  # int64 (B*C) plane index
-    x_planes = x_ptr + chan * H * W
+    x_planes = x_ptr + (b * C + g * CG + tl.minimum(offs_c, CG - 1)) * (H * W)
     w_bg = bg * (K * K)
 
+    # x is read without masks at clamped addresses; a tap that falls in the zero
+    # padding gets a zero weight instead: one select per pixel, shared by the channels.
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
     for u in range(K):
         ih = oi * STRIDE - PAD + u * DIL
-        mask_h = mask_p & (ih >= 0) & (ih < H)
+        ok_h = (ih >= 0) & (ih < H)
+        row = tl.minimum(tl.maximum(ih, 0), H - 1) * W
         for v in range(K):
             iw = oj * STRIDE - PAD + v * DIL
-            m = mask_h & (iw >= 0) & (iw < W)
-            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * HO * WO + offs_p, mask=mask_p, other=0.0)
-            xv = tl.load(
-                x_planes[:, None] + (ih * W + iw)[None, :],
-                mask=mask_c[:, None] & m[None, :],
-                other=0.0,
-            )
-            acc += xv.to(tl.float32) * wv.to(tl.float32)[None, :]
-    out_ptrs = out_ptr + chan[:, None] * HO * WO + offs_p[None, :]
+            ok = ok_h & (iw >= 0) & (iw < W)
+            col = tl.minimum(tl.maximum(iw, 0), W - 1)
+            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + offs_p_in)
+            wv = tl.where(ok, wv.to(tl.float32), 0.0)
+            xv = tl.load(x_planes[:, None] + (row + col)[None, :])
+            acc += xv.to(tl.float32) * wv[None, :]
+    out_ptrs = out_ptr + chan[:, None] * (HO * WO) + offs_p[None, :]
     tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
 
 
 def _grad_x_kernel(
     go_ptr, w_ptr, gx_ptr,
-    B, C, H, W, HO, WO, G, CG,
+    B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
+    G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
@@ -152,36 +175,38 @@ def _grad_x_kernel(
 
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)  # input pixels
     mask_p = offs_p < H * W
-    y = offs_p // W
-    z = offs_p % W
+    offs_p_in = tl.minimum(offs_p, H * W - 1)
+    y = offs_p_in // W
+    z = offs_p_in % W
     offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < CG
     chan = b * C + g * CG + offs_c
-    go_planes = go_ptr + chan * HO * WO
+    go_planes = go_ptr + (b * C + g * CG + tl.minimum(offs_c, CG - 1)) * (HO * WO)
     w_bg = bg * (K * K)
 
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
     for u in range(K):
-        th = y + PAD - u * DIL  # = i * STRIDE when this tap reads (y, z)
+        th = y + PAD - u * DIL  # = i * STRIDE when tap (u, .) of output row i reads row y
         i = th // STRIDE
-        mask_h = mask_p & (th >= 0) & (th % STRIDE == 0) & (i < HO)
+        ok_h = (th >= 0) & (th % STRIDE == 0) & (i < HO)
+        row = tl.minimum(tl.maximum(i, 0), HO - 1) * WO
         for v in range(K):
             tw = z + PAD - v * DIL
             j = tw // STRIDE
-            m = mask_h & (tw >= 0) & (tw % STRIDE == 0) & (j < WO)
-            q = i * WO + j
-            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * HO * WO + q, mask=m, other=0.0)
-            gv = tl.load(
-                go_planes[:, None] + q[None, :], mask=mask_c[:, None] & m[None, :], other=0.0
-            )
-            acc += gv.to(tl.float32) * wv.to(tl.float32)[None, :]
-    gx_ptrs = gx_ptr + chan[:, None] * H * W + offs_p[None, :]
+            ok = ok_h & (tw >= 0) & (tw % STRIDE == 0) & (j < WO)
+            q = row + tl.minimum(tl.maximum(j, 0), WO - 1)
+            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + q)
+            wv = tl.where(ok, wv.to(tl.float32), 0.0)
+            gv = tl.load(go_planes[:, None] + q[None, :])
+            acc += gv.to(tl.float32) * wv[None, :]
+    gx_ptrs = gx_ptr + chan[:, None] * (H * W) + offs_p[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
 
 
 def _grad_w_kernel(
     go_ptr, x_ptr, gw_ptr,
-    B, C, H, W, HO, WO, G, CG,
+    B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
+    G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):  # fmt: skip
@@ -194,53 +219,51 @@ def _grad_w_kernel(
 
     offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)  # output pixels
     mask_p = offs_p < HO * WO
-    oi = offs_p // WO
-    oj = offs_p % WO
+    offs_p_in = tl.minimum(offs_p, HO * WO - 1)
+    oi = offs_p_in // WO
+    oj = offs_p_in % WO
     c_base = b * C + g * CG
     offs_c0 = tl.arange(0, BLOCK_C)
     w_bg = bg * (K * K)
 
     if ONE_CHUNK:
-        # the whole group fits one channel block: keep grad_out in registers
+        # The whole group fits one channel block: grad_out stays in registers for
+        # all taps. Its lanes past the group or the grid are zero, so x can be
+        # read unmasked at clamped addresses.
         mask_c1 = offs_c0 < CG
-        chan1 = c_base + offs_c0
         go1 = tl.load(
-            go_ptr + chan1[:, None] * HO * WO + offs_p[None, :],
+            go_ptr + (c_base + offs_c0)[:, None] * (HO * WO) + offs_p[None, :],
             mask=mask_c1[:, None] & mask_p[None, :],
             other=0.0,
         ).to(tl.float32)
-        x_planes1 = x_ptr + chan1 * H * W
+        x_planes1 = x_ptr + (c_base + tl.minimum(offs_c0, CG - 1)) * (H * W)
 
     for u in range(K):
         ih = oi * STRIDE - PAD + u * DIL
-        mask_h = mask_p & (ih >= 0) & (ih < H)
+        ok_h = (ih >= 0) & (ih < H)
+        row = tl.minimum(tl.maximum(ih, 0), H - 1) * W
         for v in range(K):
             iw = oj * STRIDE - PAD + v * DIL
-            m = mask_h & (iw >= 0) & (iw < W)
-            sp = ih * W + iw
+            ok = ok_h & (iw >= 0) & (iw < W)
+            sp = row + tl.minimum(tl.maximum(iw, 0), W - 1)
             if ONE_CHUNK:
-                xv = tl.load(
-                    x_planes1[:, None] + sp[None, :], mask=mask_c1[:, None] & m[None, :], other=0.0
-                )
+                xv = tl.load(x_planes1[:, None] + sp[None, :])
                 acc = tl.sum(go1 * xv.to(tl.float32), axis=0)
             else:
                 acc = tl.zeros([BLOCK_P], dtype=tl.float32)
                 for c0 in range(0, CG, BLOCK_C):
                     offs_c = c0 + offs_c0
                     mask_c = offs_c < CG
-                    chan = c_base + offs_c
                     gov = tl.load(
-                        go_ptr + chan[:, None] * HO * WO + offs_p[None, :],
+                        go_ptr + (c_base + offs_c)[:, None] * (HO * WO) + offs_p[None, :],
                         mask=mask_c[:, None] & mask_p[None, :],
                         other=0.0,
                     )
-                    xv = tl.load(
-                        x_ptr + chan[:, None] * H * W + sp[None, :],
-                        mask=mask_c[:, None] & m[None, :],
-                        other=0.0,
-                    )
+                    x_planes = x_ptr + (c_base + tl.minimum(offs_c, CG - 1)) * (H * W)
+                    xv = tl.load(x_planes[:, None] + sp[None, :])
                     acc += tl.sum(gov.to(tl.float32) * xv.to(tl.float32), axis=0)
-            gw_ptrs = gw_ptr + (w_bg + (u * K + v)) * HO * WO + offs_p
+            acc = tl.where(ok, acc, 0.0)
+            gw_ptrs = gw_ptr + (w_bg + (u * K + v)) * (HO * WO) + offs_p
             tl.store(gw_ptrs, acc.to(gw_ptr.dtype.element_ty), mask=mask_p)
 
 
