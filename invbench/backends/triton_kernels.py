@@ -163,21 +163,32 @@ def _grad_x_kernel(
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
 ):  # fmt: skip
+    # Input pixels are split by phase (y % STRIDE, z % STRIDE). Output row i reads
+    # input row y through tap u when i * STRIDE = y + PAD - u * DIL, so within one
+    # phase a tap row u lands on the output grid for every pixel or for none:
+    # taps that never land are skipped with a scalar branch.
     pid = tl.program_id(0)
-    n_p = tl.cdiv(H * W, BLOCK_P)
+    hs = (H + STRIDE - 1) // STRIDE  # pixels per phase, rounded up
+    ws = (W + STRIDE - 1) // STRIDE
+    n_p = tl.cdiv(hs * ws, BLOCK_P)
     n_c = tl.cdiv(CG, BLOCK_C)
     pb = pid % n_p
     rest = pid // n_p
+    phase = rest % (STRIDE * STRIDE)
+    rest = rest // (STRIDE * STRIDE)
     cb = rest % n_c
     bg = (rest // n_c).to(tl.int64)
     b = bg // G
     g = bg % G
+    py = phase // STRIDE
+    pz = phase % STRIDE
 
-    offs_p = pb * BLOCK_P + tl.arange(0, BLOCK_P)  # input pixels
-    mask_p = offs_p < H * W
-    offs_p_in = tl.minimum(offs_p, H * W - 1)
-    y = offs_p_in // W
-    z = offs_p_in % W
+    offs = pb * BLOCK_P + tl.arange(0, BLOCK_P)
+    ty = offs // ws
+    tz = offs % ws
+    y = py + STRIDE * ty  # input pixel (y, z)
+    z = pz + STRIDE * tz
+    mask_p = (offs < hs * ws) & (y < H) & (z < W)
     offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
     mask_c = offs_c < CG
     chan = b * C + g * CG + offs_c
@@ -186,20 +197,22 @@ def _grad_x_kernel(
 
     acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
     for u in range(K):
-        th = y + PAD - u * DIL  # = i * STRIDE when tap (u, .) of output row i reads row y
-        i = th // STRIDE
-        ok_h = (th >= 0) & (th % STRIDE == 0) & (i < HO)
-        row = tl.minimum(tl.maximum(i, 0), HO - 1) * WO
-        for v in range(K):
-            tw = z + PAD - v * DIL
-            j = tw // STRIDE
-            ok = ok_h & (tw >= 0) & (tw % STRIDE == 0) & (j < WO)
-            q = row + tl.minimum(tl.maximum(j, 0), WO - 1)
-            wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + q)
-            wv = tl.where(ok, wv.to(tl.float32), 0.0)
-            gv = tl.load(go_planes[:, None] + q[None, :])
-            acc += gv.to(tl.float32) * wv[None, :]
-    gx_ptrs = gx_ptr + chan[:, None] * (H * W) + offs_p[None, :]
+        eh = py + PAD - u * DIL
+        if eh % STRIDE == 0:
+            i = ty + eh // STRIDE
+            ok_h = (i >= 0) & (i < HO)
+            row = tl.minimum(tl.maximum(i, 0), HO - 1) * WO
+            for v in range(K):
+                ew = pz + PAD - v * DIL
+                if ew % STRIDE == 0:
+                    j = tz + ew // STRIDE
+                    ok = ok_h & (j >= 0) & (j < WO)
+                    q = row + tl.minimum(tl.maximum(j, 0), WO - 1)
+                    wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + q)
+                    wv = tl.where(ok, wv.to(tl.float32), 0.0)
+                    gv = tl.load(go_planes[:, None] + q[None, :])
+                    acc += gv.to(tl.float32) * wv[None, :]
+    gx_ptrs = gx_ptr + chan[:, None] * (H * W) + (y * W + z)[None, :]
     tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
 
 
@@ -386,8 +399,9 @@ def involution_grad_x(grad_out: torch.Tensor, weight: torch.Tensor, geom: Geomet
     interpret = interpreting()
     gx = new_output(geom.x_shape, grad_out)
     block_c = _block_c(geom, interpret)
-    n_pix = geom.height * geom.width
-    n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c)
+    s = geom.stride
+    n_pix = triton.cdiv(geom.height, s) * triton.cdiv(geom.width, s)  # per phase
+    n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c) * s * s
 
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (n_bgc * triton.cdiv(n_pix, meta["BLOCK_P"]),)
