@@ -15,42 +15,40 @@ else, channels_last included):
 
 with zeros outside the image. Any K >= 1 works: the kernels only evaluate this
 formula, so an even K is simply a window of K taps that starts p pixels before
-i*s (with the default padding p = d*(K-1)//2 the window is one tap longer after
-the centre than before it, and the output grid is one pixel smaller than the
-input at stride 1). Each kernel loops over the K*K taps at run time, so K is not
-limited by the code; invbench tests K = 1 to 11.
+i*s (with the default padding p = d*(K-1)//2 the window reaches one tap further
+after the centre than before it, and at stride 1 the output grid is one pixel
+smaller than the input). K is a compile-time constant and nothing in the code
+limits it; invbench tests K = 1 to 11.
 
 Floor and what each design choice buys
 --------------------------------------
-The operator does 1 multiply-add per (output element, tap): 2*K^2 FLOP per
-output element, about 4.8 FLOP/byte in fp32 and 9.7 in bf16 at K=7, stride 1,
-far below what an H100 can feed from HBM, so every kernel is memory-bound and
-its floor is (fewest bytes) / (measured copy bandwidth):
+Fewest bytes per kernel (each tensor read or written once):
 
 * forward:     read x + read weight + write out
 * grad_x:      read grad_out + read weight + write grad_x
 * grad_weight: read grad_out + read x + write grad_weight
 
-At stride 1 with the official 16 channels per group, weight is
-K^2/16 = 3 times the size of x at K=7, i.e. about 60% of the forward traffic. The
-designs below aim at reading every tensor from HBM once:
+At stride 1 with the official 16 channels per group, weight is K^2/16 = 3 times
+the size of x at K=7, i.e. about 60% of the forward traffic. The floor of a
+kernel is its bytes divided by the copy bandwidth measured on the same GPU.
 
 * forward: one program owns BLOCK_P flattened output pixels of BLOCK_C channels
-  of ONE group. Each weight tap is loaded once as a contiguous BLOCK_P vector and
-  reused across the BLOCK_C channels held in registers, so with BLOCK_C >= C/G
-  (16 in every resnet layer) the weight is read exactly once. x is gathered
-  with masks (zero padding costs no memory); the K^2-fold reuse of an x element
-  by neighbouring pixels and taps is served by L1/L2, and pixel blocks are the
-  fastest-varying program index so neighbouring blocks (which share halo rows)
-  run close in time. Out is written once, coalesced along pixels.
-* grad_x: gather formulation. One program owns BLOCK_P input pixels of BLOCK_C
-  channels; for each tap it finds the output pixel (i, j) that read this input
-  pixel through that tap (i*s = y + p - u*d, so the tap counts only when s
-  divides y + p - u*d and the quotient lies on the output grid), then adds
-  weight * grad_out. Every grad_x element is written once by one program: no
-  atomics, no zero-fill, no extra pass. Weight taps are again shared across the
-  channels of the group. At stride s only about 1/s^2 of the taps land, and the
-  masked-off lanes issue no memory traffic.
+  of ONE group; each thread holds all BLOCK_C channels of its pixels. Each
+  weight tap is loaded once per pixel and reused across the channels in
+  registers, so with BLOCK_C >= C/G (16 in every resnet layer) the weight is
+  read exactly once. The K^2-fold reuse of an x element by neighbouring pixels
+  and taps is served by L1/L2; pixel blocks are the fastest-varying program
+  index so neighbouring blocks (which share halo rows) run close in time. Out
+  is written once, coalesced along pixels.
+* grad_x: gather formulation, so no atomics, no zero-fill and no extra pass:
+  every grad_x element is written once by one program. Output pixel i reads
+  input row y through tap u when i*s = y + p - u*d, so the programs are split
+  by stride phase (y mod s, z mod s): within a phase a tap lands on the output
+  grid for every pixel or for none, and the taps that never land are skipped
+  with a scalar branch (at stride 2 about a quarter of the K^2 taps are
+  visited). Weight taps are shared across the channels of the group. grad_x is
+  written with stride s inside a phase; the other phases fill the gaps while
+  the lines are still in L2.
 * grad_weight: one program owns BLOCK_P output pixels of one (b, g) and reduces
   over the group's channels for every tap. When the group fits in one channel
   block (BLOCK_C >= C/G) the grad_out tile is loaded once and kept in registers
@@ -62,21 +60,20 @@ kernel) where the analytic floor counts it once: an extra B*C*Ho*Wo elements,
 7% of the fwd+bwd floor at stride 1, K=7, 16 channels per group (4% at stride
 2, 15% for the K=3 stem).
 
-Instruction issue, not only bytes, can set the time. Per multiply-add the inner
-loop issues a load, the FMA and (for 16-bit types) a conversion, plus per-pixel
-work shared by the BLOCK_C channels. The arithmetic intensity at K=7 (9.7
-FLOP/byte in bf16) is below the fp32-FMA ridge of an H100 only if the loop
-stays near two instructions per multiply-add, so the kernels cut everything
-else from the inner loop:
+Instruction issue, not only bytes, can set the time. Each multiply-add costs at
+least a load, the FMA and, for 16-bit types, a conversion, plus per-pixel work
+shared by the BLOCK_C channels. At K=7 in bf16 (9.7 FLOP/byte) the kernels stay
+memory-bound on an H100 only if the inner loop issues about two instructions
+per multiply-add or fewer, so everything else is taken out of it:
 
 * x (grad_out in grad_x) is loaded WITHOUT masks at clamped, always-valid
-  addresses; a tap that falls in the zero padding (or, in grad_x, on no output
-  pixel) gets a zero weight instead, one select per pixel shared by all the
-  channels of the tile (grad_weight zeroes its per-pixel sum instead). Lanes
-  past the last pixel or channel also read clamped addresses and are dropped
-  at the store.
+  addresses; a tap that falls in the zero padding (or, in grad_x, outside the
+  output grid) gets a zero weight instead, one select per pixel shared by all
+  the channels of the tile (grad_weight zeroes its per-pixel sum instead).
+  Lanes past the last pixel or channel also read clamped addresses and are
+  dropped at the store.
 * Shapes (C, H, W, Ho, Wo, G, C/G), K, stride, dilation and padding are
-  compile-time constants (one compiled kernel per layer shape, the batch stays
+  compile-time constants (one compiled kernel per layer shape; the batch stays
   a run-time value), so a thread's per-channel addresses are one base register
   plus immediate offsets and the index arithmetic folds.
 
@@ -86,10 +83,11 @@ inside one H*W or Ho*Wo plane stay int32, so a single plane must hold fewer than
 2^31 elements.
 
 Launch configuration: on a GPU the pixel block and warp count are autotuned
-(triton.autotune, keyed by the shape, stride, dilation and K); under the Triton
-interpreter (TRITON_INTERPRET=1, checked at launch) one fixed small configuration
-is used so tests stay fast. Kernels are decorated at first use in each mode, so
-the interpreter setting at launch time is what counts.
+(triton.autotune, keyed by the shape, stride, dilation and K); the channel block
+is the whole group up to 32 channels. Under the Triton interpreter
+(TRITON_INTERPRET=1, read at launch) one fixed small configuration is used so
+tests stay fast. Kernels are decorated at first use in each mode, so the
+interpreter setting at launch time is what counts.
 """
 
 import functools
