@@ -90,13 +90,19 @@ def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: i
             [os.path.join(bindir, "nvdisasm"), "-c", f.name],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
+        usage = subprocess.run(
+            [os.path.join(bindir, "cuobjdump"), "--dump-resource-usage", f.name],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    registers = re.search(r"REG:(\d+)", usage)
     ops = innermost_fma_loop(sass)
     tally = Counter(ops)
     macs = tally["FFMA"] + tally["FMUL"]
     return (
         f"{kernel:6} {dtype:4} {layer:10} BLOCK_P={block_p} warps={warps}: "
         f"{len(ops)} instructions, {macs} multiply-adds, {tally['LDG']} loads -> "
-        f"{len(ops) / max(macs, 1):.2f} per multiply-add"
+        f"{len(ops) / max(macs, 1):.2f} per multiply-add; "
+        f"{registers.group(1) if registers else '?'} registers"
     )
 
 
