@@ -254,6 +254,15 @@ def test_availability_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
     assert NOT_INSTALLED == "triton is not installed (pip install invbench[triton])"
 
 
+def test_gpu_configs_give_each_thread_whole_pixels() -> None:
+    from invbench.backends import triton_kernels as tk
+
+    configs = tk._aggregate_configs() + tk._grad_w_configs()
+    assert configs
+    for config in configs:
+        assert config.kwargs["BLOCK_P"] >= tk.THREADS_PER_WARP * config.num_warps, config
+
+
 def test_registered_and_imported_lazily() -> None:
     code = (
         "import sys, invbench\n"

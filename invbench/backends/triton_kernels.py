@@ -294,14 +294,22 @@ GPU_BLOCK_C_MAX = 32
 _TUNE_KEY = ["B", "C", "H", "W", "HO", "WO", "G", "K", "STRIDE", "DIL"]
 
 
+# Every configuration keeps BLOCK_P >= 32 * num_warps: then each thread holds all
+# the channels of its pixels and one weight load serves them all. With fewer
+# pixels than threads, Triton splits a pixel's channels across threads, and the
+# per-pixel work (weight load, clamps, selects) is repeated by each of them: up
+# to twice the instructions per multiply-add in the compiled inner loop.
+THREADS_PER_WARP = 32
+
+
 def _aggregate_configs() -> list[Any]:
     """Forward and grad_x: BLOCK_P output (input) pixels x BLOCK_C channels per program."""
-    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (128, 8), (256, 4), (256, 8), (512, 8)]
+    shapes = [(32, 1), (64, 1), (64, 2), (128, 2), (128, 4), (256, 4), (256, 8), (512, 8)]
     return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
 
 
 def _grad_w_configs() -> list[Any]:
-    shapes = [(32, 2), (64, 2), (64, 4), (128, 4), (256, 8)]
+    shapes = [(32, 1), (64, 2), (128, 4), (256, 4), (256, 8)]
     return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
 
 
