@@ -254,6 +254,18 @@ def test_availability_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
     assert NOT_INSTALLED == "triton is not installed (pip install invbench[triton])"
 
 
+def test_launch_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from invbench.backends.triton_kernels import LaunchMode, launch_mode
+
+    assert launch_mode() is LaunchMode.INTERPRET
+    monkeypatch.setenv("INVBENCH_TRITON_AUTOTUNE", "0")
+    assert launch_mode() is LaunchMode.INTERPRET  # the interpreter wins
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert launch_mode() is LaunchMode.FIXED
+    monkeypatch.delenv("INVBENCH_TRITON_AUTOTUNE")
+    assert launch_mode() is LaunchMode.AUTOTUNE
+
+
 def test_gpu_configs_give_each_thread_whole_pixels() -> None:
     from invbench.backends import triton_kernels as tk
 

@@ -1,7 +1,9 @@
-"""The `triton` backend compiled for a real CUDA device (autotuned launches).
+"""The `triton` backend compiled for a real CUDA device.
 
 Skipped without CUDA. TRITON_INTERPRET is removed while these tests run, so the
-compiled kernels are used even if another module set it.
+compiled kernels are used even if another module set it. Most tests run one
+fixed launch configuration (INVBENCH_TRITON_AUTOTUNE=0) to keep the number of
+compilations down; test_autotuned_launch checks the autotuned path.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 @pytest.fixture(autouse=True)
 def _compiled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.setenv("INVBENCH_TRITON_AUTOTUNE", "0")
     yield
 
 
@@ -82,6 +85,16 @@ def test_resnet_layers(name: str, dtype: torch.dtype) -> None:
 @pytest.mark.parametrize("name", list(ODD))
 def test_odd_shapes(name: str) -> None:
     _check(ODD[name], torch.float32, seed=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_autotuned_launch(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    from invbench.backends import triton_kernels
+
+    monkeypatch.delenv("INVBENCH_TRITON_AUTOTUNE")
+    assert triton_kernels.launch_mode() is triton_kernels.LaunchMode.AUTOTUNE
+    _check(Geometry(4, 64, 28, 28, 7, stride=2, groups=4), dtype, seed=2)
+    _check(Geometry(4, 64, 28, 28, 7, stride=2, groups=4), dtype, seed=3)  # tuned config reused
 
 
 def test_channels_last_on_cuda() -> None:

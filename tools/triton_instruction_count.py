@@ -71,10 +71,10 @@ def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: i
     fn, pointers = KERNELS[kernel]
     constants: dict[str, int | bool] = dict(tk._shape_args(geom))
     constants.pop("B")
-    constants["BLOCK_C"] = tk._block_c(geom, False)
+    constants["BLOCK_C"] = tk._block_c(geom, tk.LaunchMode.AUTOTUNE)
     constants["BLOCK_P"] = block_p
     if kernel == "grad_w":
-        constants["ONE_CHUNK"] = tk._block_c(geom, False) >= geom.group_channels
+        constants["ONE_CHUNK"] = tk._block_c(geom, tk.LaunchMode.AUTOTUNE) >= geom.group_channels
     signature = {p: "*" + dtype for p in pointers} | {"B": "i32"}
     signature |= {name: "constexpr" for name in constants}
     compiled = triton.compile(

@@ -84,17 +84,20 @@ plane bases, (b, g, tap) bases of the weight) are computed in int64; offsets
 inside one H*W or Ho*Wo plane stay int32, so a single plane must hold fewer than
 2^31 elements.
 
-Launch configuration: on a GPU the pixel block and warp count are autotuned
-(triton.autotune, keyed by the shape, stride, dilation and K); the channel block
-is the whole group up to 32 channels. Under the Triton interpreter
-(TRITON_INTERPRET=1, read at launch) one fixed small configuration is used so
-tests stay fast. Kernels are decorated at first use in each mode, so the
-interpreter setting at launch time is what counts.
+Launch configuration, chosen from the environment at each launch:
+on a GPU the pixel block and warp count are autotuned (triton.autotune, keyed by
+the shape, stride, dilation and K; every configuration keeps at least one pixel
+per thread); the channel block is the whole group up to 32 channels.
+INVBENCH_TRITON_AUTOTUNE=0 replaces autotuning by one fixed configuration (fewer
+compilations, e.g. for tests). Under the Triton interpreter (TRITON_INTERPRET=1)
+one fixed small configuration is used so tests stay fast. Kernels are decorated
+at first use in each mode, so the setting at launch time is what counts.
 """
 
 import functools
 import os
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import torch
@@ -290,6 +293,9 @@ INTERPRET_BLOCK_P = 32
 INTERPRET_BLOCK_C_MAX = 4
 # On a GPU: channels per program (the whole group when it has <= 32 channels).
 GPU_BLOCK_C_MAX = 32
+# On a GPU with autotuning switched off (INVBENCH_TRITON_AUTOTUNE=0).
+FIXED_BLOCK_P = 128
+FIXED_NUM_WARPS = 4
 
 _TUNE_KEY = ["B", "C", "H", "W", "HO", "WO", "G", "K", "STRIDE", "DIL"]
 
@@ -320,24 +326,34 @@ class _Kernels:
     grad_w: Any
 
 
+class LaunchMode(Enum):
+    INTERPRET = "interpret"  # TRITON_INTERPRET=1: one small configuration
+    FIXED = "fixed"  # INVBENCH_TRITON_AUTOTUNE=0: one GPU configuration, no tuning
+    AUTOTUNE = "autotune"  # the default on a GPU
+
+
+def launch_mode() -> LaunchMode:
+    """How kernels launched now run, from the environment at the time of the call."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return LaunchMode.INTERPRET
+    if os.environ.get("INVBENCH_TRITON_AUTOTUNE") == "0":
+        return LaunchMode.FIXED
+    return LaunchMode.AUTOTUNE
+
+
 @functools.cache
-def _kernels(interpret: bool) -> _Kernels:
+def _kernels(mode: LaunchMode) -> _Kernels:
     """The kernels, decorated while TRITON_INTERPRET has the value the launch saw."""
     fwd = triton.jit(_fwd_kernel)
     grad_x = triton.jit(_grad_x_kernel)
     grad_w = triton.jit(_grad_w_kernel)
-    if interpret:
+    if mode is not LaunchMode.AUTOTUNE:
         return _Kernels(fwd, grad_x, grad_w)
     return _Kernels(
         triton.autotune(configs=_aggregate_configs(), key=_TUNE_KEY)(fwd),
         triton.autotune(configs=_aggregate_configs(), key=_TUNE_KEY)(grad_x),
         triton.autotune(configs=_grad_w_configs(), key=_TUNE_KEY)(grad_w),
     )
-
-
-def interpreting() -> bool:
-    """True when Triton kernels launched now run in the interpreter."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
 
 
 # ---------------------------------------------------------------------------
@@ -362,8 +378,8 @@ def _shape_args(geom: Geometry) -> dict[str, int]:
     }
 
 
-def _block_c(geom: Geometry, interpret: bool) -> int:
-    cap = INTERPRET_BLOCK_C_MAX if interpret else GPU_BLOCK_C_MAX
+def _block_c(geom: Geometry, mode: LaunchMode) -> int:
+    cap = INTERPRET_BLOCK_C_MAX if mode is LaunchMode.INTERPRET else GPU_BLOCK_C_MAX
     return min(int(triton.next_power_of_2(geom.group_channels)), cap)
 
 
@@ -373,10 +389,13 @@ def _check_contiguous(**tensors: torch.Tensor) -> None:
             raise ValueError(f"{name} must be contiguous (the backend copies it first)")
 
 
-def _launch(kernel: Any, grid: Any, interpret: bool, device: torch.device, *args: Any,
+def _launch(kernel: Any, grid: Any, mode: LaunchMode, device: torch.device, *args: Any,
             **meta: Any) -> None:  # fmt: skip
-    if interpret:
+    if mode is LaunchMode.INTERPRET:
         meta["BLOCK_P"] = INTERPRET_BLOCK_P
+    elif mode is LaunchMode.FIXED:
+        meta["BLOCK_P"] = FIXED_BLOCK_P
+        meta["num_warps"] = FIXED_NUM_WARPS
     if device.type == "cuda":
         with torch.cuda.device(device):
             kernel[grid](*args, **meta)
@@ -387,16 +406,16 @@ def _launch(kernel: Any, grid: Any, interpret: bool, device: torch.device, *args
 def involution_forward(x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """out (B, C, Ho, Wo) from contiguous x (B, C, H, W) and weight (B, G, K, K, Ho, Wo)."""
     _check_contiguous(x=x, weight=weight)
-    interpret = interpreting()
+    mode = launch_mode()
     out = new_output(geom.out_shape, x)
-    block_c = _block_c(geom, interpret)
+    block_c = _block_c(geom, mode)
     n_pix = geom.out_height * geom.out_width
     n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c)
 
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (n_bgc * triton.cdiv(n_pix, meta["BLOCK_P"]),)
 
-    _launch(_kernels(interpret).fwd, grid, interpret, x.device, x, weight, out,
+    _launch(_kernels(mode).fwd, grid, mode, x.device, x, weight, out,
             **_shape_args(geom), BLOCK_C=block_c)  # fmt: skip
     return out
 
@@ -404,9 +423,9 @@ def involution_forward(x: torch.Tensor, weight: torch.Tensor, geom: Geometry) ->
 def involution_grad_x(grad_out: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """grad_x (B, C, H, W) from contiguous grad_out (B, C, Ho, Wo) and weight."""
     _check_contiguous(grad_out=grad_out, weight=weight)
-    interpret = interpreting()
+    mode = launch_mode()
     gx = new_output(geom.x_shape, grad_out)
-    block_c = _block_c(geom, interpret)
+    block_c = _block_c(geom, mode)
     s = geom.stride
     n_pix = triton.cdiv(geom.height, s) * triton.cdiv(geom.width, s)  # per phase
     n_bgc = geom.batch * geom.groups * triton.cdiv(geom.group_channels, block_c) * s * s
@@ -414,7 +433,7 @@ def involution_grad_x(grad_out: torch.Tensor, weight: torch.Tensor, geom: Geomet
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (n_bgc * triton.cdiv(n_pix, meta["BLOCK_P"]),)
 
-    _launch(_kernels(interpret).grad_x, grid, interpret, grad_out.device, grad_out, weight, gx,
+    _launch(_kernels(mode).grad_x, grid, mode, grad_out.device, grad_out, weight, gx,
             **_shape_args(geom), BLOCK_C=block_c)  # fmt: skip
     return gx
 
@@ -422,16 +441,16 @@ def involution_grad_x(grad_out: torch.Tensor, weight: torch.Tensor, geom: Geomet
 def involution_grad_weight(grad_out: torch.Tensor, x: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """grad_weight (B, G, K, K, Ho, Wo) from contiguous grad_out (B, C, Ho, Wo) and x."""
     _check_contiguous(grad_out=grad_out, x=x)
-    interpret = interpreting()
+    mode = launch_mode()
     gw = new_output(geom.weight_shape, x)
-    block_c = _block_c(geom, interpret)
+    block_c = _block_c(geom, mode)
     n_pix = geom.out_height * geom.out_width
     n_bg = geom.batch * geom.groups
 
     def grid(meta: dict[str, Any]) -> tuple[int]:
         return (n_bg * triton.cdiv(n_pix, meta["BLOCK_P"]),)
 
-    _launch(_kernels(interpret).grad_w, grid, interpret, x.device, grad_out, x, gw,
+    _launch(_kernels(mode).grad_w, grid, mode, x.device, grad_out, x, gw,
             **_shape_args(geom), BLOCK_C=block_c,
             ONE_CHUNK=block_c >= geom.group_channels)  # fmt: skip
     return gw
