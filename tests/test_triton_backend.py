@@ -41,6 +41,9 @@ from invbench.backends.triton_backend import (  # noqa: E402
 from invbench.reference import involution_reference, relative_error  # noqa: E402
 from invbench.spec import DeviceKind, Dtype, Geometry  # noqa: E402
 
+# Relative to max |reference|. The interpreter converts float32 to bfloat16 by
+# truncation (compiled kernels round to nearest), so bfloat16 results here can be
+# off by up to one bfloat16 ulp, 2^-7 = 0.78%, of the largest value.
 TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 
