@@ -23,6 +23,7 @@ else:
     os.environ["TRITON_INTERPRET"] = _PREVIOUS_INTERPRET
 
 import copy  # noqa: E402
+import random  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -143,6 +144,33 @@ def test_float32_matches_reference(name: str) -> None:
 def test_half_precision_matches_reference(name: str, dtype: torch.dtype) -> None:
     shape = SHAPES[name]
     _check(shape, *_random_inputs(shape, dtype, seed=1))
+
+
+def _random_shapes(count: int, seed: int) -> list[Shape]:
+    """Valid small geometries drawn at random (fixed seed): K 1-6, stride 1-4, dilation 1-3."""
+    rng = random.Random(seed)
+    shapes: list[Shape] = []
+    while len(shapes) < count:
+        c = rng.choice([1, 2, 3, 4, 6, 8, 12])
+        shape = Shape(
+            b=rng.randint(1, 2), c=c, h=rng.randint(1, 10), w=rng.randint(1, 10),
+            k=rng.randint(1, 6), stride=rng.randint(1, 4), dilation=rng.randint(1, 3),
+            groups=rng.choice([d for d in range(1, c + 1) if c % d == 0]),
+            padding=rng.choice([None, 0, rng.randint(0, 4)]),
+        )  # fmt: skip
+        geom = shape.geometry()
+        span = shape.dilation * (shape.k - 1) + 1
+        if min(shape.h, shape.w) + 2 * geom.pad >= span:
+            shapes.append(shape)
+    return shapes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("index", range(12))
+def test_random_geometries(index: int, dtype: torch.dtype) -> None:
+    shape = _random_shapes(12, seed=11)[index]
+    _check(shape, *_random_inputs(shape, dtype, seed=100 + index))
 
 
 def test_channels_last_input() -> None:
