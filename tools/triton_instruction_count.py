@@ -1,0 +1,123 @@
+"""Count the instructions of the triton backend's innermost loops, without a GPU.
+
+Compiles each kernel for a CUDA target with Triton's bundled ptxas, disassembles
+the cubin with the bundled nvdisasm and reports, for the innermost loop that
+holds multiply-adds, its instruction count per multiply-add (FFMA and FMUL).
+
+    python tools/triton_instruction_count.py --layer layer1 --dtype bf16
+
+Needs triton with its NVIDIA backend; uses Triton's compiler API, so it follows
+the installed Triton version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+from collections import Counter
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from invbench.backends import triton_kernels as tk
+from invbench.spec import Geometry
+
+# name: (C, H, stride, K, G), from the resnet-shapes suite
+LAYERS = {
+    "stem": (32, 112, 1, 3, 2),
+    "layer1": (64, 56, 1, 7, 4),
+    "layer2-1st": (128, 56, 2, 7, 8),
+    "layer2": (128, 28, 1, 7, 8),
+    "layer3-1st": (256, 28, 2, 7, 16),
+    "layer3": (256, 14, 1, 7, 16),
+    "layer4-1st": (512, 14, 2, 7, 32),
+    "layer4": (512, 7, 1, 7, 32),
+}
+KERNELS = {
+    "fwd": (tk._fwd_kernel, ("x_ptr", "w_ptr", "out_ptr")),
+    "grad_x": (tk._grad_x_kernel, ("go_ptr", "w_ptr", "gx_ptr")),
+    "grad_w": (tk._grad_w_kernel, ("go_ptr", "x_ptr", "gw_ptr")),
+}
+_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s*(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+_LABEL = re.compile(r"^(\.L_x_\d+):")
+
+
+def innermost_fma_loop(sass: str) -> list[str]:
+    """Opcodes of the shortest loop (label ... backward branch to it) holding an FMA."""
+    lines = sass.splitlines()
+    best: list[str] | None = None
+    for i, line in enumerate(lines):
+        label = _LABEL.match(line)
+        if not label:
+            continue
+        for j in range(i + 1, len(lines)):
+            if "BRA" in lines[j] and f"{label.group(1)})" in lines[j]:
+                ops = [m.group(1) for m in map(_INSTR.match, lines[i + 1 : j + 1]) if m]
+                if "FFMA" in ops and (best is None or len(ops) < len(best)):
+                    best = ops
+                break
+    return best or []
+
+
+def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: int) -> str:
+    c, h, stride, k, g = LAYERS[layer]
+    geom = Geometry(64, c, h, h, k, stride=stride, groups=g)
+    fn, pointers = KERNELS[kernel]
+    constants: dict[str, int | bool] = dict(tk._shape_args(geom))
+    constants.pop("B")
+    constants["BLOCK_C"] = tk._block_c(geom, tk.LaunchMode.AUTOTUNE)
+    constants["BLOCK_P"] = block_p
+    if kernel == "grad_w":
+        constants["ONE_CHUNK"] = tk._block_c(geom, tk.LaunchMode.AUTOTUNE) >= geom.group_channels
+    signature = {p: "*" + dtype for p in pointers} | {"B": "i32"}
+    signature |= {name: "constexpr" for name in constants}
+    compiled = triton.compile(
+        ASTSource(triton.jit(fn), signature, constexprs=constants),
+        target=GPUTarget("cuda", arch, 32),
+        options={"num_warps": warps},
+    )
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        sass = subprocess.run(
+            [os.path.join(bindir, "nvdisasm"), "-c", f.name],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        usage = subprocess.run(
+            [os.path.join(bindir, "cuobjdump"), "--dump-resource-usage", f.name],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    registers = re.search(r"REG:(\d+)", usage)
+    ops = innermost_fma_loop(sass)
+    tally = Counter(ops)
+    macs = tally["FFMA"] + tally["FMUL"]
+    return (
+        f"{kernel:6} {dtype:4} {layer:10} BLOCK_P={block_p} warps={warps}: "
+        f"{len(ops)} instructions, {macs} multiply-adds, {tally['LDG']} loads -> "
+        f"{len(ops) / max(macs, 1):.2f} per multiply-add; "
+        f"{registers.group(1) if registers else '?'} registers"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernel", choices=[*KERNELS, "all"], default="all")
+    parser.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="bf16")
+    parser.add_argument("--layer", choices=list(LAYERS), default="layer1")
+    parser.add_argument("--block-p", type=int, default=128)
+    parser.add_argument("--warps", type=int, default=4)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90")
+    args = parser.parse_args()
+    for kernel in KERNELS if args.kernel == "all" else [args.kernel]:
+        print(count(kernel, args.dtype, args.layer, args.block_p, args.warps, args.arch))
+
+
+if __name__ == "__main__":
+    main()
