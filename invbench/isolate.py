@@ -13,6 +13,7 @@ unavailable. Backends are pickled into the worker, so they must be importable.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import signal
@@ -67,6 +68,7 @@ def _worker(
 ) -> None:
     from invbench.runner import Runner, default_sampler
 
+    gc.freeze()  # what the forkserver imported is never garbage: keep collections short
     sink = _MemorySink()
     runner = Runner(
         replace(plan, isolate=False),

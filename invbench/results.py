@@ -172,10 +172,12 @@ class ResultWriter:
         existing = load_results(directory)
         writer = cls(directory)
         writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
+        keys = {row.key() for row in writer.rows}
         if not existing.samples.empty:
-            writer._samples = [
+            records = [
                 {str(k): v for k, v in r.items()} for r in existing.samples.to_dict("records")
             ]
+            writer._samples = [r for r in records if tuple(r[k] for k in KEY_COLUMNS) in keys]
         return writer
 
     def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
@@ -187,11 +189,13 @@ class ResultWriter:
         self.flush()
 
     def flush(self) -> None:
-        frame = rows_frame(self.rows)
-        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
-        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        # results.parquet goes last: a row is on disk only once its samples are, and a kill
+        # in between leaves samples without a row, which resume() drops.
         samples = pd.DataFrame(self._samples, columns=[*KEY_COLUMNS, "sample", "ms"])
         _atomic(self.directory / SAMPLES_FILE, lambda p: samples.to_parquet(p, index=False))
+        frame = rows_frame(self.rows)
+        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
 
 
 @dataclass(frozen=True)
