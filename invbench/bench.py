@@ -20,6 +20,7 @@ from invbench.runner import Runner, RunPlan, default_sampler
 from invbench.spec import DeviceKind, Dtype, Mode
 from invbench.stats import StopPolicy
 from invbench.suites import Suite, find_suite
+from invbench.telemetry import gpu_processes
 from invbench.timing import CacheMode
 
 
@@ -156,14 +157,18 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
 
 
 def telemetry_meta(plan: RunPlan) -> dict[str, Any]:
-    """How telemetry is taken in this run, and who else is on the GPU right now."""
+    """How telemetry is taken in this run, and who else is on the GPU right now.
+
+    Called before this process touches the GPU, so every process listed is another's.
+    """
     sampler = default_sampler(plan.device)
+    processes = gpu_processes(sampler.index) if sampler.available else None
     return {
         "source": "nvml" if sampler.available else f"unavailable: {sampler.reason}",
         "nvml_index": sampler.index if sampler.available else None,
         "interval_s": sampler.interval_s,
         "max_sm_clock_mhz": sampler.max_sm_clock_mhz,
-        "other_processes": sampler.other_processes(),
+        "gpu_processes": processes,
     }
 
 

@@ -267,8 +267,7 @@ class Runner:
                 runnable.append(b)
         if not runnable:
             return
-        others = self.sampler.other_processes()
-        self._other_processes = len(others) if others is not None else None
+        self._other_processes = self.sampler.other_processes()
         self.on_status(f"{label}: preparing inputs")
         try:
             work = make_workload(case, dtype, mode, plan.device, plan.seed)

@@ -157,8 +157,8 @@ def nvml_index(device: torch.device) -> int:
     return index
 
 
-def gpu_processes(index: int, ignore_pids: Iterable[int] = ()) -> list[dict[str, Any]] | None:
-    """Other processes holding a context on GPU `index`; None when NVML cannot tell."""
+def gpu_processes(index: int) -> list[dict[str, Any]] | None:
+    """Every process holding a context on GPU `index`; None when NVML cannot tell."""
     try:
         nv = _nvml()
         h = nv.nvmlDeviceGetHandleByIndex(index)
@@ -166,16 +166,28 @@ def gpu_processes(index: int, ignore_pids: Iterable[int] = ()) -> list[dict[str,
         procs += list(_try(lambda: nv.nvmlDeviceGetGraphicsRunningProcesses(h)) or [])
     except Exception:
         return None
-    skip = {os.getpid(), *ignore_pids}
     out: dict[int, dict[str, Any]] = {}
     for p in procs:
-        if p.pid in skip:
-            continue
-        used = getattr(p, "usedGpuMemory", None)
         pid = int(p.pid)
         name = _try(lambda: _text(nv.nvmlSystemGetProcessName(pid)))  # noqa: B023
-        out[p.pid] = {"pid": p.pid, "name": name, "used_bytes": used}
+        out[pid] = {"pid": pid, "name": name, "used_bytes": getattr(p, "usedGpuMemory", None)}
     return list(out.values())
+
+
+def other_processes(
+    processes: list[dict[str, Any]], own_pids: Iterable[int]
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many of processes are not this run's, and those that can be told apart.
+
+    Inside a container NVML reports host process ids, so none of the run's own ids
+    appear; then the run's own contexts (one per id in own_pids) are subtracted
+    from the count instead.
+    """
+    own = set(own_pids)
+    others = [p for p in processes if p["pid"] not in own]
+    if len(others) < len(processes):
+        return len(others), others
+    return max(0, len(processes) - len(own)), processes
 
 
 class NvmlSampler:
@@ -320,7 +332,11 @@ class NvmlSampler:
             n_readings=len(readings),
         )
 
-    def other_processes(self) -> list[dict[str, Any]] | None:
+    def other_processes(self) -> int | None:
+        """Processes on the GPU that are not this run's (see other_processes())."""
         if not self.available:
             return None
-        return gpu_processes(self.index, self.ignore_pids)
+        processes = gpu_processes(self.index)
+        if processes is None:
+            return None
+        return other_processes(processes, (os.getpid(), *self.ignore_pids))[0]

@@ -48,13 +48,16 @@ class SpinBackend(_TestBackend):
         self.ms = ms
         self.first_call_ms = first_call_ms
         self.calls = 0
+        self.durations_ms: list[float] = []  # each call's own wall time, taken inside it
 
     def build(self, work: Workload) -> Closure:
         out = work.x.detach()
 
         def fn() -> tuple[torch.Tensor, ...]:
+            t0 = time.perf_counter_ns()
             spin_ms(self.ms + (self.first_call_ms if self.calls == 0 else 0.0))
             self.calls += 1
+            self.durations_ms.append((time.perf_counter_ns() - t0) / 1e6)
             return (out,)
 
         return fn
