@@ -147,7 +147,12 @@ def run_isolated(runner: Runner) -> None:
             if isinstance(outcome, tuple):
                 base = runner.base(case, backend, dtype, mode)
                 runner.emit(
-                    ResultRow(**base, status=outcome[0].value, reason=outcome[1]),
+                    ResultRow(
+                        **base,
+                        status=outcome[0].value,
+                        reason=outcome[1],
+                        telemetry="unavailable: the worker gave no result",
+                    )
                 )
                 continue
             for row, samples in outcome:

@@ -139,6 +139,9 @@ def test_resume_after_a_kill_finishes_without_duplicates(tmp_path: Path) -> None
     meta = json.loads((out / "meta.json").read_text())
     assert meta["run"]["status"] == "complete" and len(meta["run"]["resumed"]) == 1
     assert meta["ceilings"]["copy"]["gbps"] > 0
+    assert meta["telemetry"]["source"].startswith("unavailable")
+    assert set(final.rows["telemetry"]) == {meta["telemetry"]["source"]}
+    assert final.rows["roofline_frac"].notna().all()
 
 
 def test_resume_of_a_directory_without_a_run_is_a_usage_error(tmp_path: Path) -> None:
