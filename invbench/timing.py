@@ -62,7 +62,7 @@ class CpuTimer:
 # it, assume this many cycles per millisecond (a 1.5 GHz SM clock).
 _GUESS_CYCLES_PER_MS = 1.5e6
 _HOST_US_PER_SAMPLE_GUESS = 40.0  # enqueue cost of one sample: flush, two events, the call
-_GATE_MARGIN_MS = 0.05  # the blocking kernel must outlast the enqueue by at least this
+_GATE_MARGIN_MS = 0.1  # the blocking kernel must outlast the enqueue by at least this
 
 
 class CudaTimer:
@@ -98,7 +98,7 @@ class CudaTimer:
         gate: tuple[torch.cuda.Event, torch.cuda.Event] | None = None
         cycles = 0
         if hide_launch:
-            gate_ms = n * self._host_ms_per_sample * 1.5 + 2 * _GATE_MARGIN_MS
+            gate_ms = n * self._host_ms_per_sample * 2.0 + 2 * _GATE_MARGIN_MS
             cycles = max(1000, int(gate_ms * self._cycles_per_ms))
             gate = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             gate[0].record(stream)
