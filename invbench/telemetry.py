@@ -1,7 +1,10 @@
 """NVML access (package nvidia-ml-py, module pynvml), imported lazily.
 
-Without NVML (no NVIDIA driver, or the library missing) every function returns a
-reason instead of raising.
+Static facts of every GPU for meta.json (nvml_devices), the processes on a GPU, and
+NvmlSampler, which polls clocks, power, temperature, utilisation, memory and
+throttle reasons from a background thread while a case runs. Without NVML (no
+NVIDIA driver, or the library missing) every function returns a reason instead of
+raising.
 """
 
 from __future__ import annotations

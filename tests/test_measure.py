@@ -285,6 +285,26 @@ def test_busy_wait_is_measured_within_3_percent() -> None:
         assert warm * estimate >= plan.warmup_ms * 0.9
 
 
+def test_cpu_rows_record_hot_whatever_cache_mode_was_asked() -> None:
+    registry = Registry()
+    registry.register(SpinBackend("spin", ms=0.1))
+    plan = RunPlan(
+        cases=(TINY,),
+        backends=("spin",),
+        dtypes=(Dtype.FLOAT32,),
+        modes=(Mode.FWD,),
+        device=CPU,
+        policy=StopPolicy(samples=5),
+        warmup_ms=1.0,
+        cache_mode=CacheMode.GRAPH,
+    )
+    sink = Sink()
+    Runner(plan, registry, sink).run()
+    (row,) = sink.rows
+    assert (row.cache_mode, row.calls_per_sample, row.launch_hidden) == ("hot", 1, False)
+    assert row.timer == "perf_counter" and row.n_samples == 5
+
+
 # -- faults without isolation ------------------------------------------------------------
 
 
