@@ -157,7 +157,9 @@ def _report(rows: list[ResultRow], title: str, directory: Path) -> None:
 
 def _resume(directory: Path, registry: Registry) -> None:
     err.print(f"resuming {directory} with the options it was started with")
-    progress = Progress(TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
+    progress = Progress(
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    )
     with progress:
         task = progress.add_task("starting", total=None)
         try:
