@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from invbench.backends.registry import default_registry
-from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run
+from invbench.backends.registry import Registry, default_registry
+from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run, resume
 from invbench.profile_cli import profile_command
+from invbench.results import ResultRow
 from invbench.spec import DeviceKind, Dtype, Mode
-from invbench.summary import summary_table
+from invbench.summary import health_table, summary_table
 from invbench.timing import CacheMode
 
 try:  # newer typer vendors click; older releases depend on it
@@ -60,7 +61,32 @@ def run(
     samples: Annotated[
         int | None, typer.Option(help="Fixed samples per row (default: adaptive).")
     ] = None,
-    cache: Annotated[CacheMode, typer.Option(help="GPU L2 between samples.")] = CacheMode.COLD,
+    cache: Annotated[
+        CacheMode,
+        typer.Option(help="GPU: cold (L2 flushed per sample), hot, or graph (CUDA-graph replay)."),
+    ] = CacheMode.COLD,
+    target_ci: Annotated[
+        float | None,
+        typer.Option(help="Stop when the median's 95% CI half-width is below this fraction."),
+    ] = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Per-row time cap in seconds (default: the suite's).")
+    ] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(help="Run each backend x case in a worker process (crash/hang -> a row)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="With --isolate: seconds a worker may take.")
+    ] = 600.0,
+    resume_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Finish the interrupted run in DIR with its recorded options; "
+            "rows already there are kept.",
+        ),
+    ] = None,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Result directory (default: results/SUITE/TIME-COMMIT)."),
@@ -78,7 +104,14 @@ def run(
         samples=samples,
         cache_mode=cache,
         out=out_dir,
+        target_rel_ci=target_ci,
+        max_time_s=max_time,
+        isolate=isolate,
+        timeout_s=timeout,
     )
+    if resume_dir is not None:
+        _resume(resume_dir, registry)
+        return
     try:
         suite_obj, plan = plan_run(request, registry)
     except UsageError as exc:
@@ -106,13 +139,39 @@ def run(
             directory,
             on_row=lambda row: progress.advance(task),
             on_status=lambda text: progress.update(task, description=text),
+            request=request,
         )
-    out.print(summary_table(rows, title=f"{suite_obj.name} on {plan.device}"))
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory)
+
+
+def _report(rows: list[ResultRow], title: str, directory: Path) -> None:
+    out.print(summary_table(rows, title=title))
+    health = health_table(rows)
+    if health is not None:
+        out.print(health)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.print(f"{len(rows)} rows ({tally}) written to {directory}", highlight=False)
+
+
+def _resume(directory: Path, registry: Registry) -> None:
+    err.print(f"resuming {directory} with the options it was started with")
+    progress = Progress(
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    )
+    with progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            suite_obj, plan, rows = resume(
+                directory,
+                registry,
+                on_status=lambda text: progress.update(task, description=text),
+            )
+        except UsageError as exc:
+            raise fail(str(exc)) from None
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory)
 
 
 @app.command("list")

@@ -9,8 +9,9 @@ Ctrl-C at any moment leaves the rows measured so far readable.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,22 @@ class ResultRow:
     peak_mem_bytes: int | None = None
     mem_method: str = ""
     max_rel_err: float | None = None
+    # How the samples were taken (see docs/measurement.md).
+    launch_hidden: bool = False  # samples enqueued behind a blocking kernel (short GPU kernels)
+    calls_per_sample: int = 1  # graph mode: calls captured per replay; samples are per call
+    # NVML telemetry over this row's timed batches; None where unavailable.
+    telemetry: str = ""  # "nvml", or "unavailable: <reason>"
+    sm_clock_mhz: float | None = None  # mean SM clock
+    mem_clock_mhz: float | None = None  # mean memory clock
+    temp_c_max: float | None = None
+    power_w_mean: float | None = None
+    gpu_util_pct: float | None = None  # mean GPU utilisation
+    energy_j: float | None = None  # energy counter difference over the timed batches
+    throttled: bool | None = None  # a power or thermal slowdown reason was active
+    throttle_reasons: str = ""  # every active clock-event reason but idle, comma-separated
+    nvml_mem_peak_bytes: int | None = None  # device memory used (NVML) while prepared or timed
+    roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
+    warnings: str = ""  # health warnings, "; "-separated
 
     def __post_init__(self) -> None:
         Status(self.status)  # raises on an unknown status
@@ -97,6 +114,31 @@ class ResultRow:
 
 
 COLUMNS = tuple(f.name for f in fields(ResultRow))
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(ResultRow)}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def row_from_record(record: Mapping[Any, Any]) -> ResultRow:
+    """A ResultRow from a stored record (a parquet row): NaN back to None, floats to ints."""
+    values: dict[str, Any] = {}
+    for name, typ in _FIELD_TYPES.items():
+        if name not in record:
+            continue  # a column added after the file was written: keep the default
+        value = record[name]
+        if _missing(value):
+            values[name] = "" if typ == "str" else None
+        elif typ.startswith("bool"):
+            values[name] = bool(value)
+        elif typ.startswith("int"):
+            values[name] = int(value)
+        elif typ.startswith("float"):
+            values[name] = float(value)
+        else:
+            values[name] = str(value) if typ == "str" else value
+    return ResultRow(**values)
 
 
 def rows_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
@@ -124,6 +166,20 @@ class ResultWriter:
         self.rows: list[ResultRow] = []
         self._samples: list[dict[str, Any]] = []
 
+    @classmethod
+    def resume(cls, directory: Path) -> ResultWriter:
+        """A writer holding the rows and samples already in directory; adds append to them."""
+        existing = load_results(directory)
+        writer = cls(directory)
+        writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
+        keys = {row.key() for row in writer.rows}
+        if not existing.samples.empty:
+            records = [
+                {str(k): v for k, v in r.items()} for r in existing.samples.to_dict("records")
+            ]
+            writer._samples = [r for r in records if tuple(r[k] for k in KEY_COLUMNS) in keys]
+        return writer
+
     def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
         self.rows.append(row)
         key = dict(zip(KEY_COLUMNS, row.key(), strict=True))
@@ -133,11 +189,13 @@ class ResultWriter:
         self.flush()
 
     def flush(self) -> None:
-        frame = rows_frame(self.rows)
-        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
-        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        # results.parquet goes last: a row is on disk only once its samples are, and a kill
+        # in between leaves samples without a row, which resume() drops.
         samples = pd.DataFrame(self._samples, columns=[*KEY_COLUMNS, "sample", "ms"])
         _atomic(self.directory / SAMPLES_FILE, lambda p: samples.to_parquet(p, index=False))
+        frame = rows_frame(self.rows)
+        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,13 @@ backends that pass are then timed in interleaved rounds (A B C, C B A, ...) so t
 drift and heat hit them alike, each until its stopping rule says so.
 
 A backend that cannot run, fails, or runs out of memory becomes a row with a
-status and a reason; it never stops the run.
+status and a reason; it never stops the run. With plan.isolate each backend x
+case runs in a worker process instead (invbench.isolate), so a crash or a hang
+becomes a row too.
+
+While a case runs, an NVML sampler (invbench.telemetry) files clocks, power and
+throttle reasons under the backend being timed; each row gets their summary and
+its health warnings (invbench.health).
 """
 
 from __future__ import annotations
@@ -16,26 +22,31 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from invbench import nvtx
-from invbench.backends.base import Backend, Closure, Workload, poisoned_outputs
+from invbench.backends.base import Backend, Workload, poisoned_outputs
 from invbench.backends.registry import Registry
+from invbench.health import row_warnings
 from invbench.memory import measure_peak
 from invbench.reference import involution_reference, relative_error
-from invbench.results import ResultRow, ResultWriter
+from invbench.results import KEY_COLUMNS, ResultRow
 from invbench.spec import Case, DeviceKind, Dtype, Kind, Mode, Status
 from invbench.stats import StopPolicy, StopReason, summarize, warmup_calls
-from invbench.timing import CacheMode, Timer, make_timer
+from invbench.telemetry import NvmlSampler, nvml_index
+from invbench.timing import CacheMode, Timer, capture_graph, graph_calls, make_timer
 
 # Largest accepted max |err| / max |ref| against the float64 reference, by dtype.
 TOLERANCE = {Dtype.FLOAT64: 1e-10, Dtype.FLOAT32: 1e-4, Dtype.FLOAT16: 1e-2, Dtype.BFLOAT16: 3e-2}
 ROUND_MS = 10.0  # time each backend gets per interleaved round
+ROUND_MAX_SAMPLES = 100
 PROBE_CALLS = 3
+HIDE_LAUNCH_BELOW_MS = 0.02  # GPU kernels shorter than this are enqueued behind a sleep
+WARMUP_BATCH = 200  # warm-up calls per batch when launches are hidden
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,8 @@ class RunPlan:
     warmup_ms: float = 25.0
     seed: int = 0
     cache_mode: CacheMode = CacheMode.COLD
+    isolate: bool = False  # each backend x case in a worker process (invbench.isolate)
+    timeout_s: float = 600.0  # per worker, with isolate
 
     @property
     def n_rows(self) -> int:
@@ -60,15 +73,22 @@ class _Arm:
     """One backend being timed in a group."""
 
     backend: Backend
-    fn: Closure
+    fn: Callable[[], object]  # what the timer calls: the closure, or a graph's replay
     compile_ms: float
     max_rel_err: float | None
     peak_bytes: int | None
     mem_method: str
-    estimate_ms: float = 0.0
+    estimate_ms: float = 0.0  # one call
+    calls: int = 1  # calls per timed fn() (graph replay)
+    cache_mode: CacheMode = CacheMode.HOT
+    hide_launch: bool = False
+    exposed_batches: int = 0  # hide_launch batches whose enqueue outlasted the sleep
+    batches: int = 0
+    elapsed_s: float = 0.0  # wall time spent sampling
     samples: list[float] = field(default_factory=list)
     stop: StopReason | None = None
     error: tuple[Status, str] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -80,6 +100,29 @@ def _one_line(exc: BaseException) -> str:
 
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def classify(exc: BaseException) -> Status:
+    """oom for out-of-memory, crashed for a CUDA error (the context is lost), else error."""
+    if _is_oom(exc):
+        return Status.OOM
+    if type(exc).__name__ == "AcceleratorError" or "CUDA error" in str(exc):
+        return Status.CRASHED
+    return Status.ERROR
+
+
+class RowSink(Protocol):
+    """Where rows go: a ResultWriter, or a worker's in-memory list."""
+
+    rows: list[ResultRow]
+
+    def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None: ...
+
+
+def default_sampler(device: torch.device, ignore_pids: Iterable[int] = ()) -> NvmlSampler:
+    if device.type != "cuda":
+        return NvmlSampler.unavailable(f"not a CUDA run (device {device})")
+    return NvmlSampler(nvml_index(device), ignore_pids=ignore_pids)
 
 
 def make_workload(
@@ -121,9 +164,15 @@ class Runner:
         self,
         plan: RunPlan,
         registry: Registry,
-        writer: ResultWriter,
+        writer: RowSink,
         on_row: Callable[[ResultRow], None] | None = None,
         on_status: Callable[[str], None] | None = None,
+        *,
+        timer: Timer | None = None,
+        sampler: NvmlSampler | None = None,
+        copy_gbps: float | None = None,
+        skip: Iterable[tuple[Any, ...]] = (),
+        wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.plan = plan
         self.registry = registry
@@ -131,10 +180,15 @@ class Runner:
         self.on_row = on_row or (lambda row: None)
         self.on_status = on_status or (lambda text: None)
         self.device_kind = DeviceKind(plan.device.type)
-        self.timer: Timer = make_timer(plan.device, plan.cache_mode)
+        self.timer: Timer = timer or make_timer(plan.device, plan.cache_mode)
+        self.sampler = sampler or default_sampler(plan.device)
+        self.copy_gbps = copy_gbps
+        self.skip = set(skip)  # row keys already measured (resume)
+        self.wall_clock = wall_clock
+        self._other_processes: int | None = None
 
     # -- rows -----------------------------------------------------------------
-    def _base(self, case: Case, backend: Backend, dtype: Dtype, mode: Mode) -> dict[str, Any]:
+    def base(self, case: Case, backend: Backend, dtype: Dtype, mode: Mode) -> dict[str, Any]:
         g = case.geometry
         cost = backend.cost(g, dtype, mode)
         return dict(
@@ -160,36 +214,62 @@ class Runner:
             bytes=cost.bytes,
         )
 
-    def _emit(self, row: ResultRow, samples: list[float] | None = None) -> None:
+    @staticmethod
+    def key(base: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(base[k] for k in KEY_COLUMNS)
+
+    def emit(self, row: ResultRow, samples: list[float] | None = None) -> None:
         self.writer.add(row, samples or [])
         self.on_row(row)
 
-    def _fail(self, base: dict[str, Any], status: Status, reason: str, **extra: Any) -> None:
-        self._emit(ResultRow(**base, status=status.value, reason=reason, **extra))
+    def fail(self, base: dict[str, Any], status: Status, reason: str, **extra: Any) -> None:
+        tele = self.sampler.take(base["backend"])
+        self.emit(
+            ResultRow(**base, status=status.value, reason=reason, telemetry=tele.source, **extra)
+        )
 
     # -- the loop -------------------------------------------------------------
+    def groups(self) -> Iterable[tuple[Case, Dtype, Mode]]:
+        for case in self.plan.cases:
+            for dtype in self.plan.dtypes:
+                for mode in self.plan.modes:
+                    yield case, dtype, mode
+
+    def pending(self, case: Case, dtype: Dtype, mode: Mode) -> list[Backend]:
+        """The group's backends whose rows are not yet in the result directory."""
+        backends = [self.registry.get(name) for name in self.plan.backends]
+        return [b for b in backends if self.key(self.base(case, b, dtype, mode)) not in self.skip]
+
     def run(self) -> list[ResultRow]:
-        plan = self.plan
-        for case in plan.cases:
-            for dtype in plan.dtypes:
-                for mode in plan.modes:
-                    with nvtx.range(f"{case.name} {dtype.value} {mode.value}"):
-                        self._run_group(case, dtype, mode)
+        if self.plan.isolate:
+            from invbench.isolate import run_isolated
+
+            run_isolated(self)
+            return self.writer.rows
+        self.sampler.start()
+        try:
+            for case, dtype, mode in self.groups():
+                with nvtx.range(f"{case.name} {dtype.value} {mode.value}"):
+                    self.run_group(case, dtype, mode, self.pending(case, dtype, mode))
+        finally:
+            self.sampler.stop()
         return self.writer.rows
 
-    def _run_group(self, case: Case, dtype: Dtype, mode: Mode) -> None:
+    def run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
+        if not backends:
+            return
         plan = self.plan
         label = f"{case.name} {dtype.value} {mode.value}"
-        backends = [self.registry.get(name) for name in plan.backends]
         runnable = []
         for b in backends:
             reason = b.availability(self.device_kind, dtype)
             if reason is not None:
-                self._fail(self._base(case, b, dtype, mode), Status.SKIPPED, reason)
+                self.fail(self.base(case, b, dtype, mode), Status.SKIPPED, reason)
             else:
                 runnable.append(b)
         if not runnable:
             return
+        self._other_processes = self.sampler.other_processes()
         self.on_status(f"{label}: preparing inputs")
         try:
             work = make_workload(case, dtype, mode, plan.device, plan.seed)
@@ -198,31 +278,30 @@ class Runner:
                 self.on_status(f"{label}: float64 reference")
                 expected = reference_outputs(work)
         except Exception as exc:
-            status = Status.OOM if _is_oom(exc) else Status.ERROR
             for b in runnable:
-                self._fail(self._base(case, b, dtype, mode), status, f"inputs: {_one_line(exc)}")
+                base = self.base(case, b, dtype, mode)
+                self.fail(base, classify(exc), f"inputs: {_one_line(exc)}")
             self._release()
             return
         arms: list[tuple[_Arm, dict[str, Any]]] = []
         for b in runnable:
-            base = self._base(case, b, dtype, mode)
+            base = self.base(case, b, dtype, mode)
             self.on_status(f"{label}: {b.name}: build, check, warm up")
             try:
-                with nvtx.range(f"{b.name}/prepare"):
+                with nvtx.range(f"{b.name}/prepare"), self.sampler.window(b.name, timing=False):
                     arm = self._prepare(b, work, expected, dtype)
             except Exception as exc:
-                status = Status.OOM if _is_oom(exc) else Status.ERROR
-                self._fail(base, status, _one_line(exc))
+                self.fail(base, classify(exc), _one_line(exc))
                 self._release()
                 continue
             if isinstance(arm, str):
-                self._fail(base, Status.INCORRECT, arm)
+                self.fail(base, Status.INCORRECT, arm)
                 continue
             arms.append((arm, base))
         self.on_status(f"{label}: timing {len(arms)} backends")
         self._time_interleaved([a for a, _ in arms])
         for arm, base in arms:
-            self._emit(self._row(arm, base), [] if arm.error else arm.samples)
+            self.emit(self._row(arm, base), [] if arm.error else arm.samples)
         del work, expected, arms
         self._release()
 
@@ -255,11 +334,9 @@ class Runner:
             peak_bytes, mem_method = peak.bytes, peak.method
         except OSError as exc:
             peak_bytes, mem_method = None, f"unavailable: {_one_line(exc)}"
-        with nvtx.range(f"{backend.name}/warmup"):
-            probe = self.timer.sample(fn, PROBE_CALLS)
-            estimate = sorted(probe)[len(probe) // 2]
-            self.timer.sample(fn, warmup_calls(estimate, self.plan.warmup_ms))
-        return _Arm(
+        probe = self.timer.sample(fn, PROBE_CALLS)
+        estimate = sorted(probe)[len(probe) // 2]
+        arm = _Arm(
             backend=backend,
             fn=fn,
             compile_ms=compile_ms,
@@ -267,7 +344,28 @@ class Runner:
             peak_bytes=peak_bytes,
             mem_method=mem_method,
             estimate_ms=estimate,
+            cache_mode=self.timer.cache_mode,
         )
+        gpu = self.plan.device.type == "cuda"
+        if gpu and self.timer.cache_mode is CacheMode.GRAPH:
+            calls = graph_calls(estimate)
+            try:
+                arm.fn = capture_graph(fn, calls, self.plan.device)
+                arm.calls = calls
+            except Exception as exc:
+                arm.cache_mode = CacheMode.HOT
+                arm.notes.append(f"graph capture failed, measured hot: {_one_line(exc)}")
+                self.timer.synchronize()
+        elif not gpu:
+            arm.cache_mode = CacheMode.HOT  # no cache flush or graphs on the CPU
+        arm.hide_launch = gpu and estimate * arm.calls < HIDE_LAUNCH_BELOW_MS
+        total = math.ceil(warmup_calls(estimate, self.plan.warmup_ms) / arm.calls)
+        with nvtx.range(f"{backend.name}/warmup"):
+            while total > 0:
+                n = min(total, WARMUP_BATCH) if arm.hide_launch else total
+                self.timer.sample(arm.fn, n, hide_launch=arm.hide_launch)
+                total -= n
+        return arm
 
     def _time_interleaved(self, arms: list[_Arm]) -> None:
         policy = self.plan.policy
@@ -276,35 +374,77 @@ class Runner:
         while active:
             order = active if rnd % 2 == 0 else active[::-1]
             for arm in order:
-                n = max(1, min(100, math.ceil(ROUND_MS / max(arm.estimate_ms, 1e-3))))
+                per_sample = max(arm.estimate_ms * arm.calls, 1e-3)
+                n = max(1, min(ROUND_MAX_SAMPLES, math.ceil(ROUND_MS / per_sample)))
                 if policy.samples is not None:
                     n = min(n, policy.samples - len(arm.samples))
+                t0 = self.wall_clock()
                 try:
-                    with nvtx.range(f"{arm.backend.name}/samples"):
-                        arm.samples.extend(self.timer.sample(arm.fn, n))
+                    with (
+                        nvtx.range(f"{arm.backend.name}/samples"),
+                        self.sampler.window(arm.backend.name, timing=True),
+                    ):
+                        batch = self.timer.sample(arm.fn, n, hide_launch=arm.hide_launch)
                 except Exception as exc:
-                    arm.error = (
-                        Status.OOM if _is_oom(exc) else Status.ERROR,
-                        f"while timing: {_one_line(exc)}",
-                    )
+                    arm.error = (classify(exc), f"while timing: {_one_line(exc)}")
                     continue
-                arm.stop = policy.decide(arm.samples)
+                arm.elapsed_s += self.wall_clock() - t0
+                arm.batches += 1
+                if arm.hide_launch and not self.timer.last_hidden:
+                    arm.exposed_batches += 1
+                arm.samples.extend(ms / arm.calls for ms in batch)
+                arm.stop = policy.decide(arm.samples, arm.elapsed_s)
             active = [a for a in active if a.stop is None and a.error is None]
             rnd += 1
 
     def _row(self, arm: _Arm, base: dict[str, Any]) -> ResultRow:
+        tele = self.sampler.take(arm.backend.name)
+        notes = list(arm.notes)
+        if arm.hide_launch and arm.exposed_batches:
+            notes.append(
+                f"launch latency not hidden in {arm.exposed_batches} of {arm.batches} batches"
+            )
+        launch_hidden = arm.hide_launch and arm.batches > 0 and arm.exposed_batches == 0
         common: dict[str, Any] = dict(
             compile_ms=arm.compile_ms,
             peak_mem_bytes=arm.peak_bytes,
             mem_method=arm.mem_method,
             max_rel_err=arm.max_rel_err,
-            cache_mode=self.timer.cache_mode.value,
+            cache_mode=arm.cache_mode.value,
             timer=self.timer.method,
+            launch_hidden=launch_hidden,
+            calls_per_sample=arm.calls,
+            telemetry=tele.source,
+            sm_clock_mhz=tele.sm_clock_mhz,
+            mem_clock_mhz=tele.mem_clock_mhz,
+            temp_c_max=tele.temp_c_max,
+            power_w_mean=tele.power_w_mean,
+            gpu_util_pct=tele.gpu_util_pct,
+            energy_j=tele.energy_j,
+            throttled=tele.throttled,
+            throttle_reasons=tele.throttle_reasons,
+            nvml_mem_peak_bytes=tele.nvml_mem_peak_bytes,
         )
         if arm.error is not None:
-            return ResultRow(**base, status=arm.error[0].value, reason=arm.error[1], **common)
+            return ResultRow(
+                **base,
+                status=arm.error[0].value,
+                reason=arm.error[1],
+                warnings="; ".join(notes),
+                **common,
+            )
         s = summarize(arm.samples)
         median_s = s.median / 1e3
+        gbps = base["bytes"] / median_s / 1e9
+        policy = self.plan.policy
+        warnings = row_warnings(
+            s,
+            tele,
+            self.sampler.max_sm_clock_mhz,
+            self._other_processes,
+            notes,
+            target_rel_ci=policy.target_rel_ci if policy.samples is None else None,
+        )
         return ResultRow(
             **base,
             status=Status.OK.value,
@@ -319,7 +459,9 @@ class Runner:
             stop_reason=arm.stop.value if arm.stop else "",
             **common,
             tflops=base["flops"] / median_s / 1e12,
-            gbps=base["bytes"] / median_s / 1e9,
+            gbps=gbps,
+            roofline_frac=gbps / self.copy_gbps if self.copy_gbps else None,
+            warnings="; ".join(warnings),
         )
 
     def _release(self) -> None:

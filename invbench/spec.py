@@ -28,6 +28,8 @@ class Status(StrEnum):
     INCORRECT = "incorrect"  # failed the check against the float64 reference
     ERROR = "error"  # raised while preparing, checking or timing
     OOM = "oom"  # ran out of device memory
+    CRASHED = "crashed"  # the worker process died (signal, CUDA error, abort)
+    TIMEOUT = "timeout"  # the worker process did not finish within the time limit
 
 
 class DeviceKind(StrEnum):

@@ -21,6 +21,8 @@ class Summary:
     mean: float
     ci_low: float  # confidence interval of the median (order statistics)
     ci_high: float
+    q25: float = math.nan
+    q75: float = math.nan
 
     @property
     def rel_ci_half_width(self) -> float:
@@ -30,6 +32,11 @@ class Summary:
     def rel_spread(self) -> float:
         """(p80 - p20) / median."""
         return (self.p80 - self.p20) / self.median if self.median > 0 else math.inf
+
+    @property
+    def rel_iqr(self) -> float:
+        """(q75 - q25) / median: the spread torch.utils.benchmark warns about above 10%."""
+        return (self.q75 - self.q25) / self.median if self.median > 0 else math.inf
 
 
 def median_ci(sorted_samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -50,7 +57,7 @@ def summarize(samples: Sequence[float]) -> Summary:
         raise ValueError("no samples to summarize")
     a = np.sort(np.asarray(samples, dtype=np.float64))
     lo, hi = median_ci(a)
-    p20, med, p80 = np.percentile(a, [20, 50, 80])
+    p20, q25, med, q75, p80 = np.percentile(a, [20, 25, 50, 75, 80])
     return Summary(
         n=len(a),
         median=float(med),
@@ -60,6 +67,8 @@ def summarize(samples: Sequence[float]) -> Summary:
         mean=float(a.mean()),
         ci_low=lo,
         ci_high=hi,
+        q25=float(q25),
+        q75=float(q75),
     )
 
 
@@ -77,8 +86,13 @@ class StopPolicy:
     max_time_s: float = 2.0
     target_rel_ci: float = 0.01
 
-    def decide(self, samples_ms: Sequence[float]) -> StopReason | None:
-        """Why to stop now, or None to keep sampling."""
+    def decide(self, samples_ms: Sequence[float], elapsed_s: float = 0.0) -> StopReason | None:
+        """Why to stop now, or None to keep sampling.
+
+        The minimum time counts measured time (the sum of the samples); the cap counts
+        the larger of that and elapsed_s, the wall time spent sampling (cache flushes,
+        synchronisation and telemetry included), so a slow sampling loop still ends.
+        """
         n = len(samples_ms)
         if self.samples is not None:
             return StopReason.FIXED if n >= self.samples else None
@@ -89,7 +103,7 @@ class StopPolicy:
             and summarize(samples_ms).rel_ci_half_width <= self.target_rel_ci
         ):
             return StopReason.CONVERGED
-        if total_s >= self.max_time_s and n >= min(self.min_samples, 3):
+        if max(total_s, elapsed_s) >= self.max_time_s and n >= min(self.min_samples, 3):
             return StopReason.TIME_CAP
         return None
 

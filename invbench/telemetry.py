@@ -1,12 +1,22 @@
 """NVML access (package nvidia-ml-py, module pynvml), imported lazily.
 
-Without NVML (no NVIDIA driver, or the library missing) every function returns a
-reason instead of raising.
+Static facts of every GPU for meta.json (nvml_devices), the processes on a GPU, and
+NvmlSampler, which polls clocks, power, temperature, utilisation, memory and
+throttle reasons from a background thread while a case runs. Without NVML (no
+NVIDIA driver, or the library missing) every function returns a reason instead of
+raising.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 
 def _nvml() -> Any:
@@ -62,3 +72,274 @@ def nvml_devices() -> tuple[list[dict[str, Any]], str | None]:
     except Exception as exc:
         return devices, f"NVML query failed: {exc}"
     return devices, None
+
+
+# --- sampling while a case runs -------------------------------------------------------
+
+# Clock-event reason bits (nvmlClocksEventReason*) and the names rows record.
+_REASONS = {
+    0x4: "sw_power_cap",
+    0x8: "hw_slowdown",
+    0x10: "sync_boost",
+    0x20: "sw_thermal",
+    0x40: "hw_thermal",
+    0x80: "hw_power_brake",
+    0x100: "display_clock",
+    0x2: "applications_clocks",
+    0x200: "board_limit",
+    0x400: "reliability",
+}
+# The reasons that mean the clocks were pulled down by power or heat.
+THROTTLE_MASK = 0x4 | 0x8 | 0x20 | 0x40 | 0x80
+
+
+def reason_names(mask: int) -> list[str]:
+    """Names of the active clock-event reasons in an NVML bitmask (idle left out)."""
+    return [name for bit, name in sorted(_REASONS.items()) if mask & bit]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One poll of the device."""
+
+    sm_mhz: float | None
+    mem_mhz: float | None
+    temp_c: float | None
+    power_w: float | None
+    util_pct: float | None
+    mem_used_bytes: int | None
+    reasons: int | None
+    timing: bool  # taken while the label's samples were being timed
+
+
+@dataclass(frozen=True)
+class RowTelemetry:
+    """What a result row records from NVML; source says 'nvml' or why it is unavailable."""
+
+    source: str
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    temp_c_max: float | None = None
+    power_w_mean: float | None = None
+    gpu_util_pct: float | None = None
+    energy_j: float | None = None
+    throttled: bool | None = None
+    throttle_reasons: str = ""
+    nvml_mem_peak_bytes: int | None = None
+    n_readings: int = 0
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _try(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # a field this GPU or driver does not report
+        return None
+
+
+def nvml_index(device: torch.device) -> int:
+    """NVML's index of a torch CUDA device (they differ under CUDA_VISIBLE_DEVICES)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    try:
+        nv = _nvml()
+        uuid = str(torch.cuda.get_device_properties(index).uuid).lower().removeprefix("gpu-")
+        for i in range(nv.nvmlDeviceGetCount()):
+            h = nv.nvmlDeviceGetHandleByIndex(i)
+            if _text(nv.nvmlDeviceGetUUID(h)).lower().removeprefix("gpu-") == uuid:
+                return i
+    except Exception:  # older torch without .uuid, or NVML missing: fall back below
+        pass
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    parts = [p.strip() for p in visible.split(",") if p.strip()]
+    if index < len(parts) and parts[index].isdigit():
+        return int(parts[index])
+    return index
+
+
+def gpu_processes(index: int) -> list[dict[str, Any]] | None:
+    """Every process holding a context on GPU `index`; None when NVML cannot tell."""
+    try:
+        nv = _nvml()
+        h = nv.nvmlDeviceGetHandleByIndex(index)
+        procs = list(nv.nvmlDeviceGetComputeRunningProcesses(h))
+        procs += list(_try(lambda: nv.nvmlDeviceGetGraphicsRunningProcesses(h)) or [])
+    except Exception:
+        return None
+    out: dict[int, dict[str, Any]] = {}
+    for p in procs:
+        pid = int(p.pid)
+        name = _try(lambda: _text(nv.nvmlSystemGetProcessName(pid)))  # noqa: B023
+        out[pid] = {"pid": pid, "name": name, "used_bytes": getattr(p, "usedGpuMemory", None)}
+    return list(out.values())
+
+
+def other_processes(
+    processes: list[dict[str, Any]], own_pids: Iterable[int]
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many of processes are not this run's, and those that can be told apart.
+
+    Inside a container NVML reports host process ids, so none of the run's own ids
+    appear; then the run's own contexts (one per id in own_pids) are subtracted
+    from the count instead.
+    """
+    own = set(own_pids)
+    others = [p for p in processes if p["pid"] not in own]
+    if len(others) < len(processes):
+        return len(others), others
+    return max(0, len(processes) - len(own)), processes
+
+
+class NvmlSampler:
+    """Polls one GPU from a background thread and files each reading under a label.
+
+    The runner opens a window per backend (window(label, timing=...)); readings taken
+    inside it count for that backend's row. Energy is the difference of NVML's energy
+    counter across the timing windows. Without NVML, `reason` says why and every row
+    gets RowTelemetry(source='unavailable: ...').
+    """
+
+    def __init__(
+        self,
+        index: int,
+        interval_s: float = 0.02,
+        ignore_pids: Iterable[int] = (),
+        unavailable: str | None = None,
+    ) -> None:
+        self.index = index
+        self.interval_s = interval_s
+        self.ignore_pids = tuple(ignore_pids)
+        self.reason: str | None = None
+        self.max_sm_clock_mhz: float | None = None
+        self._nv: Any = None
+        self._handle: Any = None
+        self._lock = threading.Lock()
+        self._label: str | None = None
+        self._timing = False
+        self._readings: dict[str, list[Reading]] = {}
+        self._energy_mj: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if unavailable is not None:
+            self.reason = unavailable
+            return
+        try:
+            self._nv = _nvml()
+            self._handle = self._nv.nvmlDeviceGetHandleByIndex(index)
+        except ImportError:
+            self.reason = "nvidia-ml-py (pynvml) is not installed"
+        except Exception as exc:
+            self.reason = f"NVML unavailable: {exc}"
+        if self._nv is not None:
+            clock = _try(lambda: self._nv.nvmlDeviceGetMaxClockInfo(self._handle, 1))
+            self.max_sm_clock_mhz = float(clock) if clock else None
+            reasons = getattr(self._nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
+            self._reasons_fn = reasons or self._nv.nvmlDeviceGetCurrentClocksThrottleReasons
+
+    @classmethod
+    def unavailable(cls, reason: str) -> NvmlSampler:
+        return cls(-1, unavailable=reason)
+
+    @property
+    def available(self) -> bool:
+        return self._nv is not None and self.reason is None
+
+    def read(self) -> Reading:
+        nv, h = self._nv, self._handle
+        mem = _try(lambda: nv.nvmlDeviceGetMemoryInfo(h))
+        util = _try(lambda: nv.nvmlDeviceGetUtilizationRates(h))
+        power = _try(lambda: nv.nvmlDeviceGetPowerUsage(h))
+        return Reading(
+            sm_mhz=_try(lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM))),
+            mem_mhz=_try(lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM))),
+            temp_c=_try(lambda: float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))),
+            power_w=power / 1000 if power is not None else None,
+            util_pct=float(util.gpu) if util is not None else None,
+            mem_used_bytes=int(mem.used) if mem is not None else None,
+            reasons=_try(lambda: int(self._reasons_fn(h))),
+            timing=self._timing,
+        )
+
+    def energy_mj(self) -> float | None:
+        return _try(lambda: float(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._handle)))
+
+    def _record(self) -> None:
+        reading = self.read()
+        with self._lock:
+            if self._label is not None:
+                self._readings.setdefault(self._label, []).append(reading)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._record()
+
+    def start(self) -> None:
+        if self.available and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="nvml-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
+    @contextlib.contextmanager
+    def window(self, label: str, timing: bool) -> Iterator[None]:
+        """File readings under label while the block runs (one reading at the start)."""
+        if not self.available:
+            yield
+            return
+        with self._lock:
+            self._label, self._timing = label, timing
+        self._record()
+        e0 = self.energy_mj() if timing else None
+        try:
+            yield
+        finally:
+            e1 = self.energy_mj() if timing else None
+            with self._lock:
+                self._label = None
+                if e0 is not None and e1 is not None:
+                    self._energy_mj[label] = self._energy_mj.get(label, 0.0) + e1 - e0
+
+    def take(self, label: str) -> RowTelemetry:
+        """Aggregate and forget the readings filed under label."""
+        if not self.available:
+            return RowTelemetry(source=f"unavailable: {self.reason}")
+        with self._lock:
+            readings = self._readings.pop(label, [])
+            energy = self._energy_mj.pop(label, None)
+        timed = [r for r in readings if r.timing] or readings
+        masks = [r.reasons for r in timed if r.reasons is not None]
+        mask = 0
+        for m in masks:
+            mask |= m
+        temps = [r.temp_c for r in timed if r.temp_c is not None]
+        mems = [r.mem_used_bytes for r in readings if r.mem_used_bytes is not None]
+        return RowTelemetry(
+            source="nvml",
+            sm_clock_mhz=_mean([r.sm_mhz for r in timed]),
+            mem_clock_mhz=_mean([r.mem_mhz for r in timed]),
+            temp_c_max=max(temps) if temps else None,
+            power_w_mean=_mean([r.power_w for r in timed]),
+            gpu_util_pct=_mean([r.util_pct for r in timed]),
+            energy_j=energy / 1e3 if energy is not None else None,
+            throttled=bool(mask & THROTTLE_MASK) if masks else None,
+            throttle_reasons=",".join(reason_names(mask)),
+            nvml_mem_peak_bytes=max(mems) if mems else None,
+            n_readings=len(readings),
+        )
+
+    def other_processes(self) -> int | None:
+        """Processes on the GPU that are not this run's (see other_processes())."""
+        if not self.available:
+            return None
+        processes = gpu_processes(self.index)
+        if processes is None:
+            return None
+        return other_processes(processes, (os.getpid(), *self.ignore_pids))[0]

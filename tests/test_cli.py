@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from invbench.backends.registry import default_registry
 from invbench.cli import app, main
-from invbench.spec import DeviceKind, Dtype
 from invbench.results import COLUMNS, KEY_COLUMNS
+from invbench.spec import DeviceKind, Dtype
 from invbench.suites import find_suite
 
 ROOT = Path(__file__).resolve().parent.parent
