@@ -14,6 +14,7 @@ from rich.table import Table
 
 from invbench.backends.registry import default_registry
 from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run
+from invbench.compare_cli import ab_command, compare_command, export_command
 from invbench.spec import DeviceKind, Dtype, Mode
 from invbench.summary import summary_table
 from invbench.timing import CacheMode
@@ -204,6 +205,11 @@ def env(
     for what, value in rows:
         table.add_row(what, str(value))
     out.print(table)
+
+
+app.command("compare")(compare_command)
+app.command("ab")(ab_command)
+app.command("export")(export_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,7 @@
+"""`python -m invbench`: the command line."""
+
+import sys
+
+from invbench.cli import main
+
+sys.exit(main())
