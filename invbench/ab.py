@@ -15,7 +15,9 @@ Interleaving: the suite is split into one chunk per `[[cases]]` entry (a copy of
 the suite file holding that entry only, with every other table kept verbatim, so
 axes still expand it and the suite keeps its name). For each chunk the two sides
 alternate, base, head, head, base, ... for `repeats` runs each, so that drift and
-heat hit both sides alike and within seconds of each other. The runs of a side
+heat hit both sides alike and within seconds of each other. With
+`interleave=suite` a run covers the whole suite instead (fewer processes, for
+small suites; the alternation is then per suite). The runs of a side
 are merged into one result directory: samples of the same row are pooled and the
 summary recomputed (samples.parquet gains a `run` column saying which run each
 sample came from); a row that is not ok in any run stays not ok.
@@ -36,6 +38,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,11 @@ from invbench.stats import summarize
 SIDES = ("base", "head")
 
 
+class Interleave(StrEnum):
+    CASE = "case"  # one run per [[cases]] entry: base and head of a case seconds apart
+    SUITE = "suite"  # one run per whole suite: fewer processes, coarser alternation
+
+
 class AbError(ValueError):
     """Something that stops an A/B run; the CLI prints it on one line and exits 2."""
 
@@ -76,6 +84,7 @@ class AbRequest:
     batch: int | None = None
     samples: int | None = None
     repeats: int = 2
+    interleave: Interleave = Interleave.CASE
     repo: Path = Path(".")
     out: Path | None = None
     policy: ComparePolicy = field(default_factory=ComparePolicy)
@@ -423,6 +432,9 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
         chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
         for side in SIDES:
             source = suite_file(worktrees[side], request.suite)
+            if request.interleave is Interleave.SUITE:
+                chunks[side][f"suite {source.stem}"] = source
+                continue
             for i, (name, text) in enumerate(split_suite(source).items()):
                 path = tmp / "chunks" / side / f"{i:03d}" / source.name
                 path.parent.mkdir(parents=True)

@@ -120,6 +120,9 @@ def ab_command(
     repeats: Annotated[
         int, typer.Option(help="Runs per case and side; 2 gives base, head, head, base.")
     ] = 2,
+    interleave: Annotated[
+        str, typer.Option(help="case: one run per case entry (default); suite: per suite.")
+    ] = "case",
     repo: Annotated[Path, typer.Option(help="The git repository holding both revisions.")] = (
         Path(".")
     ),
@@ -134,7 +137,10 @@ def ab_command(
     fail_on_regression: FailOpt = False,
 ) -> None:
     """Run a suite on two git revisions, interleaved, then compare them."""
-    from invbench.ab import AbError, AbRequest, run_ab
+    from invbench.ab import AbError, AbRequest, Interleave, run_ab
+
+    if interleave not in {i.value for i in Interleave}:
+        raise _fail(f"--interleave must be case or suite, got {interleave!r}")
 
     request = AbRequest(
         base_rev=base_rev,
@@ -147,6 +153,7 @@ def ab_command(
         batch=batch,
         samples=samples,
         repeats=repeats,
+        interleave=Interleave(interleave),
         repo=repo,
         out=out_dir,
         policy=_policy(threshold, alpha),

@@ -221,25 +221,26 @@ def test_injected_regression_is_slower_and_fails_the_gate(
         if r.key["backend"] == "spin":
             assert r.ratio is not None and 1.15 < r.ratio < 1.4
             assert r.change == f"{r.ratio:.2f}x slower"
-    assert main(["compare", str(base), str(head), "--fail-on-regression"]) == 1
-    assert main(["compare", str(base), str(head), "--fail-on-regression", "--backend", "steady"]) == 0
-    assert main(["compare", str(base), str(head)]) == 0  # no gate asked for
+    pair = ["compare", str(base), str(head)]
+    assert main([*pair, "--fail-on-regression"]) == 1
+    assert main([*pair, "--fail-on-regression", "--backend", "steady"]) == 0
+    assert main(pair) == 0  # no gate asked for
     capsys.readouterr()
 
     md_file = tmp_path / "comment.md"
-    assert main(["compare", str(base), str(head), "--format", "markdown", "--output", str(md_file)]) == 0
+    assert main([*pair, "--format", "markdown", "--output", str(md_file)]) == 0
     text = md_file.read_text()
     assert text.splitlines()[0] == "**invbench**: 2 slower, 2 same"
     changed, folded = text.split("<details>")
     assert changed.count("x slower |") == 2 and "steady" not in changed
     assert folded.count("| steady |") == 2 and "</details>" in folded
 
-    assert main(["compare", str(base), str(head), "--format", "json"]) == 0
+    assert main([*pair, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["counts"]["slower"] == 2 and data["counts"]["same"] == 2
     assert {r["verdict"] for r in data["rows"] if r["key"]["backend"] == "spin"} == {"slower"}
 
-    assert main(["compare", str(base), str(head)]) == 0
+    assert main(pair) == 0
     assert "2 slower, 2 same" in capsys.readouterr().out
 
 
