@@ -362,11 +362,13 @@ def merge_runs(runs: Sequence[ResultSet], out: Path, extra_meta: dict[str, Any])
                 samples.setdefault(k, []).extend(group["ms"].astype(float).tolist())
             tagged.append(run.samples.assign(**{RUN_COLUMN: index}))
     writer = ResultWriter(out)
+    ok_keys = []
     for key, versions in rows.items():
         failed = [r for r in versions if r["status"] != Status.OK]
         if failed:
             writer.add(ResultRow(**failed[0]))
             continue
+        ok_keys.append(key)
         pooled = samples.get(key, [])
         row = dict(versions[0])
         if pooled:
@@ -388,8 +390,9 @@ def merge_runs(runs: Sequence[ResultSet], out: Path, extra_meta: dict[str, Any])
         writer.add(ResultRow(**row), pooled)
     # The same samples, tagged with the run they came from (compare resamples runs).
     frame = pd.concat(tagged, ignore_index=True) if tagged else pd.DataFrame()
-    if not frame.empty:
-        frame = frame[[*KEY_COLUMNS, "sample", "ms", RUN_COLUMN]]
+    if not frame.empty:  # only rows that are ok on every run keep samples
+        keep = pd.MultiIndex.from_frame(frame[list(KEY_COLUMNS)]).isin(ok_keys)
+        frame = frame.loc[keep, [*KEY_COLUMNS, "sample", "ms", RUN_COLUMN]]
         tmp = out / f".{SAMPLES_FILE}.tmp"
         frame.to_parquet(tmp, index=False)
         os.replace(tmp, out / SAMPLES_FILE)

@@ -9,11 +9,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from invbench.ab import AbError, AbRequest, Interleave, run_ab, schedule, split_suite
+from invbench.ab import (
+    AbError,
+    AbRequest,
+    Interleave,
+    merge_runs,
+    run_ab,
+    schedule,
+    split_suite,
+)
 from invbench.compare import RUN_COLUMN, Verdict
 from invbench.results import load_results
 from invbench.spec import Mode
 from invbench.suites import SUITES_DIR, load_suite
+
+from .compare_helpers import row, write_dir
 
 SOURCE = Path(__file__).resolve().parent.parent
 
@@ -112,3 +122,21 @@ def test_aa_run_on_smoke_calls_no_change(
     assert (repo / "README.md").read_text() == "uncommitted change\n"
     assert git(repo, "rev-parse", "HEAD") == commit
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_merge_pools_ok_rows_and_keeps_failures(tmp_path: Path) -> None:
+    first = write_dir(tmp_path / "r1", [(row("a"), [1.0, 2.0, 3.0]), (row("b"), [5.0, 5.0])])
+    second = write_dir(
+        tmp_path / "r2",
+        [(row("a"), [4.0, 5.0]), (row("b", "error", reason="RuntimeError: x"), [])],
+    )
+    merged = load_results(
+        merge_runs([load_results(first), load_results(second)], tmp_path / "m", {"side": "base"})
+    )
+    rows = merged.rows.set_index("backend")
+    assert rows.loc["a", "status"] == "ok" and rows.loc["a", "n_samples"] == 5
+    assert rows.loc["a", "median_ms"] == 3.0
+    assert rows.loc["b", "status"] == "error" and rows.loc["b", "reason"] == "RuntimeError: x"
+    assert sorted(merged.samples["backend"].unique()) == ["a"]  # b is not ok: no samples
+    assert merged.samples.groupby(RUN_COLUMN)["ms"].count().to_dict() == {0: 3, 1: 2}
+    assert merged.meta["ab"] == {"side": "base"}
