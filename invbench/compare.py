@@ -9,8 +9,9 @@ runs before samples, so run-to-run (process, drift) variation widens the CI; the
 sample-level U test alone would treat thousands of correlated samples as
 independent and call noise a change. With several runs a side, a change must also
 hold run by run: every head run's median is beyond the threshold from every base
-run's median (one process dealt a slow core or memory layout, which happens, must
-not make a change on its own).
+run's median, by more than the run medians of either side spread among themselves
+(one process dealt a slow core or memory layout, or one burst of machine load over
+adjacent runs, must not make a change on its own).
 A row is `same` when the CI lies inside the
 threshold band (a change as large as the threshold is ruled out); everything else
 is `uncertain`. Rows that are not ok on either side never get a speed verdict.
@@ -182,8 +183,12 @@ def compare_runs(
     if len(bruns) >= 2 and len(hruns) >= 2:
         bmed = [float(np.median(r)) for r in bruns]
         hmed = [float(np.median(r)) for r in hruns]
-        slower_runs = min(hmed) >= band * max(bmed)
-        faster_runs = min(bmed) >= band * max(hmed)
+        # the gap between the sides must pass the threshold and exceed the spread of
+        # run medians within either side (the same code's run-to-run variation)
+        spread = max(max(bmed) / min(bmed), max(hmed) / min(hmed))
+        slow_gap, fast_gap = min(hmed) / max(bmed), min(bmed) / max(hmed)
+        slower_runs = slow_gap >= band and slow_gap > spread
+        faster_runs = fast_gap >= band and fast_gap > spread
     if significant and ratio >= band and lo > 1 and slower_runs:
         verdict = Verdict.SLOWER
     elif significant and 1.0 / ratio >= band and hi < 1 and faster_runs:

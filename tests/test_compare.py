@@ -84,6 +84,9 @@ def test_one_slow_process_does_not_make_a_change() -> None:
     by_run = compare_runs(base, head)
     assert pooled.verdict is Verdict.FASTER  # what a sample-level test alone would say
     assert by_run.verdict is Verdict.UNCERTAIN
+    # both head runs slower, but they disagree with each other by more than the gap
+    spread = compare_runs([noisy(150), noisy(150, 1.02)], [noisy(150, 1.12), noisy(150, 1.4)])
+    assert spread.verdict is Verdict.UNCERTAIN
     # a shift every run agrees on is still called
     assert compare_runs([noisy(150), noisy(150)], [noisy(150, 1.25), noisy(150, 1.25)]).verdict is (
         Verdict.SLOWER
