@@ -434,7 +434,10 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
             worktrees[side] = path
         chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
         for side in SIDES:
-            source = suite_file(worktrees[side], request.suite)
+            try:
+                source = suite_file(worktrees[side], request.suite)
+            except AbError as exc:
+                raise AbError(f"{side} revision {revs[side]!r}: {exc}") from None
             if request.interleave is Interleave.SUITE:
                 chunks[side][f"suite {source.stem}"] = source
                 continue

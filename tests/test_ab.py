@@ -18,6 +18,7 @@ from invbench.ab import (
     schedule,
     split_suite,
 )
+from invbench.cli import main
 from invbench.compare import RUN_COLUMN, Verdict
 from invbench.results import load_results
 from invbench.spec import Mode
@@ -140,3 +141,14 @@ def test_merge_pools_ok_rows_and_keeps_failures(tmp_path: Path) -> None:
     assert sorted(merged.samples["backend"].unique()) == ["a"]  # b is not ok: no samples
     assert merged.samples.groupby(RUN_COLUMN)["ms"].count().to_dict() == {0: 3, 1: 2}
     assert merged.meta["ab"] == {"side": "base"}
+
+
+def test_ab_cli_errors_are_one_line(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["ab", "no-such-rev", "HEAD", "--suite", "smoke", "--repo", str(repo)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"invbench: error: 'no-such-rev' is not a commit of the repository at {repo}"
+    assert (
+        main(["ab", "HEAD", "HEAD", "--suite", "smoke", "--repeats", "0", "--repo", str(repo)]) == 2
+    )
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
