@@ -14,6 +14,7 @@ from rich.table import Table
 
 from invbench.backends.registry import Registry, default_registry
 from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run, resume
+from invbench.compare_cli import ab_command, compare_command, export_command
 from invbench.profile_cli import profile_command
 from invbench.results import ResultRow
 from invbench.spec import DeviceKind, Dtype, Mode
@@ -267,6 +268,9 @@ def env(
 
 
 app.command("profile")(profile_command)
+app.command("compare")(compare_command)
+app.command("ab")(ab_command)
+app.command("export")(export_command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,154 @@
+"""invbench ab: worktrees of two revisions, interleaved runs, merged sides, and an A/A run."""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from invbench.ab import (
+    AbError,
+    AbRequest,
+    Interleave,
+    merge_runs,
+    run_ab,
+    schedule,
+    split_suite,
+)
+from invbench.cli import main
+from invbench.compare import RUN_COLUMN, Verdict
+from invbench.results import load_results
+from invbench.spec import Mode
+from invbench.suites import SUITES_DIR, load_suite
+
+from .compare_helpers import row, write_dir
+
+SOURCE = Path(__file__).resolve().parent.parent
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of this checkout's committed history, so no test touches the real repository."""
+    try:
+        git(SOURCE, "rev-parse", "HEAD")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    clone = tmp_path_factory.mktemp("repo") / "clone"
+    subprocess.run(["git", "clone", "--quiet", str(SOURCE), str(clone)], check=True)
+    return clone
+
+
+def test_schedule_alternates_base_and_head() -> None:
+    order = [(n, s) for n, s, _ in schedule(["a", "b"], 2)]
+    assert order == [
+        ("a", "base"), ("a", "head"), ("a", "head"), ("a", "base"),
+        ("b", "base"), ("b", "head"), ("b", "head"), ("b", "base"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", sorted(SUITES_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_suite_chunks_hold_the_same_cases(path: Path, tmp_path: Path) -> None:
+    suite = load_suite(path)
+    cases = []
+    for i, text in enumerate(split_suite(path).values()):
+        chunk = tmp_path / str(i) / path.name
+        chunk.parent.mkdir()
+        chunk.write_text(text)
+        part = load_suite(chunk)
+        assert part.name == suite.name and part.run == suite.run and part.run_cpu == suite.run_cpu
+        cases += part.cases
+    assert cases == list(suite.cases)
+    assert tomllib.loads(split_suite(path)[next(iter(split_suite(path)))])["schema_version"] == 1
+
+
+def test_bad_revision_and_suite_are_errors_and_leave_no_worktree(
+    repo: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(AbError, match="not a commit"):
+        run_ab(AbRequest("no-such-rev", "HEAD", suite="smoke", repo=repo, out=tmp_path / "a"))
+    with pytest.raises(AbError, match="no suite 'nope'"):
+        run_ab(AbRequest("HEAD", "HEAD", suite="nope", repo=repo, out=tmp_path / "b"))
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_aa_run_on_smoke_calls_no_change(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One thread per run: on a shared 2-core machine, a second OpenMP thread that gets
+    # descheduled stalls every parallel region by a scheduler slice, noise no statistic fixes.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    (repo / "README.md").write_text("uncommitted change\n")
+    commit = git(repo, "rev-parse", "HEAD")
+    out = tmp_path / "ab"
+    result = run_ab(
+        AbRequest(
+            "HEAD",
+            commit,
+            suite="smoke",
+            backends=("unfold", "conv3x3"),
+            device="cpu",
+            modes=(Mode.FWD,),
+            repeats=2,
+            interleave=Interleave.SUITE,  # 4 processes, not 8: keeps the test short
+            repo=repo,
+            out=out,
+        )
+    )
+    verdicts = [r.verdict for r in result.comparison.rows]
+    assert len(verdicts) == 4  # 2 cases x 2 backends
+    assert not {Verdict.SLOWER, Verdict.FASTER} & set(verdicts), result.comparison.headline()
+    assert Verdict.SAME in verdicts  # the statistics are not simply refusing to decide
+    assert result.runs == 4
+    for side in (result.base_dir, result.head_dir):
+        rs = load_results(side)
+        assert set(rs.rows["status"]) == {"ok"}
+        assert rs.meta["ab"]["commit"] == commit
+        runs = rs.samples.groupby(["case", "backend"])[RUN_COLUMN].nunique()
+        assert (runs == 2).all()
+        pooled = rs.samples.groupby(["case", "backend"])["ms"].count()
+        counts = rs.rows.set_index(["case", "backend"])["n_samples"]
+        pd.testing.assert_series_equal(pooled.sort_index(), counts.sort_index(), check_names=False)
+    assert (out / "compare.md").read_text().startswith("**invbench**: ")
+    # the user's checkout is untouched, and the temporary worktrees are gone
+    assert (repo / "README.md").read_text() == "uncommitted change\n"
+    assert git(repo, "rev-parse", "HEAD") == commit
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_merge_pools_ok_rows_and_keeps_failures(tmp_path: Path) -> None:
+    first = write_dir(tmp_path / "r1", [(row("a"), [1.0, 2.0, 3.0]), (row("b"), [5.0, 5.0])])
+    second = write_dir(
+        tmp_path / "r2",
+        [(row("a"), [4.0, 5.0]), (row("b", "error", reason="RuntimeError: x"), [])],
+    )
+    merged = load_results(
+        merge_runs([load_results(first), load_results(second)], tmp_path / "m", {"side": "base"})
+    )
+    rows = merged.rows.set_index("backend")
+    assert rows.loc["a", "status"] == "ok" and rows.loc["a", "n_samples"] == 5
+    assert rows.loc["a", "median_ms"] == 3.0
+    assert rows.loc["b", "status"] == "error" and rows.loc["b", "reason"] == "RuntimeError: x"
+    assert sorted(merged.samples["backend"].unique()) == ["a"]  # b is not ok: no samples
+    assert merged.samples.groupby(RUN_COLUMN)["ms"].count().to_dict() == {0: 3, 1: 2}
+    assert merged.meta["ab"] == {"side": "base"}
+
+
+def test_ab_cli_errors_are_one_line(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["ab", "no-such-rev", "HEAD", "--suite", "smoke", "--repo", str(repo)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"invbench: error: 'no-such-rev' is not a commit of the repository at {repo}"
+    assert (
+        main(["ab", "HEAD", "HEAD", "--suite", "smoke", "--repeats", "0", "--repo", str(repo)]) == 2
+    )
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
