@@ -102,7 +102,7 @@ def _cpu_signature() -> str:
 
 
 def _host_flags() -> list[str]:
-    flags = ["-O3", "-std=c++17"]
+    flags = ["-O3"]  # the C++ standard is the one torch asks for
     if sys.platform.startswith("linux"):
         flags.append("-fopenmp")  # at::parallel_for is OpenMP-based in torch's Linux builds
         if platform.machine() in ("x86_64", "AMD64"):
@@ -117,7 +117,7 @@ def plan(with_cuda: bool) -> BuildPlan:
     cflags = _host_flags()
     if with_cuda:
         cflags.append("-DINVBENCH_WITH_CUDA")
-    cuda_cflags = ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"] if with_cuda else []
+    cuda_cflags = ["-O3", "-lineinfo"] if with_cuda else []
     ldflags = ["-fopenmp"] if sys.platform.startswith("linux") else []
     arch = _cuda_arch_list() if with_cuda else None
     digest = hashlib.sha256()
