@@ -220,9 +220,10 @@ def _progress(message: str) -> Iterator[None]:
         with console.status(message):
             yield
     else:
-        console.print(message, highlight=False)
+        console.print(message, highlight=False, soft_wrap=True)
         yield
-    console.print(f"invbench: extension ready in {time.perf_counter() - start:.0f} s", highlight=False)
+    seconds = time.perf_counter() - start
+    console.print(f"invbench: extension ready in {seconds:.0f} s", highlight=False, soft_wrap=True)
 
 
 def _compile(p: BuildPlan) -> None:
@@ -284,7 +285,7 @@ def load(with_cuda: bool) -> BuildPlan:
         try:
             with _file_lock(p.directory.with_suffix(".lock")):
                 if p.library.exists():
-                    torch.ops.load_library(str(p.library))
+                    torch.ops.load_library(str(p.library))  # type: ignore[no-untyped-call]
                 else:
                     what = "CPU and CUDA" if with_cuda else "CPU"
                     arch = f" for sm {p.arch_list}" if p.arch_list else ""
