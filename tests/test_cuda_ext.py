@@ -103,10 +103,11 @@ def test_forward_and_gradcheck_float64(case: tuple[int | None, ...], device: str
         (Geometry(2, 64, 23, 17, 7, stride=1, groups=4), torch.float32, 1e-5),
         (Geometry(2, 32, 30, 31, 7, stride=2, groups=2), torch.float32, 1e-5),
         (Geometry(3, 48, 15, 14, 5, stride=1, dilation=2, groups=3), torch.float32, 1e-5),
+        (Geometry(1, 32, 7, 53, 5, stride=1, groups=2), torch.float32, 1e-5),  # wide rows
         (Geometry(2, 64, 21, 19, 7, stride=2, groups=4), torch.bfloat16, 2e-2),
         (Geometry(2, 64, 16, 20, 3, stride=1, groups=8), torch.float16, 3e-3),
     ],
-    ids=["f32-K7s1", "f32-K7s2-odd", "f32-K5d2", "bf16-K7s2", "f16-K3"],
+    ids=["f32-K7s1", "f32-K7s2-odd", "f32-K5d2", "f32-wide", "bf16-K7s2", "f16-K3"],
 )
 def test_low_precision_against_float64(
     geom: Geometry, dtype: torch.dtype, tol: float, device: str

@@ -153,18 +153,19 @@ void forward_channels_impl(const T* x, const T* w, T* out, const InvShape& S) {
   });
 }
 
-// The channel-vector forward wins on every resnet-shapes layer (measured on a 2-core
-// x86 machine, see docs/backends/cuda_ext.md); rows win when groups are too narrow
-// to fill a vector register.
+// Which forward: measured side by side on a 2-core x86 machine over the
+// resnet-shapes layers (docs/backends/cuda_ext.md), rows win at stride 1 on wide
+// planes (long contiguous rows, no staging); the channel-vector path wins on small
+// planes and at stride > 1, as long as the group is wide enough to fill a vector.
 template <typename T>
 void forward_dispatch(const T* x, const T* w, T* out, const InvShape& S) {
-  switch (S.group_channels()) {
+  const int64_t Cg = S.group_channels();
+  if (Cg < 8 || (S.stride == 1 && S.Wo >= 48)) return forward_impl<T>(x, w, out, S);
+  switch (Cg) {
     case 8: return forward_channels_impl<T, 8>(x, w, out, S);
     case 16: return forward_channels_impl<T, 16>(x, w, out, S);
     case 32: return forward_channels_impl<T, 32>(x, w, out, S);
-    default:
-      if (S.group_channels() >= 8) return forward_channels_impl<T, 0>(x, w, out, S);
-      return forward_impl<T>(x, w, out, S);
+    default: return forward_channels_impl<T, 0>(x, w, out, S);
   }
 }
 
