@@ -176,14 +176,26 @@ def test_every_output_element_is_written(device: str) -> None:
             assert relative_error(out, ref) < 1e-5
 
 
-def test_poisoning_is_visible() -> None:
-    # The poison flag really NaN-fills: an output the kernel does not write stays NaN.
-    ops = torch.ops.invbench_ext
-    x = torch.randn(1, 2, 4, 4)
-    w = torch.randn(1, 1, 3, 3, 4, 4)
-    out = ops.involution_fwd(x, w, 1, 1, 1, False, True)
-    assert torch.isfinite(out).all()
-    assert torch.isnan(torch.full_like(out, float("nan"))).all()
+def test_backend_passes_the_poison_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ops allocate their outputs, so poisoning reaches them as a flag.
+    from invbench.backends import cuda_ext
+
+    real = cuda_ext.load_ops()
+    seen: list[bool] = []
+
+    class Spy:
+        def involution_fwd(self, *args: object) -> torch.Tensor:
+            seen.append(bool(args[-1]))
+            out: torch.Tensor = real.involution_fwd(*args)
+            return out
+
+    monkeypatch.setitem(cuda_ext._OPS, "ops", Spy())
+    geom = Geometry(1, 2, 4, 4, 3, groups=1)
+    x, w = _inputs(geom, torch.float32, "cpu")
+    _run(x, w, geom, "cuda_ext")
+    with poisoned_outputs():
+        _run(x, w, geom, "cuda_ext")
+    assert seen == [False, True]
 
 
 @pytest.mark.parametrize(
