@@ -330,3 +330,41 @@ def test_cache_key_depends_on_sources(tmp_path: object, monkeypatch: pytest.Monk
     before = extension_build.plan(False).name
     (src / "involution_cpu.cpp").write_text((src / "involution_cpu.cpp").read_text() + "\n// x\n")
     assert extension_build.plan(False).name != before
+
+
+def test_failed_build_is_an_unavailability_reason(tmp_path: object) -> None:
+    # A fresh process builds a deliberately broken copy of the sources.
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(str(tmp_path)) / "csrc"
+    shutil.copytree(extension_build.CSRC, src)
+    for name in extension_build.CPU_SOURCES:  # a missing include stops the compiler at once
+        path = src / name
+        path.write_text('#include "invbench_missing_header.h"\n' + path.read_text())
+    code = (
+        "import invbench.backends.extension_build as eb\n"
+        "from pathlib import Path\n"
+        f"eb.CSRC = Path({str(src)!r})\n"
+        "from invbench.backends.registry import builtin_registry\n"
+        "from invbench.spec import DeviceKind, Dtype\n"
+        "b = builtin_registry().get('cuda_ext')\n"
+        "try:\n"
+        "    eb.load(False)\n"
+        "except eb.ExtensionBuildError as e:\n"
+        "    print('RAISED', e)\n"
+        "print('REASON', b.availability(DeviceKind.CPU, Dtype.FLOAT32))\n"
+    )
+    env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=True)
+    lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " " in ln}
+    for key in ("RAISED", "REASON"):
+        assert "extension build failed" in lines[key]
+        assert ".cpp:1:10: fatal error: invbench_missing_header.h" in lines[key]
+        assert " -c " not in lines[key]  # the compiler's message, not the command line
+    assert "Traceback" not in proc.stdout + proc.stderr

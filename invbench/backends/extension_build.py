@@ -178,12 +178,19 @@ def plan_is_built(with_cuda: bool) -> bool:
         return False
 
 
+_NOISE = re.compile(
+    r"^(ninja: |FAILED: |\[\d+/\d+\] |\d*\s*\||In file included|compilation terminated)"
+)
+
+
 def key_error_lines(text: str, limit: int = _MAX_ERROR_LINES) -> str:
     """The compiler's error lines from a build log, without the build tool's noise."""
+    # torch prefixes the log with "Error building extension '<name>': ".
+    text = re.sub(r"Error building extension '[^']*':\s*", "\n", text)
     keep: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(("ninja: build stopped", "FAILED:", "[")):
+        if not line or _NOISE.match(line) or (" -c " in line and " -o " in line):
             continue
         if re.search(r"\berror\b|fatal|undefined reference|cannot find", line, re.IGNORECASE):
             line = re.sub(r"^\S*/(?=[^/\s]+:\d+)", "", line)  # keep file:line, drop the folder
