@@ -244,6 +244,155 @@ void grad_weight_impl(const T* go, const T* x, T* gw, const InvShape& S) {
   });
 }
 
+// Copies channels [g*Cg, g*Cg + Cg) of rows [y0, y0 + rows) and columns
+// [x0, x0 + cols) of one image into dst[(r * cols + q) * Cg + cc], zeros outside.
+template <typename T, typename A>
+void stage_channels_last(A* dst, const T* src, int64_t Cg, int64_t H, int64_t W, int64_t y0,
+                         int64_t rows, int64_t x0, int64_t cols) {
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const T* plane = src + cc * H * W;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t y = y0 + r;
+      A* d = dst + r * cols * Cg + cc;
+      if (y < 0 || y >= H) {
+        for (int64_t q = 0; q < cols; ++q) d[q * Cg] = A(0);
+        continue;
+      }
+      const T* row = plane + y * W;
+      for (int64_t q = 0; q < cols; ++q) {
+        const int64_t xx = x0 + q;
+        d[q * Cg] = (xx >= 0 && xx < W) ? static_cast<A>(row[xx]) : A(0);
+      }
+    }
+  }
+}
+
+// Weight gradient with channel vectors: like forward_channels_impl, each (pixel, tap)
+// is a dot product over the group's channels of staged grad_out and input vectors.
+template <typename T, int CG>
+void grad_weight_channels_impl(const T* go, const T* x, T* gw, const InvShape& S) {
+  using A = acc_t<T>;
+  const int64_t Cg = CG > 0 ? CG : S.group_channels(), K = S.K, KK = K * K;
+  const int64_t HWo = S.Ho * S.Wo, Wo = S.Wo, s = S.stride, d = S.dilation;
+  const int64_t R = std::min<int64_t>(S.Ho, 4);
+  const int64_t blocks = (S.Ho + R - 1) / R;
+  const int64_t Wp = (Wo - 1) * s + (K - 1) * d + 1;
+  const int64_t rows_max = (R - 1) * s + (K - 1) * d + 1;
+  at::parallel_for(0, S.B * S.G * blocks, grain_for(R * Cg * KK * Wo), [&](int64_t begin,
+                                                                          int64_t end) {
+    std::vector<A> xt(rows_max * Wp * Cg), gt(R * Wo * Cg);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t blk = t % blocks, bg = t / blocks, g = bg % S.G, b = bg / S.G;
+      const int64_t i0 = blk * R, i1 = std::min(S.Ho, i0 + R);
+      const int64_t rows = (i1 - i0 - 1) * s + (K - 1) * d + 1;
+      const int64_t plane0 = b * S.C + g * Cg;
+      stage_channels_last(xt.data(), x + plane0 * S.H * S.W, Cg, S.H, S.W, i0 * s - S.pad, rows,
+                          -S.pad, Wp);
+      stage_channels_last(gt.data(), go + plane0 * HWo, Cg, S.Ho, S.Wo, i0, i1 - i0, 0, Wo);
+      T* wb = gw + bg * KK * HWo;
+      for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t j = 0; j < Wo; ++j) {
+          const A* __restrict gv = gt.data() + ((i - i0) * Wo + j) * Cg;
+          for (int64_t u = 0; u < K; ++u) {
+            const A* xrow = xt.data() + (((i - i0) * s + u * d) * Wp + j * s) * Cg;
+            for (int64_t v = 0; v < K; ++v) {
+              const A* __restrict xv = xrow + v * d * Cg;
+              A sum = 0;
+              for (int64_t cc = 0; cc < Cg; ++cc) sum += gv[cc] * xv[cc];
+              wb[(u * K + v) * HWo + i * Wo + j] = static_cast<T>(sum);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Input gradient with channel vectors: a gather per input pixel over its valid taps,
+// each adding a broadcast weight times a staged Cg-channel grad_out vector.
+template <typename T, int CG>
+void grad_input_channels_impl(const T* go, const T* w, T* gx, const InvShape& S) {
+  using A = acc_t<T>;
+  const int64_t Cg = CG > 0 ? CG : S.group_channels(), K = S.K, KK = K * K;
+  const int64_t HW = S.H * S.W, HWo = S.Ho * S.Wo, Wo = S.Wo, s = S.stride, d = S.dilation;
+  const int64_t R = std::min<int64_t>(S.H, 4);  // input rows per task
+  const int64_t blocks = (S.H + R - 1) / R;
+  const int64_t span = (K - 1) * d;
+  const int64_t rows_max = (R - 1 + span) / s + 2;
+  at::parallel_for(0, S.B * S.G * blocks, grain_for(R * Cg * KK * S.W / (s * s)),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<A> gt(rows_max * Wo * Cg);
+    std::vector<A> accv(CG > 0 ? 1 : Cg);
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t blk = t % blocks, bg = t / blocks, g = bg % S.G, b = bg / S.G;
+      const int64_t y0 = blk * R, y1 = std::min(S.H, y0 + R);
+      // grad_out rows these input rows gather from: ceil((y0+p-span)/s) .. floor((y1-1+p)/s)
+      const int64_t a = y0 + S.pad - span, e = y1 - 1 + S.pad;
+      int64_t gi0 = a >= 0 ? (a + s - 1) / s : -((-a) / s);
+      int64_t gi1 = e >= 0 ? e / s : -((-e + s - 1) / s);
+      gi0 = std::max<int64_t>(gi0, 0);
+      gi1 = std::min<int64_t>(gi1, S.Ho - 1);
+      const int64_t plane0 = b * S.C + g * Cg;
+      if (gi1 >= gi0)
+        stage_channels_last(gt.data(), go + plane0 * HWo, Cg, S.Ho, S.Wo, gi0, gi1 - gi0 + 1, 0,
+                            Wo);
+      const T* wb = w + bg * KK * HWo;
+      T* ob = gx + plane0 * HW;
+      for (int64_t y = y0; y < y1; ++y) {
+        for (int64_t z = 0; z < S.W; ++z) {
+          A acc_fixed[CG > 0 ? CG : 1];
+          A* __restrict acc = CG > 0 ? acc_fixed : accv.data();
+          for (int64_t cc = 0; cc < Cg; ++cc) acc[cc] = A(0);
+          for (int64_t u = 0; u < K; ++u) {
+            const int64_t iy = y + S.pad - u * d;
+            if (iy < 0 || iy % s != 0 || iy / s >= S.Ho) continue;
+            const int64_t i = iy / s;
+            for (int64_t v = 0; v < K; ++v) {
+              const int64_t jx = z + S.pad - v * d;
+              if (jx < 0 || jx % s != 0 || jx / s >= Wo) continue;
+              const int64_t j = jx / s;
+              const A wv = static_cast<A>(wb[(u * K + v) * HWo + i * Wo + j]);
+              const A* __restrict gv = gt.data() + ((i - gi0) * Wo + j) * Cg;
+              for (int64_t cc = 0; cc < Cg; ++cc) acc[cc] += wv * gv[cc];
+            }
+          }
+          for (int64_t cc = 0; cc < Cg; ++cc) ob[cc * HW + y * S.W + z] = static_cast<T>(acc[cc]);
+        }
+      }
+    }
+  });
+}
+
+// Same choice as the forward (measured the same way): rows on wide planes at
+// stride 1 or narrow groups, channel vectors elsewhere.
+template <typename T>
+void grad_input_dispatch(const T* go, const T* w, T* gx, const InvShape& S) {
+  if (S.group_channels() < 8 || (S.stride == 1 && S.W >= 48))
+    return grad_input_impl<T>(go, w, gx, S);
+  switch (S.group_channels()) {
+    case 8: return grad_input_channels_impl<T, 8>(go, w, gx, S);
+    case 16: return grad_input_channels_impl<T, 16>(go, w, gx, S);
+    case 32: return grad_input_channels_impl<T, 32>(go, w, gx, S);
+    default:
+      if (S.group_channels() >= 8) return grad_input_channels_impl<T, 0>(go, w, gx, S);
+      return grad_input_impl<T>(go, w, gx, S);
+  }
+}
+
+template <typename T>
+void grad_weight_dispatch(const T* go, const T* x, T* gw, const InvShape& S) {
+  if (S.group_channels() < 8 || (S.stride == 1 && S.Wo >= 48))
+    return grad_weight_impl<T>(go, x, gw, S);
+  switch (S.group_channels()) {
+    case 8: return grad_weight_channels_impl<T, 8>(go, x, gw, S);
+    case 16: return grad_weight_channels_impl<T, 16>(go, x, gw, S);
+    case 32: return grad_weight_channels_impl<T, 32>(go, x, gw, S);
+    default:
+      if (S.group_channels() >= 8) return grad_weight_channels_impl<T, 0>(go, x, gw, S);
+      return grad_weight_impl<T>(go, x, gw, S);
+  }
+}
+
 }  // namespace
 
 void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, const InvShape& s) {
@@ -259,7 +408,7 @@ void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor
                 const InvShape& s) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_out.scalar_type(), "involution_grad_input_cpu", [&] {
-        grad_input_impl<scalar_t>(grad_out.const_data_ptr<scalar_t>(),
+        grad_input_dispatch<scalar_t>(grad_out.const_data_ptr<scalar_t>(),
                                   weight.const_data_ptr<scalar_t>(),
                                   grad_x.mutable_data_ptr<scalar_t>(), s);
       });
@@ -269,7 +418,7 @@ void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& gr
                  const InvShape& s) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, grad_out.scalar_type(), "involution_grad_weight_cpu", [&] {
-        grad_weight_impl<scalar_t>(grad_out.const_data_ptr<scalar_t>(),
+        grad_weight_dispatch<scalar_t>(grad_out.const_data_ptr<scalar_t>(),
                                    x.const_data_ptr<scalar_t>(),
                                    grad_w.mutable_data_ptr<scalar_t>(), s);
       });
