@@ -4,7 +4,9 @@ Runs the backends side by side in one process, interleaved, float32, and prints 
 median time of each, the speed-up of cuda_ext, and the peak memory of cuda_ext and
 unfold (inputs plus what the op adds at its peak) relative to inputs + output. Usage:
 
-    python benchmarks/cpu_resnet_shapes.py [--batch 8] [--repeats 5] [--compile]
+    python benchmarks/cpu_resnet_shapes.py [--batch 8] [--repeats 5] [--compile] [--backward]
+
+With --backward each call is forward plus both gradients (memory columns omitted).
 """
 
 from __future__ import annotations
@@ -67,20 +69,34 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="also time the compile backend")
+    ap.add_argument("--backward", action="store_true", help="time forward + both gradients")
     args = ap.parse_args()
     pin_mmap_threshold()
     backends = ["cuda_ext", "unfold"] + (["compile"] if args.compile else [])
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}")
+    what = "forward + backward" if args.backward else "forward"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"float32 {what}")
     header = " ".join(f"{b + ' ms':>12}" for b in backends)
     vs_compile = " vs compile" if args.compile else ""
-    print(f"{'layer':<11} {header} {'vs unfold':>10}{vs_compile} {'peak/io':>8} {'unfold':>8}")
+    memory = "" if args.backward else f" {'peak/io':>8} {'unfold':>8}"
+    print(f"{'layer':<11} {header} {'vs unfold':>10}{vs_compile}{memory}")
     for name, c, h, s, k, g in LAYERS:
         geom = Geometry(args.batch, c, h, h, k, stride=s, groups=g)
         x = torch.randn(geom.x_shape)
         w = torch.randn(geom.weight_shape)
 
-        def run(b: str, x: torch.Tensor = x, w: torch.Tensor = w, s: int = s) -> torch.Tensor:
+        grad_out = torch.randn(geom.out_shape)
+        xg, wg = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+
+        def run(
+            b: str, x: torch.Tensor = x, w: torch.Tensor = w, s: int = s,
+            xg: torch.Tensor = xg, wg: torch.Tensor = wg, grad_out: torch.Tensor = grad_out,
+        ) -> torch.Tensor:
+            if args.backward:
+                out = invbench.involution(xg, wg, stride=s, backend=b)
+                torch.autograd.grad(out, (xg, wg), grad_out)
+                return out.detach()
             with torch.no_grad():
                 return invbench.involution(x, w, stride=s, backend=b)
 
@@ -96,15 +112,17 @@ def main() -> None:
                 run(b)
                 times[b].append(time.perf_counter() - t0)
         med = {b: statistics.median(v) * 1e3 for b, v in times.items()}
-        inputs = (x.numel() + w.numel()) * 4
-        io = inputs + geom.numel("out") * 4
-        peak = extra_peak_bytes(lambda: run("cuda_ext"))  # output + any temporaries
-        peak_unfold = extra_peak_bytes(lambda: run("unfold"))
         cols = " ".join(f"{med[b]:12.2f}" for b in backends)
         line = f"{name:<11} {cols} {med['unfold'] / med['cuda_ext']:9.1f}x"
         if args.compile:
             line += f" {med['compile'] / med['cuda_ext']:9.1f}x"
-        print(line + f" {(inputs + peak) / io:8.2f} {(inputs + peak_unfold) / io:8.2f}")
+        if not args.backward:
+            inputs = (x.numel() + w.numel()) * 4
+            io = inputs + geom.numel("out") * 4
+            peak = extra_peak_bytes(lambda: run("cuda_ext"))  # output + any temporaries
+            peak_unfold = extra_peak_bytes(lambda: run("unfold"))
+            line += f" {(inputs + peak) / io:8.2f} {(inputs + peak_unfold) / io:8.2f}"
+        print(line)
 
 
 if __name__ == "__main__":
