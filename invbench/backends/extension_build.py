@@ -240,7 +240,7 @@ def _compile(p: BuildPlan) -> None:
     # A build killed half-way leaves torch's own lock file behind, and the next build
     # would wait on it forever. Our flock makes us the only builder of this folder.
     (p.directory / "lock").unlink(missing_ok=True)
-    saved_arch = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    saved = {k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST", "MAX_JOBS")}
     if p.arch_list:
         os.environ["TORCH_CUDA_ARCH_LIST"] = p.arch_list
     os.environ.setdefault("MAX_JOBS", str(min(8, os.cpu_count() or 1)))
@@ -259,10 +259,11 @@ def _compile(p: BuildPlan) -> None:
             kwargs["extra_cuda_cflags"] = list(p.cuda_cflags)
         cpp_extension.load(**kwargs)
     finally:
-        if saved_arch is None:
-            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
-        else:
-            os.environ["TORCH_CUDA_ARCH_LIST"] = saved_arch
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def load(with_cuda: bool) -> BuildPlan:
