@@ -368,3 +368,32 @@ def test_failed_build_is_an_unavailability_reason(tmp_path: object) -> None:
         assert ".cpp:1:10: fatal error: invbench_missing_header.h" in lines[key]
         assert " -c " not in lines[key]  # the compiler's message, not the command line
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
+    # Both start on an empty cache; the file lock makes one build and the other load it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import torch\n"
+        "from invbench.backends.cuda_ext import load_ops\n"
+        "ops = load_ops()\n"
+        "x = torch.randn(1, 2, 5, 5); w = torch.randn(1, 1, 3, 3, 5, 5)\n"
+        "print('OK', float(ops.involution_fwd(x, w, 1, 1, 1).abs().sum()) > 0)\n"
+    )
+    env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path])
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert all(out.strip() == "OK True" for out, _ in results), results
+    builds = sum(err.count("building the involution extension") for _, err in results)
+    assert builds == 1, results
