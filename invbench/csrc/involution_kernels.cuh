@@ -1,0 +1,328 @@
+// CUDA kernels of involution. Torch-free: raw pointers, 64-bit sizes and offsets.
+//
+// Element types: float, __half, __nv_bfloat16 (accumulated in float) and double
+// (accumulated in double, for gradient checks).
+//
+// Tiled kernels (cuda_ext), for K in {3, 5, 7}: a block owns a TH x TW tile of one
+// (b, g) plane and loops over the group's channels.
+//  - forward: each thread keeps its pixel's K*K weights in registers (read once per
+//    group, not once per channel); the input halo of the tile is staged through
+//    shared memory per channel with coalesced row loads.
+//  - grad_weight: the mirror image: K*K accumulators per thread, one coalesced
+//    grad_out load and the staged input halo per channel; the reduction over the
+//    group's channels stays inside the thread, so there are no atomics.
+//  - grad_x: a gather over the input tile: each input pixel's K*K (weight, tap)
+//    pairs are resolved once, then per channel the grad_out tile the input tile
+//    touches is staged in shared memory. No atomics.
+// Naive kernels (cuda_naive): the official algorithm, one thread per output element
+// (forward), input element (grad_x) or weight element (grad_weight), everything
+// read straight from global memory.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "involution_shape.h"
+
+namespace invbench::cuda {
+
+template <typename T>
+struct AccOf {
+  using type = float;
+};
+template <>
+struct AccOf<double> {
+  using type = double;
+};
+template <typename T>
+using acc_t = typename AccOf<T>::type;
+
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T from_acc(acc_t<T> v);
+template <>
+__device__ __forceinline__ float from_acc<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ double from_acc<double>(double v) { return v; }
+template <>
+__device__ __forceinline__ __half from_acc<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_acc<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Grid-stride index over n elements.
+#define INVBENCH_GRID_LOOP(idx, n)                                                  \
+  for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; \
+       idx < (n); idx += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+// ---------------------------------------------------------------------------------
+// Naive kernels (the official algorithm).
+// ---------------------------------------------------------------------------------
+
+template <typename T>
+__global__ void inv_fwd_naive(const T* __restrict__ x, const T* __restrict__ w,
+                              T* __restrict__ out, InvShape S) {
+  using A = acc_t<T>;
+  const int64_t Cg = S.C / S.G, KK = S.K * S.K, HWo = S.Ho * S.Wo;
+  INVBENCH_GRID_LOOP(idx, S.out_numel()) {
+    const int64_t j = idx % S.Wo, i = (idx / S.Wo) % S.Ho;
+    const int64_t c = (idx / HWo) % S.C, b = idx / (HWo * S.C);
+    const T* wp = w + (b * S.G + c / Cg) * KK * HWo + i * S.Wo + j;
+    const T* xp = x + (b * S.C + c) * S.H * S.W;
+    A acc = 0;
+    for (int64_t u = 0; u < S.K; ++u) {
+      const int64_t y = i * S.stride - S.pad + u * S.dilation;
+      if (y < 0 || y >= S.H) continue;
+      for (int64_t v = 0; v < S.K; ++v) {
+        const int64_t xx = j * S.stride - S.pad + v * S.dilation;
+        if (xx < 0 || xx >= S.W) continue;
+        acc += to_acc(wp[(u * S.K + v) * HWo]) * to_acc(xp[y * S.W + xx]);
+      }
+    }
+    out[idx] = from_acc<T>(acc);
+  }
+}
+
+template <typename T>
+__global__ void inv_bwdx_naive(const T* __restrict__ go, const T* __restrict__ w,
+                               T* __restrict__ gx, InvShape S) {
+  using A = acc_t<T>;
+  const int64_t Cg = S.C / S.G, KK = S.K * S.K, HWo = S.Ho * S.Wo, HW = S.H * S.W;
+  INVBENCH_GRID_LOOP(idx, S.x_numel()) {
+    const int64_t z = idx % S.W, y = (idx / S.W) % S.H;
+    const int64_t c = (idx / HW) % S.C, b = idx / (HW * S.C);
+    const T* wp = w + (b * S.G + c / Cg) * KK * HWo;
+    const T* gp = go + (b * S.C + c) * HWo;
+    A acc = 0;
+    for (int64_t u = 0; u < S.K; ++u) {
+      const int64_t iy = y + S.pad - u * S.dilation;
+      if (iy < 0 || iy % S.stride != 0 || iy / S.stride >= S.Ho) continue;
+      const int64_t i = iy / S.stride;
+      for (int64_t v = 0; v < S.K; ++v) {
+        const int64_t jx = z + S.pad - v * S.dilation;
+        if (jx < 0 || jx % S.stride != 0 || jx / S.stride >= S.Wo) continue;
+        const int64_t j = jx / S.stride;
+        acc += to_acc(wp[(u * S.K + v) * HWo + i * S.Wo + j]) * to_acc(gp[i * S.Wo + j]);
+      }
+    }
+    gx[idx] = from_acc<T>(acc);
+  }
+}
+
+template <typename T>
+__global__ void inv_bwdw_naive(const T* __restrict__ go, const T* __restrict__ x,
+                               T* __restrict__ gw, InvShape S) {
+  using A = acc_t<T>;
+  const int64_t Cg = S.C / S.G, HWo = S.Ho * S.Wo, HW = S.H * S.W;
+  INVBENCH_GRID_LOOP(idx, S.w_numel()) {
+    const int64_t j = idx % S.Wo, i = (idx / S.Wo) % S.Ho;
+    const int64_t uv = (idx / HWo) % (S.K * S.K), bg = idx / (HWo * S.K * S.K);
+    const int64_t u = uv / S.K, v = uv % S.K, g = bg % S.G, b = bg / S.G;
+    const int64_t y = i * S.stride - S.pad + u * S.dilation;
+    const int64_t xx = j * S.stride - S.pad + v * S.dilation;
+    A acc = 0;
+    if (y >= 0 && y < S.H && xx >= 0 && xx < S.W) {
+      for (int64_t cc = 0; cc < Cg; ++cc) {
+        const int64_t c = g * Cg + cc;
+        acc += to_acc(go[(b * S.C + c) * HWo + i * S.Wo + j]) *
+               to_acc(x[(b * S.C + c) * HW + y * S.W + xx]);
+      }
+    }
+    gw[idx] = from_acc<T>(acc);
+  }
+}
+
+// ---------------------------------------------------------------------------------
+// Tiled kernels (no __launch_bounds__: with it ptxas spilled a few registers of the
+// K=3 variants; blocks never exceed 256 threads, so any register count <= 255 fits).
+// Block (TW, TH) = (blockDim.x, blockDim.y); blockIdx.x enumerates
+// (b, g, tile) with the tile fastest. Shared memory holds one channel's tile in the
+// accumulator type.
+// ---------------------------------------------------------------------------------
+
+__device__ __forceinline__ int64_t group_width(const InvShape& S) {
+  return static_cast<unsigned>(S.C) / static_cast<unsigned>(S.G);
+}
+
+struct TileInfo {
+  int64_t b, g, bg, row0, col0;
+};
+
+// 32-bit index arithmetic here: 64-bit division is a called subroutine on the GPU.
+// The launcher guarantees the grid, the tile counts and G fit in 31 bits.
+__device__ __forceinline__ TileInfo tile_of_block(const InvShape& S, int tiles_w, int tiles_h) {
+  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
+  const unsigned blk = blockIdx.x;
+  const unsigned tile = blk % tiles, bg = blk / tiles;
+  const unsigned G = static_cast<unsigned>(S.G);
+  TileInfo t;
+  t.bg = bg;
+  t.g = bg % G;
+  t.b = bg / G;
+  t.row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
+  t.col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * blockDim.x;
+  return t;
+}
+
+// Stage rows [y0, y0 + hh) x cols [x0, x0 + hw) of one plane (zeros outside it).
+template <typename T, typename A>
+__device__ __forceinline__ void stage_plane(A* __restrict__ dst, const T* __restrict__ src,
+                                            int64_t y0, int64_t x0, int hh, int hw,
+                                            int64_t H, int64_t W) {
+  for (int r = threadIdx.y; r < hh; r += blockDim.y) {
+    const int64_t y = y0 + r;
+    const bool row_ok = y >= 0 && y < H;
+    for (int q = threadIdx.x; q < hw; q += blockDim.x) {
+      const int64_t xx = x0 + q;
+      dst[r * hw + q] = (row_ok && xx >= 0 && xx < W) ? to_acc(src[y * W + xx]) : A(0);
+    }
+  }
+}
+
+template <typename T, int K>
+__global__ void inv_fwd_tiled(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ out,
+                  InvShape S, int tiles_w, int tiles_h) {
+  using A = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* halo = reinterpret_cast<A*>(smem_raw);
+  const TileInfo t = tile_of_block(S, tiles_w, tiles_h);
+  const int s = static_cast<int>(S.stride), d = static_cast<int>(S.dilation);
+  const int hh = (blockDim.y - 1) * s + (K - 1) * d + 1;
+  const int hw = (blockDim.x - 1) * s + (K - 1) * d + 1;
+  const int64_t i = t.row0 + threadIdx.y, j = t.col0 + threadIdx.x;
+  const bool active = i < S.Ho && j < S.Wo;
+  const int64_t HWo = S.Ho * S.Wo, Cg = group_width(S);
+
+  A wr[K * K];
+  const T* wp = w + t.bg * (K * K) * HWo + (active ? i * S.Wo + j : 0);
+#pragma unroll
+  for (int uv = 0; uv < K * K; ++uv) wr[uv] = active ? to_acc(wp[uv * HWo]) : A(0);
+  const int base = threadIdx.y * s * hw + threadIdx.x * s;
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const int64_t plane = t.b * S.C + t.g * Cg + cc;
+    __syncthreads();
+    stage_plane<T, A>(halo, x + plane * S.H * S.W, t.row0 * S.stride - S.pad,
+                      t.col0 * S.stride - S.pad, hh, hw, S.H, S.W);
+    __syncthreads();
+    if (active) {
+      A acc = 0;
+#pragma unroll
+      for (int u = 0; u < K; ++u)
+#pragma unroll
+        for (int v = 0; v < K; ++v) acc += wr[u * K + v] * halo[base + u * d * hw + v * d];
+      out[plane * HWo + i * S.Wo + j] = from_acc<T>(acc);
+    }
+  }
+}
+
+template <typename T, int K>
+__global__ void inv_bwdw_tiled(const T* __restrict__ go, const T* __restrict__ x, T* __restrict__ gw,
+                   InvShape S, int tiles_w, int tiles_h) {
+  using A = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* halo = reinterpret_cast<A*>(smem_raw);
+  const TileInfo t = tile_of_block(S, tiles_w, tiles_h);
+  const int s = static_cast<int>(S.stride), d = static_cast<int>(S.dilation);
+  const int hh = (blockDim.y - 1) * s + (K - 1) * d + 1;
+  const int hw = (blockDim.x - 1) * s + (K - 1) * d + 1;
+  const int64_t i = t.row0 + threadIdx.y, j = t.col0 + threadIdx.x;
+  const bool active = i < S.Ho && j < S.Wo;
+  const int64_t HWo = S.Ho * S.Wo, Cg = group_width(S);
+
+  A acc[K * K];
+#pragma unroll
+  for (int uv = 0; uv < K * K; ++uv) acc[uv] = 0;
+  const int base = threadIdx.y * s * hw + threadIdx.x * s;
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const int64_t plane = t.b * S.C + t.g * Cg + cc;
+    const A g = active ? to_acc(go[plane * HWo + i * S.Wo + j]) : A(0);
+    __syncthreads();
+    stage_plane<T, A>(halo, x + plane * S.H * S.W, t.row0 * S.stride - S.pad,
+                      t.col0 * S.stride - S.pad, hh, hw, S.H, S.W);
+    __syncthreads();
+#pragma unroll
+    for (int u = 0; u < K; ++u)
+#pragma unroll
+      for (int v = 0; v < K; ++v) acc[u * K + v] += g * halo[base + u * d * hw + v * d];
+  }
+  if (active) {
+    T* wp = gw + t.bg * (K * K) * HWo + i * S.Wo + j;
+#pragma unroll
+    for (int uv = 0; uv < K * K; ++uv) wp[uv * HWo] = from_acc<T>(acc[uv]);
+  }
+}
+
+// Rows of grad_out that input rows [y0, y0 + n) receive contributions from
+// (32-bit: the launcher checks every plane dimension is below 2^30).
+__device__ __forceinline__ void gather_rows(int y0, int n, int pad, int span, int s, int n_out,
+                                            int* first, int* count) {
+  const int a = y0 + pad - span, b = y0 + n - 1 + pad;
+  int lo = a >= 0 ? (a + s - 1) / s : -((-a) / s);  // ceil(a / s)
+  int hi = b >= 0 ? b / s : -((-b + s - 1) / s);    // floor(b / s)
+  if (lo < 0) lo = 0;
+  if (hi > n_out - 1) hi = n_out - 1;
+  *first = lo;
+  *count = hi >= lo ? hi - lo + 1 : 0;
+}
+
+template <typename T, int K>
+__global__ void inv_bwdx_tiled(const T* __restrict__ go, const T* __restrict__ w, T* __restrict__ gx,
+                   InvShape S, int tiles_w, int tiles_h) {
+  using A = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* tile = reinterpret_cast<A*>(smem_raw);
+  const TileInfo t = tile_of_block(S, tiles_w, tiles_h);
+  const int span = (K - 1) * static_cast<int>(S.dilation);
+  int gi0, gh, gj0, gwid;
+  gather_rows(static_cast<int>(t.row0), blockDim.y, static_cast<int>(S.pad), span,
+              static_cast<int>(S.stride), static_cast<int>(S.Ho), &gi0, &gh);
+  gather_rows(static_cast<int>(t.col0), blockDim.x, static_cast<int>(S.pad), span,
+              static_cast<int>(S.stride), static_cast<int>(S.Wo), &gj0, &gwid);
+  const int64_t y = t.row0 + threadIdx.y, z = t.col0 + threadIdx.x;
+  const bool active = y < S.H && z < S.W;
+  const int64_t HWo = S.Ho * S.Wo, HW = S.H * S.W, Cg = group_width(S);
+
+  // Resolve the K*K taps once: weight value and offset into the staged tile.
+  A wr[K * K];
+  int off[K * K];
+  const T* wp = w + t.bg * (K * K) * HWo;
+  // Per-dimension coordinates fit in 32 bits (the launcher checks H, W < 2^30).
+  const int s = static_cast<int>(S.stride), d = static_cast<int>(S.dilation);
+  const int ho = static_cast<int>(S.Ho), wo = static_cast<int>(S.Wo);
+  const int yp = static_cast<int>(y + S.pad), zp = static_cast<int>(z + S.pad);
+#pragma unroll
+  for (int u = 0; u < K; ++u) {
+    const int iy = yp - u * d;
+    const bool row_ok = iy >= 0 && iy % s == 0 && iy / s < ho;
+    const int i = row_ok ? iy / s : 0;
+#pragma unroll
+    for (int v = 0; v < K; ++v) {
+      const int jx = zp - v * d;
+      const bool ok = active && row_ok && jx >= 0 && jx % s == 0 && jx / s < wo;
+      const int j = ok ? jx / s : 0;
+      wr[u * K + v] = ok ? to_acc(wp[(u * K + v) * HWo + static_cast<int64_t>(i) * wo + j]) : A(0);
+      off[u * K + v] = ok ? static_cast<int>((i - gi0) * gwid + (j - gj0)) : 0;
+    }
+  }
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const int64_t plane = t.b * S.C + t.g * Cg + cc;
+    A acc = 0;
+    if (gh > 0 && gwid > 0) {
+      __syncthreads();
+      stage_plane<T, A>(tile, go + plane * HWo, gi0, gj0, gh, gwid, S.Ho, S.Wo);
+      __syncthreads();
+#pragma unroll
+      for (int uv = 0; uv < K * K; ++uv) acc += wr[uv] * tile[off[uv]];
+    }
+    if (active) gx[plane * HW + y * S.W + z] = from_acc<T>(acc);
+  }
+}
+
+}  // namespace invbench::cuda
