@@ -75,8 +75,10 @@ def main() -> None:
     backends = ["cuda_ext", "unfold"] + (["compile"] if args.compile else [])
     torch.manual_seed(0)
     what = "forward + backward" if args.backward else "forward"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
-          f"float32 {what}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+        f"float32 {what}"
+    )
     header = " ".join(f"{b + ' ms':>12}" for b in backends)
     vs_compile = " vs compile" if args.compile else ""
     memory = "" if args.backward else f" {'peak/io':>8} {'unfold':>8}"
@@ -90,8 +92,13 @@ def main() -> None:
         xg, wg = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
 
         def run(
-            b: str, x: torch.Tensor = x, w: torch.Tensor = w, s: int = s,
-            xg: torch.Tensor = xg, wg: torch.Tensor = wg, grad_out: torch.Tensor = grad_out,
+            b: str,
+            x: torch.Tensor = x,
+            w: torch.Tensor = w,
+            s: int = s,
+            xg: torch.Tensor = xg,
+            wg: torch.Tensor = wg,
+            grad_out: torch.Tensor = grad_out,
         ) -> torch.Tensor:
             if args.backward:
                 out = invbench.involution(xg, wg, stride=s, backend=b)

@@ -92,7 +92,10 @@ def test_forward_and_gradcheck_float64(case: tuple[int | None, ...], device: str
         fast = x.numel() + w.numel() > 3000
         assert torch.autograd.gradcheck(
             lambda a, b, backend=backend: _run(a, b, geom, backend),
-            (x, w), eps=1e-6, atol=1e-7, fast_mode=fast,
+            (x, w),
+            eps=1e-6,
+            atol=1e-7,
+            fast_mode=fast,
         )
 
 
@@ -225,8 +228,9 @@ def test_odd_size_stride_2_never_reads_out_of_bounds() -> None:
     # (H // 2) is rejected; the conv grid ((H - 1) // 2 + 1) is computed exactly.
     x = torch.randn(1, 4, 7, 9, dtype=torch.float64)
     with pytest.raises(ValueError, match="does not match"):
-        invbench.involution(x, torch.randn(1, 2, 3, 3, 3, 4, dtype=torch.float64),
-                            stride=2, backend="cuda_ext")
+        invbench.involution(
+            x, torch.randn(1, 2, 3, 3, 3, 4, dtype=torch.float64), stride=2, backend="cuda_ext"
+        )
     geom = Geometry(1, 4, 7, 9, 3, stride=2, groups=2)
     w = torch.randn(geom.weight_shape, dtype=torch.float64)
     out = invbench.involution(x, w, stride=2, backend="cuda_ext")
@@ -360,8 +364,14 @@ def test_failed_build_is_an_unavailability_reason(tmp_path: object) -> None:
     )
     env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="1")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path])
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=300, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
     lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " " in ln}
     for key in ("RAISED", "REASON"):
         assert "extension build failed" in lines[key]
@@ -388,8 +398,13 @@ def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
     env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="2")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parent.parent), *sys.path])
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(2)
     ]
     results = [p.communicate(timeout=600) for p in procs]

@@ -61,8 +61,9 @@ def parse_ptxas(arch: str, text: str) -> list[KernelInfo]:
             assert nm is not None, f"unexpected kernel {name}"
             k = int(nm.group(4)) if nm.group(4) else None
             infos.append(
-                KernelInfo(arch, nm.group(1), nm.group(2), DTYPES[nm.group(3)], k,
-                           int(m.group(1)), *spills)
+                KernelInfo(
+                    arch, nm.group(1), nm.group(2), DTYPES[nm.group(3)], k, int(m.group(1)), *spills
+                )
             )
             name = None
     return infos
@@ -76,10 +77,22 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> list[KernelInfo]:
     out = tmp_path_factory.mktemp("nvcc")
     procs = {
         arch: subprocess.Popen(
-            [nvcc, "-std=c++17", "-O3", "-lineinfo", "-c", str(CSRC / "involution_cuda.cu"),
-             "-o", str(out / f"sm{arch}.o"), f"-gencode=arch=compute_{arch},code=sm_{arch}",
-             "-Xptxas", "-v"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                nvcc,
+                "-std=c++17",
+                "-O3",
+                "-lineinfo",
+                "-c",
+                str(CSRC / "involution_cuda.cu"),
+                "-o",
+                str(out / f"sm{arch}.o"),
+                f"-gencode=arch=compute_{arch},code=sm_{arch}",
+                "-Xptxas",
+                "-v",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         for arch in ARCHS  # the two compilations run side by side
     }
@@ -91,8 +104,10 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> list[KernelInfo]:
         infos += parse_ptxas(arch, text)
     print("\narch op   kind  dtype     K   regs spill(st/ld)")
     for i in sorted(infos, key=lambda i: (i.arch, i.op, i.kind, i.dtype, i.k or 0)):
-        print(f"sm{i.arch} {i.op:<4} {i.kind:<5} {i.dtype:<9} {i.k or '-':>2} {i.registers:5d} "
-              f"{i.spill_stores}/{i.spill_loads}")
+        print(
+            f"sm{i.arch} {i.op:<4} {i.kind:<5} {i.dtype:<9} {i.k or '-':>2} {i.registers:5d} "
+            f"{i.spill_stores}/{i.spill_loads}"
+        )
     return infos
 
 

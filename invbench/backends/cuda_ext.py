@@ -41,22 +41,41 @@ _ops_lock = threading.Lock()
 
 
 def _fwd_fake(
-    x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int,
-    naive: bool = False, poison: bool = False,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    stride: int,
+    padding: int,
+    dilation: int,
+    naive: bool = False,
+    poison: bool = False,
 ) -> torch.Tensor:
     return x.new_empty((x.shape[0], x.shape[1], weight.shape[4], weight.shape[5]))
 
 
 def _grad_input_fake(
-    grad_out: torch.Tensor, weight: torch.Tensor, height: int, width: int, stride: int,
-    padding: int, dilation: int, naive: bool = False, poison: bool = False,
+    grad_out: torch.Tensor,
+    weight: torch.Tensor,
+    height: int,
+    width: int,
+    stride: int,
+    padding: int,
+    dilation: int,
+    naive: bool = False,
+    poison: bool = False,
 ) -> torch.Tensor:
     return grad_out.new_empty((grad_out.shape[0], grad_out.shape[1], height, width))
 
 
 def _grad_weight_fake(
-    grad_out: torch.Tensor, x: torch.Tensor, groups: int, kernel_size: int, stride: int,
-    padding: int, dilation: int, naive: bool = False, poison: bool = False,
+    grad_out: torch.Tensor,
+    x: torch.Tensor,
+    groups: int,
+    kernel_size: int,
+    stride: int,
+    padding: int,
+    dilation: int,
+    naive: bool = False,
+    poison: bool = False,
 ) -> torch.Tensor:
     b, _, ho, wo = grad_out.shape
     return x.new_empty((b, groups, kernel_size, kernel_size, ho, wo))
@@ -79,7 +98,14 @@ def _backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ..
         )
     if ctx.needs_input_grad[1]:
         grad_w = ops.involution_grad_weight(
-            grad_out, x, weight.shape[1], weight.shape[2], stride, padding, dilation, naive,
+            grad_out,
+            x,
+            weight.shape[1],
+            weight.shape[2],
+            stride,
+            padding,
+            dilation,
+            naive,
             poison,
         )
     return grad_x, grad_w, None, None, None, None, None

@@ -83,9 +83,7 @@ def _cuda_arch_list() -> str:
     env = os.environ.get("TORCH_CUDA_ARCH_LIST")
     if env:
         return env
-    caps = sorted(
-        {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
-    )
+    caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
     return ";".join(f"{major}.{minor}" for major, minor in caps)
 
 
