@@ -30,8 +30,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check invbench tests
-	$(BIN)/ruff format --check invbench tests
+	$(BIN)/ruff check invbench tests benchmarks
+	$(BIN)/ruff format --check invbench tests benchmarks
 	$(BIN)/mypy
 
 gpu-check:
