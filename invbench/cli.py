@@ -14,6 +14,7 @@ from rich.table import Table
 
 from invbench.backends.registry import default_registry
 from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run
+from invbench.plot_cli import plot_command, report_command
 from invbench.spec import DeviceKind, Dtype, Mode
 from invbench.summary import summary_table
 from invbench.timing import CacheMode
@@ -64,6 +65,7 @@ def run(
         Path | None,
         typer.Option("--out", help="Result directory (default: results/SUITE/TIME-COMMIT)."),
     ] = None,
+    plot: Annotated[bool, typer.Option(help="Make the default figures after the run.")] = False,
 ) -> None:
     """Check, then time every backend on every case of a suite."""
     registry = default_registry()
@@ -112,6 +114,10 @@ def run(
         counts[row.status] = counts.get(row.status, 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.print(f"{len(rows)} rows ({tally}) written to {directory}", highlight=False)
+    if plot:  # figures (invbench.plot_cli); imports matplotlib only when asked
+        from invbench.plot_cli import plot_after_run
+
+        plot_after_run(directory)
 
 
 @app.command("list")
@@ -204,6 +210,10 @@ def env(
     for what, value in rows:
         table.add_row(what, str(value))
     out.print(table)
+
+
+app.command("plot")(plot_command)
+app.command("report")(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:

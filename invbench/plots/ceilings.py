@@ -102,10 +102,14 @@ def _flatten(obj: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, 
 
 
 def _unit(path: tuple[str, ...], units: Mapping[str, float]) -> float | None:
-    joined = "_".join(path)
-    for suffix in sorted(units, key=len, reverse=True):
-        if joined.endswith(suffix):
-            return units[suffix]
+    """The unit named at the end of the path, or of the nearest key above it that names
+    one ({"matmul_tflops": {"float32": 51.2}})."""
+    suffixes = sorted(units, key=len, reverse=True)
+    for i in range(len(path), 0, -1):
+        joined = "_".join(path[:i])
+        for suffix in suffixes:
+            if joined.endswith(suffix):
+                return units[suffix]
     return None
 
 

@@ -89,7 +89,8 @@ def labelled(rows: pd.DataFrame) -> pd.DataFrame:
         for idx in group.index:
             pos = int(out.index.get_loc(idx))  # type: ignore[arg-type]
             values = [str(out.at[idx, f]) for f in varying]
-            suffix = " ".join(FIELD_SYMBOL[f] + "=" + v for f, v in zip(varying, values, strict=True))
+            pairs = zip(varying, values, strict=True)
+            suffix = " ".join(FIELD_SYMBOL[f] + "=" + v for f, v in pairs)
             labels[pos] = str(case) + " " + suffix
     out["label"] = labels
     return out

@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any, BinaryIO, ParamSpec
 
 import matplotlib
 import numpy as np
@@ -84,6 +84,11 @@ class FigureResult:
         table = out_dir / f"{self.stem}.csv"
         self.table.to_csv(table, index=False)
         return [*paths, text, table]
+
+    def save_png(self, target: BinaryIO, dpi: int = 150) -> None:
+        """PNG bytes into an open binary file (for embedding)."""
+        with matplotlib.rc_context(_print_rc()):
+            self.figure.savefig(target, format="png", dpi=dpi)
 
 
 def styled(make: Callable[P, FigureResult]) -> Callable[P, FigureResult]:
