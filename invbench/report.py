@@ -340,6 +340,10 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_SPECIAL.get(ch, ch) for ch in text)
 
 
+def _tex_unit(unit: str) -> str:
+    return "$\\times$" if unit == "x" else tex_escape(unit)
+
+
 def _table_format(values: Sequence[float]) -> str:
     """siunitx table-format (integer.decimal digits) that fits every formatted value."""
     ints, decs = 1, 0
@@ -372,7 +376,7 @@ def latex_table(t: Table) -> str:
             head1.append(f"\\multicolumn{{{width}}}{{c}}{{{tex_escape(b)}}}")
         rules.append(f"\\cmidrule(lr){{{col}-{col + width - 1}}}")
         col += width
-        head2.extend(f"{{{tex_escape(m.header)} ({tex_escape(m.unit)})}}" for m in t.metrics)
+        head2.extend(f"{{{tex_escape(m.header)} ({_tex_unit(m.unit)})}}" for m in t.metrics)
     lines = [
         "\\begin{table}[t]",
         "\\centering",
