@@ -215,9 +215,12 @@ def test_roofline_draws_measured_ceilings(tmp_path: Path) -> None:
     compute = next(line for label, line in roofs.items() if "FLOP/s" in label)
     assert "measured" in memory.get_label() and "measured" in compute.get_label()
     x, y = np.asarray(memory.get_xdata()), np.asarray(memory.get_ydata())
-    expected = np.minimum(x * bw_gbps * 1e9, fp32_tflops * 1e12) / scale
-    np.testing.assert_allclose(y, expected, rtol=1e-9)
-    assert np.asarray(compute.get_ydata())[0] == pytest.approx(fp32_tflops * 1e12 / scale)
+    np.testing.assert_allclose(y, x * bw_gbps * 1e9 / scale, rtol=1e-9)
+    ridge = fp32_tflops * 1e12 / (bw_gbps * 1e9)  # FLOP/byte where the roofs meet
+    assert x.max() == pytest.approx(ridge)
+    cx, cy = np.asarray(compute.get_xdata()), np.asarray(compute.get_ydata())
+    assert cx[0] == pytest.approx(ridge)
+    np.testing.assert_allclose(cy, fp32_tflops * 1e12 / scale, rtol=1e-9)
 
 
 def test_roofline_datasheet_ceilings_are_marked(tmp_path: Path) -> None:

@@ -609,11 +609,11 @@ def _draw_roofs(
         ridge = peak / bw_per_unit
         x_hi = max(x_hi, ridge * 4)
         x_lo = min(x_lo, ridge / 1e3) if x_lo > ridge else x_lo
-    xs = np.geomspace(x_lo, x_hi, 200)
-    if bw_per_unit is not None:
+    # the memory roof rises to the ridge point, the compute roof runs flat from there
+    ridge_x = peak / bw_per_unit if peak is not None and bw_per_unit is not None else None
+    if bw is not None and bw_per_unit is not None:
+        xs = np.geomspace(x_lo, ridge_x if ridge_x is not None else x_hi, 100)
         bw_y = xs * bw_per_unit
-        if peak is not None:
-            bw_y = np.minimum(bw_y, peak)
         (h,) = ax.plot(
             xs,
             bw_y,
@@ -621,14 +621,15 @@ def _draw_roofs(
             linestyle="--",
             linewidth=0.9,
             zorder=1,
-            label=f"{_fmt_si(bw.value * 1e9, 'B/s')} ({bw.source})" if bw else "",
+            label=f"{_fmt_si(bw.value * 1e9, 'B/s')} ({bw.source})",
         )
         handles.append(h)
         y_hi = max(y_hi, float(bw_y.max()))
         y_lo = min(y_lo, float(bw_y.min()))
     if peak is not None and comp is not None:
+        start = ridge_x if ridge_x is not None else x_lo
         (h,) = ax.plot(
-            [x_lo, x_hi],
+            [start, x_hi],
             [peak, peak],
             color="#555555",
             linestyle=":",
@@ -641,7 +642,7 @@ def _draw_roofs(
     ax.set_xlim(x_lo, x_hi)
     ax.set_ylim(max(y_lo, y_hi / 1e6) / 2, y_hi * 2)
     if handles:
-        ax.legend(handles=handles, loc="lower right", fontsize=SMALL_PT, handlelength=1.8)
+        ax.legend(handles=handles, loc="best", fontsize=SMALL_PT, handlelength=1.8)
 
 
 @styled
