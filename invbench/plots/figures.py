@@ -257,21 +257,31 @@ def fit_category_labels(fig: Figure, ax: Axes, labels: Sequence[str]) -> None:
         lab.set_rotation_mode("default")
 
 
-def _nice_ticks(lo: float, hi: float, ratio_axis: bool) -> list[float]:
-    """Readable tick values for a log axis between lo and hi."""
+_MANTISSAS = ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0))
+
+
+def _candidates(lo: float, hi: float, mantissas: Sequence[float]) -> list[float]:
     lo_e, hi_e = math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1
-    for mantissas in ((1.0,), (1.0, 3.0), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)):
-        ticks = [m * 10.0**e for e in range(lo_e, hi_e + 1) for m in mantissas]
-        inside = [t for t in ticks if lo <= t <= hi]
+    return sorted(m * 10.0**e for e in range(lo_e, hi_e + 1) for m in mantissas)
+
+
+def _nice_ticks(lo: float, hi: float, ratio_axis: bool) -> tuple[list[float], float, float]:
+    """Readable tick values for a log axis from lo to hi, and the limits to use: widened
+    to the nearest readable values when fewer than two fall inside."""
+    for mantissas in _MANTISSAS:
+        inside = [t for t in _candidates(lo, hi, mantissas) if lo <= t <= hi]
         if ratio_axis and 1.0 not in inside and lo <= 1.0 <= hi:
             inside = sorted({*inside, 1.0})
         if len(inside) >= 3:
             if len(inside) > 8:
                 step = math.ceil(len(inside) / 8)
                 inside = inside[::step]
-            return inside
-    decades = [10.0**e for e in range(lo_e, hi_e + 1)]
-    return [t for t in decades if lo <= t <= hi] or [lo, hi]
+            return inside, lo, hi
+    finest = _candidates(lo, hi, _MANTISSAS[-1])
+    below = max(t for t in finest if t <= lo * (1 + 1e-9))
+    above = min(t for t in finest if t >= hi * (1 - 1e-9))
+    inside = [t for t in finest if lo <= t <= hi]
+    return sorted({below, *inside, above}), below, above
 
 
 def _fmt_number(v: float) -> str:
@@ -290,7 +300,7 @@ def set_log_axis(
     if hi / lo < 2.5:  # too narrow for a log axis to show anything: widen around the middle
         mid = math.sqrt(lo * hi)
         lo, hi = mid / 1.6, mid * 1.6
-    ticks = _nice_ticks(lo, hi, ratio)
+    ticks, lo, hi = _nice_ticks(lo, hi, ratio)
     fmt = FuncFormatter(lambda v, _pos: f"{_fmt_number(v)}{suffix}")
     if axis == "y":
         ax.set_yscale("log")
