@@ -29,6 +29,7 @@ from invbench.plots.data import (
     PlotError,
     all_rows,
     backends_in,
+    health_warnings,
     label_order,
     ok_rows,
 )
@@ -96,6 +97,7 @@ class Report:
     caption: str
     details: list[str]
     tables: list[Table]
+    warnings: list[str] = field(default_factory=list)  # rows with health warnings
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +273,13 @@ def build_report(rs: ResultSet, baseline: str | None = None) -> Report:
         tables.append(memory_table(rs, every, ok))
     run = rs.meta.get("run") or {}
     title = f"invbench report: {run.get('suite') or rs.directory.name}"
-    return Report(title, caption_line(rs, every), caption_details(rs, every), tables)
+    return Report(
+        title,
+        caption_line(rs, every),
+        caption_details(rs, every),
+        tables,
+        health_warnings(rs),
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -315,6 +323,11 @@ def to_markdown(report: Report) -> str:
         if t.note:
             out += [t.note, ""]
     out += ["Bold: the best value of each row.", ""]
+    if report.warnings:
+        out += ["## Health warnings", ""]
+        out += [f"- {_md_escape(w)}" for w in report.warnings]
+        out += [""]
+    out += ["## Run", ""]
     out += [f"- {line}" for line in report.details]
     return "\n".join(out).rstrip() + "\n"
 
@@ -421,6 +434,7 @@ def to_latex(report: Report) -> str:
     ]
     for t in report.tables:
         out += [latex_table(t), ""]
+    out += [f"% health warning: {w}" for w in report.warnings]
     return "\n".join(out)
 
 
@@ -505,6 +519,10 @@ def to_html(report: Report, figures: Sequence[tuple[str, bytes, str]] = ()) -> s
     for t in report.tables:
         parts.append(html_table(t))
     parts.append('<p class="note">Bold: the best value of each row.</p>')
+    if report.warnings:
+        parts.append("<h2>Health warnings</h2><ul>")
+        parts += [f"<li>{e(w)}</li>" for w in report.warnings]
+        parts.append("</ul>")
     if figures:
         parts.append("<h2>Figures</h2>")
         for title, png, cap in figures:

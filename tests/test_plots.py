@@ -252,7 +252,28 @@ def test_ceiling_reader_shapes() -> None:
     assert nested.bandwidth.value == pytest.approx(2900.0)
     assert nested.compute_for("bfloat16").value == pytest.approx(700e12)  # type: ignore[union-attr]
     assert nested.compute_for("float32") is None
+    # the record `invbench run` writes: copy bandwidth, and a list of matmuls by dtype
+    written = measured_ceilings(
+        {
+            "ceilings": {
+                "device": "cuda",
+                "copy": {"gbps": 2950.0, "bytes_moved": 2147483648, "median_ms": 0.73},
+                "matmul": [
+                    {"tflops": 48.0, "n": 8192, "dtype": "float32"},
+                    {"tflops": 610.0, "n": 8192, "dtype": "bfloat16"},
+                    {"dtype": "torch.float16", "error": "RuntimeError: out of memory"},
+                ],
+            }
+        },
+        "cuda",
+    )
+    assert written is not None and written.bandwidth is not None
+    assert written.bandwidth.value == 2950.0
+    assert written.compute_for("float32").value == pytest.approx(48e12)  # type: ignore[union-attr]
+    assert written.compute_for("bfloat16").value == pytest.approx(610e12)  # type: ignore[union-attr]
+    assert written.compute_for("float16") is None
     assert measured_ceilings({}, "cuda") is None
+    assert measured_ceilings({"ceilings": {"copy": None, "copy_error": "OOM"}}, "cuda") is None
     assert ceilings_for({"cpu": "x"}, "cpu") is None
     h100 = datasheet_ceilings("NVIDIA H100 PCIe")
     assert h100 is not None and h100.bandwidth is not None and h100.bandwidth.value == 2000.0

@@ -263,3 +263,20 @@ def test_cli_report_bad_input(
     assert main([a.format(empty=tmp_path / "empty") for a in args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("invbench: error: ") and needle in err[0]
+
+
+def test_health_warnings_are_listed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RESNET, run)
+    rows = pd.read_parquet(run / "results.parquet")
+    rows["warnings"] = ""
+    rows.loc[(rows["case"] == "layer4") & (rows["backend"] == "dwconv"), "warnings"] = (
+        "spread 31% > 10%"
+    )
+    rows.to_parquet(run / "results.parquet", index=False)
+    rs = load_results(run)
+    text = to_markdown(build_report(rs))
+    section = text.split("## Health warnings", 1)[1].split("##", 1)[0]
+    assert section.count("\n- ") == 1
+    assert "layer4 (float32, fwd) dwconv: spread 31% > 10%" in section
+    assert "## Health warnings" not in to_markdown(build_report(load_results(RESNET)))

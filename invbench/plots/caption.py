@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from invbench.plots.ceilings import gpu_name
+from invbench.plots.data import health_warnings
 from invbench.results import ResultSet
 
 
@@ -74,4 +75,7 @@ def caption_details(rs: ResultSet, rows: pd.DataFrame | None = None) -> list[str
     if meta.get("utc_time"):
         versions.append(f"measured {meta['utc_time']}")
     out.append(", ".join(v for v in versions if v))
+    flagged = health_warnings(rs)
+    if flagged:
+        out.append(f"{len(flagged)} rows carry health warnings (invbench report lists them).")
     return [line for line in out if line]

@@ -5,8 +5,10 @@ copy and a large matmul timed during the run). When a run has none, a CUDA run f
 back to the datasheet numbers of a few known GPUs, always labelled "datasheet"; a CPU
 run gets no ceilings at all.
 
-The reader accepts the shapes a "ceilings" object is likely to take, flat or nested::
+The reader accepts the shapes a "ceilings" object is likely to take, flat or nested,
+starting with the one `invbench run` writes::
 
+    {"copy": {"gbps": 3010.5, ...}, "matmul": [{"tflops": 51.2, "dtype": "float32"}, ...]}
     {"bandwidth_gbps": 3010.5, "matmul_tflops": {"float32": 51.2, "bfloat16": 702.0}}
     {"copy": {"gbps": 3010.5}, "matmul": {"float32": {"tflops": 51.2}}}
     {"bandwidth_bytes_per_s": 3.01e12, "matmul_flops_per_s": 5.1e13, "dtype": "float32"}
@@ -14,7 +16,7 @@ The reader accepts the shapes a "ceilings" object is likely to take, flat or nes
 A key path naming bandwidth (bandwidth, copy, memory, hbm, dram) with a unit suffix
 (gbps, gb_s, tbps, tb_s, bytes_per_s, b_s) is a bandwidth; one naming compute
 (matmul, gemm, compute, flops) with a unit (tflops, gflops, flops_per_s) is a compute
-ceiling, for the dtype named in its path (or every dtype when none is).
+ceiling, for the dtype named in its path or list item (or every dtype when none is).
 """
 
 from __future__ import annotations
@@ -94,9 +96,14 @@ _DTYPE_ALIASES = {
 
 
 def _flatten(obj: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(key path, leaf) pairs; a list item is keyed by its "dtype" when it has one."""
     if isinstance(obj, Mapping):
         for k, v in obj.items():
             yield from _flatten(v, (*path, str(k).lower()))
+    elif isinstance(obj, list | tuple):
+        for i, v in enumerate(obj):
+            tag = str(v.get("dtype", i)) if isinstance(v, Mapping) else str(i)
+            yield from _flatten(v, (*path, tag.lower().removeprefix("torch.")))
     else:
         yield path, obj
 

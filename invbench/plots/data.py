@@ -116,6 +116,20 @@ def all_rows(rs: ResultSet) -> pd.DataFrame:
     return labelled(rs.rows).reset_index(drop=True)
 
 
+def health_warnings(rs: ResultSet) -> list[str]:
+    """'case (dtype, mode) backend: warnings' for every row that carries health warnings
+    (runs that record them have a 'warnings' column)."""
+    rows = rs.rows
+    if "warnings" not in rows.columns:
+        return []
+    out = []
+    for _, r in labelled(rows).iterrows():
+        text = r["warnings"]
+        if isinstance(text, str) and text.strip():
+            out.append(f"{r['label']} ({r['dtype']}, {r['mode']}) {r['backend']}: {text.strip()}")
+    return out
+
+
 def sample_map(rs: ResultSet) -> dict[tuple[Any, ...], np.ndarray]:
     """Raw samples (ms) keyed by the KEY_COLUMNS tuple of their row."""
     s = rs.samples
