@@ -128,7 +128,7 @@ def _new_figure(
     lines: list[str] = []
     if caption:
         chars = int(width.inches * 72 / (0.58 * SMALL_PT))
-        lines = textwrap.wrap(caption, chars) or [caption]
+        lines = wrap_caption(caption, chars)
     cap_h = CAPTION_LINE_IN * len(lines) + (0.04 if lines else 0.0)
     height += 0.35 + cap_h  # top legend + caption
     engine = ConstrainedLayoutEngine(rect=(0.0, cap_h / height, 1.0, 1.0 - cap_h / height))
@@ -154,6 +154,17 @@ def _new_figure(
             color="#333333",
         )
     return fig, axes[:n_panels], len(lines)
+
+
+def wrap_caption(caption: str, chars: int, sep: str = " · ") -> list[str]:
+    """Break a caption between its ' · ' parts (inside a part only when it is too long)."""
+    lines: list[str] = []
+    for part in caption.split(sep):
+        if lines and len(lines[-1]) + len(sep) + len(part) <= chars:
+            lines[-1] += sep + part
+        else:
+            lines.extend(textwrap.wrap(part, chars) or [part])
+    return lines
 
 
 def _legend(fig: Figure, backends: Sequence[str], bars: bool, width: Width) -> None:
