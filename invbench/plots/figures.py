@@ -605,9 +605,10 @@ def _draw_roofs(
     xr: tuple[float, float],
     yr: tuple[float, float],
 ) -> None:
+    """The memory roof up to the ridge point and the compute roof from it, each labelled
+    in place (measured or datasheet); without ceilings, a note saying there are none."""
     x_lo, x_hi = xr
     y_lo, y_hi = yr
-    handles: list[Line2D] = []
     if ceilings is None:
         ax.text(
             0.02,
@@ -626,44 +627,41 @@ def _draw_roofs(
     comp = ceilings.compute_for(dtype)
     bw_per_unit = bw.value * 1e9 / unit.scale if bw is not None else None  # unit per FLOP/B
     peak = comp.value / unit.scale if comp is not None else None
-    if bw_per_unit is not None and peak is not None:
-        ridge = peak / bw_per_unit
-        x_hi = max(x_hi, ridge * 4)
-        x_lo = min(x_lo, ridge / 1e3) if x_lo > ridge else x_lo
-    # the memory roof rises to the ridge point, the compute roof runs flat from there
     ridge_x = peak / bw_per_unit if peak is not None and bw_per_unit is not None else None
+    if ridge_x is not None:
+        x_hi = max(x_hi, ridge_x * 4)
+        x_lo = min(x_lo, ridge_x / 4)
+    roof = {"color": "#555555", "linewidth": 0.9, "zorder": 1}
+    text = {"fontsize": SMALL_PT, "color": "#444444"}
     if bw is not None and bw_per_unit is not None:
         xs = np.geomspace(x_lo, ridge_x if ridge_x is not None else x_hi, 100)
         bw_y = xs * bw_per_unit
-        (h,) = ax.plot(
-            xs,
-            bw_y,
-            color="#555555",
-            linestyle="--",
-            linewidth=0.9,
-            zorder=1,
-            label=f"{_fmt_si(bw.value * 1e9, 'B/s')} ({bw.source})",
+        label = f"{_fmt_si(bw.value * 1e9, 'B/s')} ({bw.source})"
+        ax.plot(xs, bw_y, linestyle="--", label=label, **roof)  # type: ignore[arg-type]
+        # along the line, near its left end; the angle is given in data space and
+        # turned into the on-screen slope by the axes transform
+        x0 = x_lo * 1.3
+        ax.text(
+            x0,
+            x0 * bw_per_unit * 1.25,
+            label,
+            rotation=math.degrees(math.atan2(bw_per_unit, 1.0)),
+            rotation_mode="anchor",
+            transform_rotates_text=True,
+            ha="left",
+            va="bottom",
+            **text,  # type: ignore[arg-type]
         )
-        handles.append(h)
         y_hi = max(y_hi, float(bw_y.max()))
         y_lo = min(y_lo, float(bw_y.min()))
     if peak is not None and comp is not None:
         start = ridge_x if ridge_x is not None else x_lo
-        (h,) = ax.plot(
-            [start, x_hi],
-            [peak, peak],
-            color="#555555",
-            linestyle=":",
-            linewidth=0.9,
-            zorder=1,
-            label=f"{_fmt_si(comp.value, 'FLOP/s')} ({comp.source}, {comp.what})",
-        )
-        handles.append(h)
+        label = f"{_fmt_si(comp.value, 'FLOP/s')} ({comp.source}, {comp.what})"
+        ax.plot([start, x_hi], [peak, peak], linestyle=":", label=label, **roof)  # type: ignore[arg-type]
+        ax.text(x_hi / 1.2, peak * 1.2, label, ha="right", va="bottom", **text)  # type: ignore[arg-type]
         y_hi = max(y_hi, peak)
     ax.set_xlim(x_lo, x_hi)
-    ax.set_ylim(max(y_lo, y_hi / 1e6) / 2, y_hi * 2)
-    if handles:
-        ax.legend(handles=handles, loc="best", fontsize=SMALL_PT, handlelength=1.8)
+    ax.set_ylim(max(y_lo, y_hi / 1e6) / 2, y_hi * 5)
 
 
 @styled
