@@ -48,6 +48,12 @@ def plot_command(
     caption: Annotated[
         bool, typer.Option(help="Print the device/dtype/mode/commit line on the figure.")
     ] = True,
+    dtype: Annotated[
+        list[str] | None, typer.Option(help="Only rows of this dtype (repeatable).")
+    ] = None,
+    mode: Annotated[
+        list[str] | None, typer.Option(help="Only rows of this mode, fwd or fwd+bwd (repeatable).")
+    ] = None,
 ) -> None:
     """Figures for papers: latency, speed-up, roofline, memory, sweeps, A/B comparison."""
     request = PlotRequest(
@@ -58,6 +64,8 @@ def plot_command(
         out=out,
         width=width,
         caption=caption,
+        dtypes=dtype or (),
+        modes=mode or (),
     )
     try:
         outcome = make_plots(request)

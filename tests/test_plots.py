@@ -507,6 +507,7 @@ def test_cli_plot_writes_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["plot", str(SMOKE_A), "--kind", "compare"], "needs two results directories"),
         (["plot", str(RESNET), "--kind", "sweep"], "is not a sweep"),
         (["plot", "{missing}"], "is not a directory"),
+        (["plot", str(SMOKE_A), "--mode", "bwd"], "has no bwd rows"),
     ],
 )
 def test_cli_plot_bad_input(
@@ -516,6 +517,19 @@ def test_cli_plot_bad_input(
     args = [a.format(empty=tmp_path / "empty", missing=tmp_path / "missing") for a in args]
     assert main(args) == 2
     assert needle in _one_error_line(capsys)
+
+
+def test_dtype_and_mode_filters_and_no_caption(tmp_path: Path) -> None:
+    from invbench.plots.make import build_figures, select
+
+    rs = select(load_results(SMOKE_A), (), ("fwd+bwd",))
+    assert set(rs.rows["mode"]) == {"fwd+bwd"} and set(rs.samples["mode"]) == {"fwd+bwd"}
+    request = PlotRequest(results=[SMOKE_A], kinds=[FigureKind.LATENCY], caption=False)
+    (fig,), _ = build_figures(request, [rs])
+    (ax,) = _panel_axes(fig.figure)  # one panel left, so no panel title either
+    assert ax.get_title() == ""
+    assert not fig.figure.texts  # no caption line on the figure
+    assert set(fig.table["mode"]) == {"fwd+bwd"}
 
 
 def test_cli_plot_bad_input_subprocess(tmp_path: Path) -> None:

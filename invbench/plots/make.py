@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from invbench.plots.data import PlotError, check_baseline, sweep_field
 from invbench.plots.style import Width
@@ -45,6 +47,8 @@ class PlotRequest:
     out: Path | None = None  # None: RESULTS/plots for the first results directory
     width: Width = Width.SINGLE
     caption: bool = True
+    dtypes: Sequence[str] = ()  # keep only these dtypes (default: all)
+    modes: Sequence[str] = ()  # keep only these modes (default: all)
 
 
 @dataclass
@@ -72,6 +76,31 @@ def load_sets(paths: Sequence[Path]) -> list[ResultSet]:
     return sets
 
 
+def select(rs: ResultSet, dtypes: Sequence[str], modes: Sequence[str]) -> ResultSet:
+    """The result set with only the rows (and samples) of the given dtypes and modes."""
+    if not dtypes and not modes:
+        return rs
+
+    def keep(frame: pd.DataFrame) -> pd.DataFrame:
+        if frame.empty:
+            return frame
+        mask = pd.Series(True, index=frame.index)
+        if dtypes:
+            mask &= frame["dtype"].isin(list(dtypes))
+        if modes:
+            mask &= frame["mode"].isin(list(modes))
+        return frame[mask].reset_index(drop=True)
+
+    rows = keep(rs.rows)
+    if rows.empty:
+        wanted = ", ".join([*dtypes, *modes])
+        have = ", ".join(
+            sorted({f"{d} {m}" for d, m in zip(rs.rows["dtype"], rs.rows["mode"], strict=True)})
+        )
+        raise PlotError(f"{rs.directory} has no {wanted} rows (it has: {have})")
+    return replace(rs, rows=rows, samples=keep(rs.samples))
+
+
 def _expand(kinds: Sequence[FigureKind]) -> tuple[list[FigureKind], bool]:
     """The kinds to make, and whether they came from `all` (then inapplicable ones are
     skipped with a note instead of failing)."""
@@ -83,7 +112,7 @@ def _expand(kinds: Sequence[FigureKind]) -> tuple[list[FigureKind], bool]:
 
 def make_plots(request: PlotRequest) -> PlotOutcome:
     """Make and write every requested figure; every input mistake is a PlotError."""
-    sets = load_sets(request.results)
+    sets = [select(rs, request.dtypes, request.modes) for rs in load_sets(request.results)]
     figures, notes = build_figures(request, sets)
     formats = list(dict.fromkeys(Format(f).value for f in request.formats)) or ["png"]
     out_dir = request.out or sets[0].directory / PLOTS_DIR
