@@ -519,6 +519,24 @@ def test_cli_plot_bad_input(
     assert needle in _one_error_line(capsys)
 
 
+def test_backends_that_never_ran_are_named_in_the_caption(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RESNET, run)
+    rows = pd.read_parquet(run / "results.parquet")
+    extra = rows[rows["backend"] == "dwconv"].copy()
+    extra["backend"] = "triton"
+    extra["status"] = "skipped"
+    extra["median_ms"] = None
+    extra["reason"] = "triton needs a CUDA device"
+    pd.concat([rows, extra]).to_parquet(run / "results.parquet", index=False)
+    result = F.latency_figure(load_results(run), Width.SINGLE)
+    assert "triton" not in _bars(_panel_axes(result.figure)[0])
+    assert any(
+        line.startswith("not shown: triton") and "needs a CUDA device" in line
+        for line in result.details
+    )
+
+
 def test_dtype_and_mode_filters_and_no_caption(tmp_path: Path) -> None:
     from invbench.plots.make import build_figures, select
 

@@ -75,6 +75,12 @@ def caption_details(rs: ResultSet, rows: pd.DataFrame | None = None) -> list[str
     if meta.get("utc_time"):
         versions.append(f"measured {meta['utc_time']}")
     out.append(", ".join(v for v in versions if v))
+    for backend, group in rows.groupby("backend", sort=False):
+        if not (group["status"] == "ok").any():
+            first = group.iloc[0]
+            reason = str(first.get("reason") or "").strip().splitlines()
+            why = f"{first['status']}" + (f": {reason[0][:100]}" if reason else "")
+            out.append(f"not shown: {backend}, no row ran ({why})")
     flagged = health_warnings(rs)
     if flagged:
         out.append(f"{len(flagged)} rows carry health warnings (invbench report lists them).")
