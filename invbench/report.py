@@ -443,17 +443,25 @@ def to_latex(report: Report) -> str:
 
 
 def to_frame(report: Report) -> pd.DataFrame:
+    """Numbers only (NaN where there is none); BACKEND.status says why a row has none."""
     keys: list[RowKey] = []
     for t in report.tables:
         keys.extend(k for k in t.rows if k not in keys)
     records = []
     for k in keys:
         rec: dict[str, Any] = {"case": k[0], "dtype": k[1], "mode": k[2]}
+        status: dict[str, str] = {}
         for t in report.tables:
             for b in t.backends:
                 for m in t.metrics:
                     v = t.cell(k, b, m.key)
-                    rec[f"{b}.{m.key}"] = v if v is not None else math.nan
+                    rec[f"{b}.{m.key}"] = v if isinstance(v, float) else math.nan
+                    if isinstance(v, str):
+                        status[b] = v
+                    elif isinstance(v, float):
+                        status.setdefault(b, "ok")
+        for b, text in status.items():
+            rec[f"{b}.status"] = text
         records.append(rec)
     return pd.DataFrame(records)
 

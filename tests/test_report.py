@@ -144,9 +144,14 @@ def test_failed_rows_show_their_status(tmp_path: Path) -> None:
     hit = (rows["backend"] == "unfold") & (rows["case"] == "layer1")
     rows.loc[hit, ["status", "median_ms"]] = ["oom", None]
     rows.to_parquet(run / "results.parquet", index=False)
-    tables = parse_markdown_tables(to_markdown(build_report(load_results(run))))
+    report = build_report(load_results(run))
+    tables = parse_markdown_tables(to_markdown(report))
     latency = next(t for title, t in tables.items() if title.startswith("Latency"))
     assert latency.loc[latency["case"] == "layer1", "unfold median (ms)"].iloc[0] == "OOM"
+    frame = pd.read_csv(StringIO(to_csv(report))).set_index("case")
+    assert frame.at["layer1", "unfold.status"] == "OOM"
+    assert np.isnan(frame.at["layer1", "unfold.median_ms"])
+    assert frame.at["layer2", "unfold.status"] == "ok"
 
 
 # ---------------------------------------------------------------------------------------
