@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from invbench.plots import data as D
@@ -274,15 +275,15 @@ def _draw_roofs(
     x_lo, x_hi = xr
     y_lo, y_hi = yr
     if ceilings is None:
-        ax.text(
-            0.02,
-            0.97,
-            "no measured ceilings in this run",
-            transform=ax.transAxes,
-            ha="left",
-            va="top",
+        # a handle-less legend: placed by matplotlib where it covers no point
+        ax.legend(
+            handles=[Line2D([], [], linestyle="none")],
+            labels=["no measured ceilings in this run"],
+            loc="best",
+            handlelength=0,
+            handletextpad=0,
             fontsize=SMALL_PT,
-            color="#444444",
+            labelcolor="#444444",
         )
         ax.set_xlim(x_lo, x_hi)
         ax.set_ylim(y_lo / 2, y_hi * 2)
