@@ -14,7 +14,7 @@ from rich.table import Table
 
 from invbench.backends.registry import default_registry
 from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run
-from invbench.plot_cli import plot_command, report_command
+from invbench.plot_cli import plot_after_run, plot_command, report_command
 from invbench.spec import DeviceKind, Dtype, Mode
 from invbench.summary import summary_table
 from invbench.timing import CacheMode
@@ -114,9 +114,7 @@ def run(
         counts[row.status] = counts.get(row.status, 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.print(f"{len(rows)} rows ({tally}) written to {directory}", highlight=False)
-    if plot:  # figures (invbench.plot_cli); imports matplotlib only when asked
-        from invbench.plot_cli import plot_after_run
-
+    if plot:  # the default figures into DIRECTORY/plots (invbench.plot_cli)
         plot_after_run(directory)
 
 
