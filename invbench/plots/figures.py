@@ -415,11 +415,13 @@ def sweep_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRes
                 continue
             st = backend_style(b)
             med = pts["median_ms"].to_numpy(dtype=np.float64)
-            yerr = np.vstack(
-                [
-                    np.maximum(med - pts["p20_ms"].to_numpy(dtype=np.float64), 0),
-                    np.maximum(pts["p80_ms"].to_numpy(dtype=np.float64) - med, 0),
-                ]
+            yerr = np.nan_to_num(  # a row without percentiles gets no whisker
+                np.vstack(
+                    [
+                        np.maximum(med - pts["p20_ms"].to_numpy(dtype=np.float64), 0),
+                        np.maximum(pts["p80_ms"].to_numpy(dtype=np.float64) - med, 0),
+                    ]
+                )
             )
             ax.errorbar(
                 pts["x"].to_numpy(dtype=np.float64),
