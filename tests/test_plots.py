@@ -280,6 +280,13 @@ def test_ceiling_reader_shapes() -> None:
     h100 = datasheet_ceilings("NVIDIA H100 PCIe")
     assert h100 is not None and h100.bandwidth is not None and h100.bandwidth.value == 2000.0
     assert datasheet_ceilings("Some Unknown GPU") is None
+    assert datasheet_ceilings("NVIDIA L40S") is None  # not an L4
+    l4 = datasheet_ceilings("NVIDIA L4")
+    assert l4 is not None and l4.bandwidth is not None and l4.bandwidth.value == 300.0
+    a100 = datasheet_ceilings("NVIDIA A100-SXM4-80GB")
+    assert a100 is not None and a100.bandwidth is not None and a100.bandwidth.value == 2039.0
+    v100 = datasheet_ceilings("Tesla V100-SXM2-32GB")
+    assert v100 is not None and v100.compute_for("bfloat16") is None  # no BF16 tensor cores
 
 
 def test_memory_bars_match_rows(resnet) -> None:

@@ -22,6 +22,7 @@ ceiling, for the dtype named in its path or list item (or every dtype when none 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -167,40 +168,43 @@ def measured_ceilings(meta: Mapping[str, Any], device: str) -> Ceilings | None:
 
 @dataclass(frozen=True)
 class _Sheet:
-    match: tuple[str, ...]  # all of these substrings in the lower-case device name
+    pattern: str  # regular expression matched against the lower-case device name
     gbps: float
     fp32_tflops: float  # non-tensor FP32
-    half_tflops: float  # dense FP16/BF16 tensor-core peak (no sparsity)
+    fp16_tflops: float  # dense FP16 tensor-core peak (no sparsity)
+    bf16_tflops: float | None  # dense BF16 tensor-core peak; None: no BF16 tensor cores
 
 
 # NVIDIA datasheet peaks (boost clock). First match wins, so specific entries go first.
 _DATASHEETS = (
-    _Sheet(("h100", "pcie"), 2000.0, 51.0, 756.0),
-    _Sheet(("h100", "nvl"), 3900.0, 60.0, 835.0),
-    _Sheet(("h100",), 3350.0, 67.0, 989.0),  # SXM5 ("H100 80GB HBM3")
-    _Sheet(("h200",), 4800.0, 67.0, 989.0),
-    _Sheet(("a100", "80gb", "pcie"), 1935.0, 19.5, 312.0),
-    _Sheet(("a100", "80gb"), 2039.0, 19.5, 312.0),
-    _Sheet(("a100",), 1555.0, 19.5, 312.0),
-    _Sheet(("v100",), 900.0, 15.7, 125.0),
-    _Sheet(("l4",), 300.0, 30.3, 121.0),
+    _Sheet(r"\bh100\b.*\bpcie\b", 2000.0, 51.0, 756.0, 756.0),
+    _Sheet(r"\bh100\b.*\bnvl\b", 3900.0, 60.0, 835.0, 835.0),
+    _Sheet(r"\bh100\b", 3350.0, 67.0, 989.0, 989.0),  # SXM5 ("H100 80GB HBM3")
+    _Sheet(r"\bh200\b", 4800.0, 67.0, 989.0, 989.0),
+    _Sheet(r"\ba100\b.*80gb.*\bpcie\b", 1935.0, 19.5, 312.0, 312.0),
+    _Sheet(r"\ba100\b.*80gb", 2039.0, 19.5, 312.0, 312.0),
+    _Sheet(r"\ba100\b", 1555.0, 19.5, 312.0, 312.0),
+    _Sheet(r"\bv100\b", 900.0, 15.7, 125.0, None),
+    _Sheet(r"\bl4\b", 300.0, 30.3, 121.0, 121.0),
 )
 
 
 def datasheet_ceilings(device_name: str) -> Ceilings | None:
-    name = device_name.lower()
+    name = device_name.lower().replace("-", " ")
     for sheet in _DATASHEETS:
-        if all(part in name for part in sheet.match):
-            compute = {
-                Dtype.FLOAT32.value: Ceiling(sheet.fp32_tflops * 1e12, "datasheet", "FP32"),
-                Dtype.FLOAT16.value: Ceiling(
-                    sheet.half_tflops * 1e12, "datasheet", "FP16 tensor, dense"
-                ),
-                Dtype.BFLOAT16.value: Ceiling(
-                    sheet.half_tflops * 1e12, "datasheet", "BF16 tensor, dense"
-                ),
-            }
-            return Ceilings(device_name, Ceiling(sheet.gbps, "datasheet", "DRAM"), compute, None)
+        if not re.search(sheet.pattern, name):
+            continue
+        compute = {
+            Dtype.FLOAT32.value: Ceiling(sheet.fp32_tflops * 1e12, "datasheet", "FP32"),
+            Dtype.FLOAT16.value: Ceiling(
+                sheet.fp16_tflops * 1e12, "datasheet", "FP16 tensor, dense"
+            ),
+        }
+        if sheet.bf16_tflops is not None:
+            compute[Dtype.BFLOAT16.value] = Ceiling(
+                sheet.bf16_tflops * 1e12, "datasheet", "BF16 tensor, dense"
+            )
+        return Ceilings(device_name, Ceiling(sheet.gbps, "datasheet", "DRAM"), compute, None)
     return None
 
 
