@@ -140,12 +140,6 @@ def _key(r: Any) -> RowKey:
     return (str(r["label"]), str(r["dtype"]), str(r["mode"]))
 
 
-def _new_table(
-    name: str, title: str, metrics: list[Metric], backends: list[str], rows: list[RowKey]
-) -> Table:
-    return Table(name, title, metrics, backends, rows)
-
-
 def _mark_failures(table: Table, every: pd.DataFrame) -> None:
     """Rows that did not run show their status in their group's first column."""
     first = table.metrics[0].key
@@ -156,7 +150,7 @@ def _mark_failures(table: Table, every: pd.DataFrame) -> None:
 
 def latency_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Table:
     backends = [b for b in backends_in(rs) if (ok["backend"] == b).any()]
-    table = _new_table(
+    table = Table(
         "latency",
         "Latency per call: median and spread ((p80 - p20) / median)",
         [Metric("median_ms", "median", "ms", "min"), Metric("spread_pct", "spread", "%")],
@@ -177,7 +171,7 @@ def latency_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Table
 def speedup_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame, baseline: str) -> Table:
     base = {_key(r): float(r["median_ms"]) for _, r in ok[ok["backend"] == baseline].iterrows()}
     backends = [b for b in backends_in(rs) if b != baseline and (ok["backend"] == b).any()]
-    table = _new_table(
+    table = Table(
         "speedup",
         f"Speed-up over {baseline} (its median latency / each backend's; above 1: faster)",
         [Metric("speedup", "speed-up", "x", "max")],
@@ -212,7 +206,7 @@ def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Ta
             else "No measured bandwidth in this run: % of floor omitted."
         )
     )
-    table = _new_table(
+    table = Table(
         "throughput",
         "Throughput: fewest bytes moved per second",
         metrics,
@@ -238,7 +232,7 @@ def memory_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Table:
     has = ok[ok["peak_mem_bytes"].notna()]
     backends = [b for b in backends_in(rs) if (has["backend"] == b).any()]
     methods = ", ".join(sorted(set(has["mem_method"].astype(str)) - {""})) or "unrecorded"
-    table = _new_table(
+    table = Table(
         "memory",
         "Peak memory of one call above the memory allocated before it",
         [Metric("peak_mib", "peak", "MiB", "min")],
