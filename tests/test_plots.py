@@ -400,18 +400,48 @@ def test_bar_colours_follow_the_backend(resnet) -> None:
                 assert rect.get_facecolor() == pytest.approx(want)
 
 
+def _every_kind(width: Width) -> dict[str, F.FigureResult]:
+    resnet, smoke_b = load_results(RESNET), load_results(SMOKE_B)
+    return {
+        "latency": F.latency_figure(resnet, width),
+        "speedup": F.speedup_figure(resnet, width, "unfold"),
+        "roofline": F.roofline_figure(resnet, width),
+        "memory": F.memory_figure(resnet, width),
+        "sweep": F.sweep_figure(load_results(KERNEL_SWEEP), width),
+        "compare": F.compare_figure(load_results(SMOKE_A), smoke_b, width),
+    }
+
+
+UNITS = {
+    "latency": ("(ms", None),
+    "speedup": ("(×", None),
+    "roofline": ("FLOP/s", "FLOP/byte"),
+    "memory": ("(MiB", None),
+    "sweep": ("(ms", "kernel size K"),
+    "compare": (None, "(×"),
+}
+
+
 @pytest.mark.parametrize("width", [Width.SINGLE, Width.DOUBLE])
-def test_size_fonts_and_units(resnet, width: Width) -> None:
-    result = F.latency_figure(resnet, width)
-    fig = result.figure
-    assert fig.get_size_inches()[0] == pytest.approx(width.inches)
-    fig.canvas.draw()
-    sizes = [
-        t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
-    ]
-    assert sizes and min(sizes) >= MIN_FONT_PT
-    for ax in _panel_axes(fig):
-        assert "(ms" in ax.get_ylabel()
+def test_every_kind_has_print_size_readable_text_and_units(width: Width) -> None:
+    for kind, result in _every_kind(width).items():
+        fig = result.figure
+        assert fig.get_size_inches()[0] == pytest.approx(width.inches), kind
+        fig.canvas.draw()
+        sizes = [
+            t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+        ]
+        assert sizes and min(sizes) >= MIN_FONT_PT, kind
+        y_unit, x_unit = UNITS[kind]
+        axes = _panel_axes(fig)
+        for ax in axes:
+            if y_unit:
+                assert y_unit in ax.get_ylabel(), (kind, ax.get_ylabel())
+        if x_unit:  # on the bottom panel at least (stacked panels share the x quantity)
+            assert x_unit in axes[-1].get_xlabel(), (kind, axes[-1].get_xlabel())
+        # the caption line is on the figure (wrapped between its parts where needed)
+        words = " ".join(t.get_text() for t in fig.texts).replace("·", " ").split()
+        assert result.caption.replace("·", " ").split() == words, kind
 
 
 def _corners(text: Text, renderer) -> np.ndarray:
