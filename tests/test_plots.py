@@ -80,6 +80,22 @@ def test_plot_writes_every_format_and_decodable_files(tmp_path: Path) -> None:
         assert not pd.read_csv(out / f"{stem}.csv").empty
 
 
+def test_vector_files_are_reproducible(tmp_path: Path) -> None:
+    for name in ("one", "two"):
+        make_plots(
+            PlotRequest(
+                results=[SMOKE_A],
+                kinds=[FigureKind.SPEEDUP],
+                formats=[Format.PDF, Format.SVG],
+                out=tmp_path / name,
+            )
+        )
+    for fmt in ("pdf", "svg"):
+        first = (tmp_path / "one" / f"speedup.{fmt}").read_bytes()
+        assert first == (tmp_path / "two" / f"speedup.{fmt}").read_bytes(), fmt
+        assert b"CreationDate" not in first and b"<dc:date>" not in first, fmt
+
+
 def test_default_output_is_plots_inside_the_results(tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(KERNEL_SWEEP, copy)

@@ -49,6 +49,14 @@ from invbench.results import ResultSet
 P = ParamSpec("P")
 
 
+# No creation dates in vector files: the same data gives byte-identical files, so
+# figures kept under version control change only when their content does.
+_FILE_METADATA: dict[str, dict[str, str | None]] = {
+    "pdf": {"Creator": "invbench", "CreationDate": None},
+    "svg": {"Creator": "invbench", "Date": None},
+}
+
+
 @dataclass
 class FigureResult:
     """A figure, the table it plots, and its caption."""
@@ -67,8 +75,7 @@ class FigureResult:
         with matplotlib.rc_context(print_rc()):
             for fmt in formats:
                 path = out_dir / f"{self.stem}.{fmt}"
-                meta = {"Creator": "invbench"} if fmt in ("pdf", "svg") else None
-                self.figure.savefig(path, format=fmt, metadata=meta)
+                self.figure.savefig(path, format=fmt, metadata=_FILE_METADATA.get(fmt))
                 paths.append(path)
         text = out_dir / f"{self.stem}.txt"
         text.write_text("\n".join([self.caption, *self.details]) + "\n")
