@@ -33,7 +33,7 @@ def plot_command(
         typer.Option(help="Figure kind (repeatable; default: all that apply)."),
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="Backend the speed-ups are relative to [default: unfold].")
+        str | None, typer.Option(help="Backend the speed-ups are relative to (default: unfold).")
     ] = None,
     fmt: Annotated[
         list[Format] | None,
@@ -86,7 +86,7 @@ def report_command(
         Path | None, typer.Option(help="Write to this file (default: standard output).")
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="Backend the speed-ups are relative to [default: unfold].")
+        str | None, typer.Option(help="Backend the speed-ups are relative to (default: unfold).")
     ] = None,
     figures: Annotated[bool, typer.Option(help="Embed the figures in the HTML report.")] = True,
 ) -> None:
