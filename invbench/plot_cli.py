@@ -13,6 +13,7 @@ from invbench.plots.data import PlotError
 from invbench.plots.make import FigureKind, Format, PlotRequest, load_sets, make_plots
 from invbench.plots.style import Width
 from invbench.report import ReportFormat, build_report, render, write_report
+from invbench.spec import Dtype, Mode
 
 _err = Console(stderr=True)
 _out = Console()
@@ -49,10 +50,10 @@ def plot_command(
         bool, typer.Option(help="Print the device/dtype/mode/commit line on the figure.")
     ] = True,
     dtype: Annotated[
-        list[str] | None, typer.Option(help="Only rows of this dtype (repeatable).")
+        list[Dtype] | None, typer.Option(help="Only rows of this dtype (repeatable).")
     ] = None,
     mode: Annotated[
-        list[str] | None, typer.Option(help="Only rows of this mode, fwd or fwd+bwd (repeatable).")
+        list[Mode] | None, typer.Option(help="Only rows of this mode (repeatable).")
     ] = None,
 ) -> None:
     """Figures for papers: latency, speed-up, roofline, memory, sweeps, A/B comparison."""
@@ -64,8 +65,8 @@ def plot_command(
         out=out,
         width=width,
         caption=caption,
-        dtypes=dtype or (),
-        modes=mode or (),
+        dtypes=[d.value for d in dtype or ()],
+        modes=[m.value for m in mode or ()],
     )
     try:
         outcome = make_plots(request)

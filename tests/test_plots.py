@@ -562,7 +562,8 @@ def test_cli_plot_writes_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
         (["plot", str(SMOKE_A), "--kind", "compare"], "needs two results directories"),
         (["plot", str(RESNET), "--kind", "sweep"], "is not a sweep"),
         (["plot", "{missing}"], "is not a directory"),
-        (["plot", str(SMOKE_A), "--mode", "bwd"], "has no bwd rows"),
+        (["plot", str(SMOKE_A), "--mode", "bwd"], "'bwd' is not one of"),
+        (["plot", str(SMOKE_A), "--dtype", "bfloat16"], "has no bfloat16 rows"),
     ],
 )
 def test_cli_plot_bad_input(
