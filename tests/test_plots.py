@@ -593,6 +593,23 @@ def test_backends_that_never_ran_are_named_in_the_caption(tmp_path: Path) -> Non
     )
 
 
+def test_rows_that_did_not_run_are_marked_in_place(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RESNET, run)
+    rows = pd.read_parquet(run / "results.parquet")
+    hit = (rows["backend"] == "unfold") & (rows["case"] == "layer1")
+    rows.loc[hit, ["status", "median_ms", "p20_ms", "p80_ms"]] = ["oom", None, None, None]
+    rows.to_parquet(run / "results.parquet", index=False)
+    rs = load_results(run)
+    (lat_ax,) = _panel_axes(F.latency_figure(rs, Width.SINGLE).figure)
+    assert "layer1" in _tick_labels(lat_ax) and "layer1" not in _bar_values(lat_ax, "unfold")
+    assert [t.get_text() for t in lat_ax.texts] == ["OOM"]
+    (sp_ax,) = _panel_axes(F.speedup_figure(rs, Width.SINGLE, "unfold").figure)
+    assert "layer1" in _tick_labels(sp_ax)
+    assert "layer1" not in _bar_values(sp_ax, "dwconv")
+    assert [t.get_text() for t in sp_ax.texts] == ["unfold: OOM"]
+
+
 def test_dtype_and_mode_filters_and_no_caption(tmp_path: Path) -> None:
     from invbench.plots.make import build_figures, select
 

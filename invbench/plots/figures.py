@@ -26,6 +26,7 @@ from invbench.plots import data as D
 from invbench.plots.caption import caption_details, caption_line
 from invbench.plots.ceilings import Ceilings, ceilings_for
 from invbench.plots.layout import (
+    STATUS_SHORT,
     finite,
     fmt_number,
     grouped_bars,
@@ -151,11 +152,14 @@ def speedup_figure(
     backends = order_backends(set(table["backend"]))
     for ax, (dtype, mode) in zip(axes, pairs, strict=True):
         sub = in_panel(table, dtype, mode)
-        labels = D.label_order(sub)
+        panel_rows = in_panel(rows, dtype, mode)
+        labels = D.label_order(panel_rows)
         present = [b for b in backends if (sub["backend"] == b).any()]
-        grouped_bars(
+        offsets = grouped_bars(
             fig, ax, sub, "speedup", labels, present, err=("ci_low", "ci_high"), bottom=1.0
         )
+        status_marks(ax, panel_rows, labels, present, offsets)
+        _baseline_missing_marks(ax, panel_rows, labels, set(sub["label"]), baseline)
         vals = finite(np.concatenate([sub["speedup"], sub["ci_low"], sub["ci_high"], [1.0]]))
         set_log_axis(ax, float(vals.min()), float(vals.max()), suffix="×", ratio=True)
         ax.axhline(1.0, color="#000000", linewidth=0.8, zorder=3)
@@ -170,6 +174,28 @@ def speedup_figure(
         *caption_details(rs, rows),
     ]
     return FigureResult("speedup", "speedup", fig, table, line, details)
+
+
+def _baseline_missing_marks(
+    ax: Axes, rows: pd.DataFrame, labels: Sequence[str], shown: set[str], baseline: str
+) -> None:
+    """A case whose baseline did not run has no speed-ups: say why in its place."""
+    for i, label in enumerate(labels):
+        if label in shown:
+            continue
+        base = rows[(rows["label"] == label) & (rows["backend"] == baseline)]
+        status = str(base["status"].iloc[0]) if not base.empty else "absent"
+        ax.text(
+            i,
+            0.04,
+            f"{baseline}: {STATUS_SHORT.get(status, status)}",
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="center",
+            va="bottom",
+            fontsize=SMALL_PT,
+            color=backend_style(baseline).color,
+        )
 
 
 def _fmt_si(value: float, unit: str) -> str:
