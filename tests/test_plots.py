@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -94,6 +95,9 @@ def test_vector_files_are_reproducible(tmp_path: Path) -> None:
         first = (tmp_path / "one" / f"speedup.{fmt}").read_bytes()
         assert first == (tmp_path / "two" / f"speedup.{fmt}").read_bytes(), fmt
         assert b"CreationDate" not in first and b"<dc:date>" not in first, fmt
+    svg = (tmp_path / "one" / "speedup.svg").read_text()
+    referenced = set(re.findall(r"url\(#([^)]+)\)", svg))
+    assert referenced and referenced <= set(re.findall(r'id="([^"]+)"', svg))
 
 
 def test_default_output_is_plots_inside_the_results(tmp_path: Path) -> None:

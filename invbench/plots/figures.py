@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,30 @@ _FILE_METADATA: dict[str, dict[str, str | None]] = {
 }
 
 
+_SVG_ID = re.compile(r'id="([A-Za-z]+[0-9a-f]{8,})"')
+
+
+def _sequential_svg_ids(svg: str) -> str:
+    """Number the SVG's hashed ids (clip paths, markers) in order of appearance.
+
+    matplotlib hashes a clip rectangle's coordinates into its id, and those can differ
+    in the last bits between two layouts of the same figure; numbered ids make equal
+    figures byte-identical.
+    """
+    ids = list(dict.fromkeys(_SVG_ID.findall(svg)))
+    if not ids:
+        return svg
+    names = {old: f"{old[0]}{i}" for i, old in enumerate(ids)}
+    pattern = re.compile(
+        r'(?<=id=")('
+        + "|".join(map(re.escape, ids))
+        + r')(?=")|(?<=#)('
+        + "|".join(map(re.escape, ids))
+        + r')(?=[)"])'
+    )
+    return pattern.sub(lambda m: names[m.group(0)], svg)
+
+
 @dataclass
 class FigureResult:
     """A figure, the table it plots, and its caption."""
@@ -77,6 +102,8 @@ class FigureResult:
             for fmt in formats:
                 path = out_dir / f"{self.stem}.{fmt}"
                 self.figure.savefig(path, format=fmt, metadata=_FILE_METADATA.get(fmt))
+                if fmt == "svg":
+                    path.write_text(_sequential_svg_ids(path.read_text()))
                 paths.append(path)
         text = out_dir / f"{self.stem}.txt"
         text.write_text("\n".join([self.caption, *self.details]) + "\n")
