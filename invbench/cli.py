@@ -15,6 +15,7 @@ from rich.table import Table
 from invbench.backends.registry import Registry, default_registry
 from invbench.bench import RunRequest, UsageError, default_out_dir, execute, plan_run, resume
 from invbench.compare_cli import ab_command, compare_command, export_command
+from invbench.plot_cli import plot_after_run, plot_command, report_command
 from invbench.profile_cli import profile_command
 from invbench.results import ResultRow
 from invbench.spec import DeviceKind, Dtype, Mode
@@ -92,6 +93,7 @@ def run(
         Path | None,
         typer.Option("--out", help="Result directory (default: results/SUITE/TIME-COMMIT)."),
     ] = None,
+    plot: Annotated[bool, typer.Option(help="Make the default figures after the run.")] = False,
 ) -> None:
     """Check, then time every backend on every case of a suite."""
     registry = default_registry()
@@ -111,7 +113,7 @@ def run(
         timeout_s=timeout,
     )
     if resume_dir is not None:
-        _resume(resume_dir, registry)
+        _resume(resume_dir, registry, plot)
         return
     try:
         suite_obj, plan = plan_run(request, registry)
@@ -142,10 +144,10 @@ def run(
             on_status=lambda text: progress.update(task, description=text),
             request=request,
         )
-    _report(rows, f"{suite_obj.name} on {plan.device}", directory)
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
 
 
-def _report(rows: list[ResultRow], title: str, directory: Path) -> None:
+def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
     out.print(summary_table(rows, title=title))
     health = health_table(rows)
     if health is not None:
@@ -155,9 +157,11 @@ def _report(rows: list[ResultRow], title: str, directory: Path) -> None:
         counts[row.status] = counts.get(row.status, 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     out.print(f"{len(rows)} rows ({tally}) written to {directory}", highlight=False)
+    if plot:  # the default figures into DIRECTORY/plots (invbench.plot_cli)
+        plot_after_run(directory)
 
 
-def _resume(directory: Path, registry: Registry) -> None:
+def _resume(directory: Path, registry: Registry, plot: bool) -> None:
     err.print(f"resuming {directory} with the options it was started with")
     progress = Progress(
         TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
@@ -172,7 +176,7 @@ def _resume(directory: Path, registry: Registry) -> None:
             )
         except UsageError as exc:
             raise fail(str(exc)) from None
-    _report(rows, f"{suite_obj.name} on {plan.device}", directory)
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
 
 
 @app.command("list")
@@ -271,6 +275,8 @@ app.command("profile")(profile_command)
 app.command("compare")(compare_command)
 app.command("ab")(ab_command)
 app.command("export")(export_command)
+app.command("plot")(plot_command)
+app.command("report")(report_command)
 
 
 def main(argv: list[str] | None = None) -> int:
