@@ -15,7 +15,7 @@ from invbench.environment import environment, git_state
 from invbench.memory import return_freed_memory_to_os
 from invbench.results import META_FILE, ResultRow, ResultWriter, write_json
 from invbench.runner import Runner, RunPlan
-from invbench.spec import DeviceKind, Dtype, Mode
+from invbench.spec import DeviceKind, Dtype, Level, Mode
 from invbench.stats import StopPolicy
 from invbench.suites import Suite, find_suite
 from invbench.timing import CacheMode
@@ -65,12 +65,19 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         raise UsageError(f"--batch must be >= 1, got {request.batch}")
     if request.samples is not None and request.samples < 1:
         raise UsageError(f"--samples must be >= 1, got {request.samples}")
-    suite = suite.with_batch(request.batch or settings.batch)
-    names = list(request.backends) or list(settings.backends) or registry.names()
+    suite = suite.for_run(settings, request.batch)
+    names = list(request.backends) or list(settings.backends)
+    if not names:  # every registered backend that runs at the suite's level
+        names = [b.name for b in registry if suite.level in b.levels]
     for name in names:
         if name not in registry:
             known = ", ".join(registry.names())
             raise UsageError(f"unknown backend {name!r} (known: {known})")
+        if suite.level not in registry.get(name).levels:
+            raise UsageError(
+                f"backend {name!r} does not run at the {suite.level.value} level of suite "
+                f"{suite.name!r}"
+            )
     if len(set(names)) != len(names):
         raise UsageError(f"a backend is named twice: {', '.join(names)}")
     policy = StopPolicy(
@@ -104,6 +111,7 @@ def run_meta(suite: Suite, plan: RunPlan) -> dict[str, Any]:
     meta["run"] = {
         "suite": suite.name,
         "suite_file": suite.path.name,
+        "level": suite.level.value,
         "device": str(plan.device),
         "backends": list(plan.backends),
         "dtypes": [d.value for d in plan.dtypes],
@@ -134,7 +142,14 @@ def execute(
     write_json(out_dir / META_FILE, meta)
     started = datetime.now(UTC)
     try:
-        rows = Runner(plan, registry, writer, on_row=on_row, on_status=on_status).run()
+        if suite.level is Level.OP:
+            rows = Runner(plan, registry, writer, on_row=on_row, on_status=on_status).run()
+        else:
+            from invbench.level_runner import LevelRunner
+
+            rows = LevelRunner(
+                plan, suite.level, registry, writer, on_row=on_row, on_status=on_status
+            ).run()
         meta["run"]["status"] = "complete"
     except KeyboardInterrupt:
         meta["run"]["status"] = "interrupted"

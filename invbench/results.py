@@ -86,6 +86,16 @@ class ResultRow:
     peak_mem_bytes: int | None = None
     mem_method: str = ""
     max_rel_err: float | None = None
+    # layer and model levels (op rows keep the defaults)
+    level: str = "op"
+    model: str = ""  # model level: "rednet-50", "resnet-50", ...
+    gen_ms: float | None = None  # layer level: kernel generation alone (median, p20, p80)
+    gen_p20_ms: float | None = None
+    gen_p80_ms: float | None = None
+    agg_ms: float | None = None  # layer level: aggregation alone on the generated weight
+    agg_p20_ms: float | None = None
+    agg_p80_ms: float | None = None
+    images_per_s: float | None = None  # model level: batch / median
 
     def __post_init__(self) -> None:
         Status(self.status)  # raises on an unknown status

@@ -41,9 +41,11 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, image_size: int = 224) -> ModelCost:
-    """Parameters and per-image MACs of model on a 3 x image_size x image_size input."""
+def count_macs(model: nn.Module, image_size: int | tuple[int, int] = 224) -> ModelCost:
+    """Parameters and per-image MACs of model on 3 x H x W images (image_size: H = W, or (H, W))."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
 
     totals = {"dense": 0, "inv": 0, "elementwise": 0}
 
@@ -71,10 +73,10 @@ def count_macs(model: nn.Module, image_size: int = 224) -> ModelCost:
     try:
         model.eval()
         with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-            model(torch.zeros(1, 3, image_size, image_size))
+            model(torch.zeros(1, 3, h, w))
     finally:
-        for h in handles:
-            h.remove()
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
     return ModelCost(
         params=count_params(model),

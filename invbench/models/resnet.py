@@ -17,16 +17,12 @@ from typing import Literal
 import torch
 from torch import nn
 
+from invbench.spec import MODEL_DEPTHS
+
 Family = Literal["resnet", "rednet"]
 
 # Blocks per stage; stages have 64, 128, 256, 512 middle channels and strides 1, 2, 2, 2.
-DEPTHS: dict[int, tuple[int, int, int, int]] = {
-    26: (1, 2, 4, 1),
-    38: (2, 3, 5, 2),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-}
+DEPTHS = MODEL_DEPTHS
 EXPANSION = 4
 STAGE_CHANNELS = (64, 128, 256, 512)
 STAGE_STRIDES = (1, 2, 2, 2)
