@@ -21,7 +21,7 @@ class Doubler(InvolutionBackend):
 
 
 def test_builtins_are_registered(registry: Registry) -> None:
-    assert registry.names() == ["unfold", "compile", "conv3x3", "dwconv"]
+    assert registry.names() == ["unfold", "compile", "conv3x3", "dwconv", "triton_fused"]
     assert registry.names(Kind.BASELINE) == ["conv3x3", "dwconv"]
     assert registry.get("unfold").kind is Kind.INVOLUTION
 

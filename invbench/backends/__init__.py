@@ -11,9 +11,11 @@ if TYPE_CHECKING:
 def register_builtins(registry: Registry) -> None:
     from invbench.backends.compiled import CompileBackend
     from invbench.backends.conv import Conv3x3Backend, DepthwiseConvBackend
+    from invbench.backends.triton_fused import TritonFusedBackend
     from invbench.backends.unfold import UnfoldBackend
 
     registry.register(UnfoldBackend())
     registry.register(CompileBackend())
     registry.register(Conv3x3Backend())
     registry.register(DepthwiseConvBackend())
+    registry.register(TritonFusedBackend())
