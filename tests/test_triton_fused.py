@@ -9,6 +9,8 @@ import os
 
 os.environ["TRITON_INTERPRET"] = "1"
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,24 @@ def test_fused_bfloat16_on_gpu_resnet_shape() -> None:
     fused = FUSED.fuse(layer.to("cuda", torch.bfloat16))
     out = fused(x.to("cuda", torch.bfloat16))
     assert relative_error(out, expected) < TOL_VS_FLOAT64[torch.bfloat16]
+
+
+def test_kernel_lowers_to_tensor_core_code_for_sm90() -> None:
+    """Ahead-of-time compile for sm_90, no GPU needed: the bf16 kernel's products use mma.
+
+    In a fresh process: the interpreter this module switches on cannot compile.
+    """
+    code = (
+        "import torch\n"
+        "from invbench.backends.triton_fused_kernel import compile_offline\n"
+        "ptx = compile_offline(torch.bfloat16, channels=128, kernel_size=7, stride=2, groups=8)"
+        "['ptx']\n"
+        "print('sm_90' in ptx, 'mma' in ptx)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["True", "True"]

@@ -24,6 +24,8 @@ products (no TF32) so it matches the float32 module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
@@ -90,7 +92,10 @@ def _fused_involution_kernel(  # type: ignore[no-untyped-def]
             acc = tl.dot(t.to(wr.dtype), wr, acc)
     br = tl.load(br_ptr + hid)
     hidden = tl.maximum(acc + br[None, :], 0.0)
-    hidden_in = hidden if F32_DOT else hidden.to(x_ptr.dtype.element_ty)
+    if F32_DOT:  # noqa: SIM108 - a static if on a constexpr, not a ternary, in Triton
+        hidden_in = hidden
+    else:
+        hidden_in = hidden.to(x_ptr.dtype.element_ty)
 
     # -- 3: per group, per chunk of taps: span conv (tl.dot) and aggregation
     ci = tl.arange(0, GC_P)
@@ -215,3 +220,53 @@ class FusedInvolution:
             num_warps=self.num_warps,
         )
         return out
+
+
+def compile_offline(
+    dtype: torch.dtype, channels: int, kernel_size: int, stride: int, groups: int, arch: int = 90
+) -> dict[str, str]:
+    """Compile the kernel for a CUDA architecture without a GPU; returns its ptx and ttgir.
+
+    Checks on a CPU-only machine that the kernel lowers (tl.dot shapes, dtypes) and
+    lets one read the PTX (e.g. for mma instructions). Uses triton's ASTSource and
+    GPUTarget (triton >= 3.3 signatures).
+    """
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    names = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+    ty = names[dtype]
+    hidden = channels // 4
+    gc = channels // groups
+    signature = {
+        "x_ptr": f"*{ty}",
+        "wr_ptr": f"*{ty}",
+        "br_ptr": "*fp32",
+        "ws_ptr": f"*{ty}",
+        "bs_ptr": "*fp32",
+        "out_ptr": f"*{ty}",
+        **dict.fromkeys(("C", "H", "W", "HO", "WO", "G", "GC"), "i32"),
+    }
+    constants = dict(
+        K=kernel_size,
+        STRIDE=stride,
+        PAD=(kernel_size - 1) // 2,
+        HID_P=_pow2_at_least_16(hidden),
+        KK_P=_pow2_at_least_16(kernel_size**2),
+        GC_P=triton.next_power_of_2(gc),
+        BLOCK_P=32,
+        BLOCK_C=min(64, _pow2_at_least_16(channels)),
+        KK_BLOCK=16,
+        F32_DOT=dtype == torch.float32,
+    )
+    signature.update(dict.fromkeys(constants, "constexpr"))
+    kernel: Any = _fused_involution_kernel
+    if not hasattr(kernel, "cache_key"):
+        raise RuntimeError("compile_offline needs TRITON_INTERPRET unset (in a fresh process)")
+    src = ASTSource(
+        fn=kernel,
+        signature=signature,
+        constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
+    )
+    compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    return {"ptx": compiled.asm["ptx"], "ttgir": compiled.asm["ttgir"]}
