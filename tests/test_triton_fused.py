@@ -28,12 +28,14 @@ from invbench.reference import relative_error
 from invbench.spec import DeviceKind, Dtype, Geometry, Mode
 
 SHAPES = [
-    # stem-like: K=3, 2 groups, non-square, hidden channels (8) padded to 16
-    Geometry(batch=2, channels=32, height=9, width=7, kernel_size=3, groups=2),
+    # stem-like: K=3, 2 groups, hidden channels (8) padded to 16; 9 x 19 spans 2 x 3
+    # pixel tiles of 8 x 8, the last ones partly outside
+    Geometry(batch=2, channels=32, height=9, width=19, kernel_size=3, groups=2),
     # stride 2 on odd sizes: the ceil-mode pool's partial windows
     Geometry(batch=1, channels=32, height=11, width=9, kernel_size=7, stride=2, groups=2),
-    # C not a power of two (two channel tiles, the second masked), 6 groups, 24 hidden
-    Geometry(batch=1, channels=96, height=6, width=5, kernel_size=7, groups=6),
+    # C not a power of two (two channel tiles, the second masked), 6 groups, 24 hidden;
+    # 3 wide: a 16 x 4 pixel tile
+    Geometry(batch=1, channels=96, height=6, width=3, kernel_size=7, groups=6),
 ]
 TOL_VS_FLOAT64 = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 FUSED = TritonFusedBackend()

@@ -2,7 +2,9 @@
 
 Imported only when the ``triton_fused`` backend builds a layer (it imports triton).
 
-One program takes BLOCK_P output pixels of one image and does the whole layer:
+One program takes a BLOCK_H x BLOCK_W tile of output pixels of one image (a 2-D
+tile, so neighbouring programs' K x K windows overlap little and the halo re-reads
+stay in cache) and does the whole layer:
 
 1. generation input: each pixel's C-vector (at stride s, the s x s average as in
    the layer's ceil-mode pool: partial windows average the pixels they cover),
@@ -54,17 +56,21 @@ def _fused_involution_kernel(  # type: ignore[no-untyped-def]
     HID_P: tl.constexpr,
     KK_P: tl.constexpr,
     GC_P: tl.constexpr,
-    BLOCK_P: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
     BLOCK_C: tl.constexpr,
     KK_BLOCK: tl.constexpr,
     F32_DOT: tl.constexpr,
 ):
+    BLOCK_P: tl.constexpr = BLOCK_H * BLOCK_W
     b = tl.program_id(0).to(tl.int64)
-    pid_p = tl.program_id(1)
-    p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    p_ok = p < HO * WO
-    oi = p // WO
-    oj = p % WO
+    tile = tl.program_id(1)
+    tiles_w = tl.cdiv(WO, BLOCK_W)
+    p = tl.arange(0, BLOCK_P)
+    oi = (tile // tiles_w) * BLOCK_H + p // BLOCK_W
+    oj = (tile % tiles_w) * BLOCK_W + p % BLOCK_W
+    p_ok = (oi < HO) & (oj < WO)
+    opix = oi * WO + oj
     x_img = x_ptr + b * C * H * W
     out_img = out_ptr + b * C * HO * WO
     hid = tl.arange(0, HID_P)
@@ -120,7 +126,7 @@ def _fused_involution_kernel(  # type: ignore[no-untyped-def]
             ptrs = x_img + chan[None, None, :] * H * W + (r * W + q)[:, :, None]
             patch = tl.load(ptrs, mask=ok[:, :, None] & ci_ok[None, None, :], other=0.0)
             out_acc += tl.sum(kern[:, :, None] * patch.to(tl.float32), axis=1)
-        optrs = out_img + chan[None, :] * HO * WO + p[:, None]
+        optrs = out_img + chan[None, :] * HO * WO + opix[:, None]
         tl.store(optrs, out_acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & ci_ok[None, :])
 
 
@@ -128,10 +134,17 @@ def _pow2_at_least_16(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
+def tile_shape(block_p: int, out_width: int) -> tuple[int, int]:
+    """A BLOCK_H x BLOCK_W pixel tile of block_p pixels (powers of two), at most 8 wide
+    unless the rows are shorter: 8 x 8 for block_p = 64 on wide images, 16 x 4 on 4-wide."""
+    block_w = min(8, triton.next_power_of_2(out_width), block_p)
+    return block_p // block_w, block_w
+
+
 class FusedInvolution:
     """The eval-mode layer folded into kernel arguments; call it on x (B, C, H, W)."""
 
-    def __init__(self, layer: Involution, block_p: int = 32, num_warps: int = 4) -> None:
+    def __init__(self, layer: Involution, block_p: int = 64, num_warps: int = 4) -> None:
         reduce, bn, span = layer.reduce, layer.bn, layer.span
         self.channels: int = layer.channels
         self.kernel_size: int = layer.kernel_size
@@ -192,7 +205,8 @@ class FusedInvolution:
         wo = (w + 2 * pad - k) // s + 1
         x = x.contiguous()
         out = new_output((b, c, ho, wo), x)
-        grid = (b, triton.cdiv(ho * wo, self.block_p))
+        block_h, block_w = tile_shape(self.block_p, wo)
+        grid = (b, triton.cdiv(ho, block_h) * triton.cdiv(wo, block_w))
         _fused_involution_kernel[grid](
             x,
             self.wr,
@@ -213,7 +227,8 @@ class FusedInvolution:
             HID_P=self.hid_p,
             KK_P=self.kk_p,
             GC_P=self.gc_p,
-            BLOCK_P=self.block_p,
+            BLOCK_H=block_h,
+            BLOCK_W=block_w,
             BLOCK_C=self.block_c,
             KK_BLOCK=16,
             F32_DOT=self.f32_dot(x.dtype),
@@ -254,7 +269,8 @@ def compile_offline(
         HID_P=_pow2_at_least_16(hidden),
         KK_P=_pow2_at_least_16(kernel_size**2),
         GC_P=triton.next_power_of_2(gc),
-        BLOCK_P=32,
+        BLOCK_H=8,
+        BLOCK_W=8,
         BLOCK_C=min(64, _pow2_at_least_16(channels)),
         KK_BLOCK=16,
         F32_DOT=dtype == torch.float32,
