@@ -110,6 +110,8 @@ class LevelRunner:
         self.on_status = on_status or (lambda text: None)
         self.device_kind = DeviceKind(plan.device.type)
         self.timer: Timer = make_timer(plan.device, plan.cache_mode)
+        if plan.device.type == "cuda":  # cuDNN picks its fastest conv per shape (in warm-up)
+            torch.backends.cudnn.benchmark = True
         self._macs: dict[tuple[str, int, int], int] = {}
 
     # -- rows -----------------------------------------------------------------

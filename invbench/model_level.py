@@ -34,8 +34,8 @@ from invbench.spec import Dtype, Geometry, Mode
 MODEL_TOLERANCE = {
     Dtype.FLOAT64: 1e-8,
     Dtype.FLOAT32: 1e-3,
-    Dtype.FLOAT16: 5e-2,
-    Dtype.BFLOAT16: 1e-1,
+    Dtype.FLOAT16: 2e-2,
+    Dtype.BFLOAT16: 5e-2,
 }
 NUM_CLASSES = 1000
 BASELINE = "conv3x3"
