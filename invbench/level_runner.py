@@ -5,9 +5,9 @@ of layer parameters; at the model level, one set of network weights per model)
 shared by every backend, checks each backend against its float64 reference, measures
 its peak memory, warms it up, and then times all backends interleaved (A B C,
 C B A, ...). At the layer level each involution backend's round also times its
-generation and aggregation closures on the same input, so the three medians of a
-row come from the same rounds. Stopping follows the plan's policy on the whole
-layer's (or model's) samples.
+generation and aggregation closures on the same input, alternating with the whole
+layer sample by sample, so drift and load hit the three alike. Stopping follows
+the plan's policy on the whole layer's (or model's) samples.
 
 Failures become rows with a status and a reason; they never stop the run.
 """
@@ -372,8 +372,12 @@ class LevelRunner:
                 if rnd % 2:
                     keys.reverse()
                 try:
-                    for key in keys:
-                        arm.samples[key].extend(self.timer.sample(arm.parts[key], n))
+                    if len(keys) == 1:
+                        arm.samples[keys[0]].extend(self.timer.sample(arm.parts[keys[0]], n))
+                    else:  # layer, generation, aggregation alternate sample by sample
+                        for _ in range(n):
+                            for key in keys:
+                                arm.samples[key].extend(self.timer.sample(arm.parts[key], 1))
                 except Exception as exc:
                     arm.error = (
                         Status.OOM if _is_oom(exc) else Status.ERROR,

@@ -201,7 +201,7 @@ def test_generation_plus_aggregation_is_the_layer_within_the_spread(tmp_path: Pa
         "channels = 16\nheight = 10\nwidth = 9", "channels = 64\nheight = 24\nwidth = 24"
     )
     path = write(tmp_path, "split", text)
-    rows = run_suite(path, tmp_path / "out", ["unfold"], samples=15)
+    rows = run_suite(path, tmp_path / "out", ["unfold"], samples=25)
     for r in rows:
         assert r.gen_ms is not None and r.agg_ms is not None and r.median_ms is not None
         assert r.gen_p20_ms is not None and r.gen_p80_ms is not None
