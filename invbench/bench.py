@@ -18,7 +18,7 @@ from invbench.environment import environment, git_state
 from invbench.memory import return_freed_memory_to_os
 from invbench.results import META_FILE, ResultRow, ResultsError, ResultWriter, write_json
 from invbench.runner import Runner, RunPlan, default_sampler
-from invbench.spec import DeviceKind, Dtype, Mode
+from invbench.spec import DeviceKind, Dtype, Level, Mode
 from invbench.stats import StopPolicy
 from invbench.suites import Suite, find_suite
 from invbench.telemetry import gpu_processes
@@ -99,12 +99,23 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         raise UsageError(f"--max-time must be > 0, got {request.max_time_s}")
     if request.timeout_s <= 0:
         raise UsageError(f"--timeout must be > 0, got {request.timeout_s}")
-    suite = suite.with_batch(request.batch or settings.batch)
-    names = list(request.backends) or list(settings.backends) or registry.names()
+    if request.isolate and suite.level is not Level.OP:
+        raise UsageError(
+            f"--isolate runs op-level suites only; {suite.name} is {suite.level}-level"
+        )
+    suite = suite.for_run(settings, request.batch)
+    names = list(request.backends) or list(settings.backends)
+    if not names:  # every registered backend that runs at the suite's level
+        names = [b.name for b in registry if suite.level in b.levels]
     for name in names:
         if name not in registry:
             known = ", ".join(registry.names())
             raise UsageError(f"unknown backend {name!r} (known: {known})")
+        if suite.level not in registry.get(name).levels:
+            raise UsageError(
+                f"backend {name!r} does not run at the {suite.level.value} level of suite "
+                f"{suite.name!r}"
+            )
     if len(set(names)) != len(names):
         raise UsageError(f"a backend is named twice: {', '.join(names)}")
     policy = StopPolicy(
@@ -140,6 +151,7 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
     meta["run"] = {
         "suite": suite.name,
         "suite_file": suite.path.name,
+        "level": suite.level.value,
         "device": str(plan.device),
         "backends": list(plan.backends),
         "dtypes": [d.value for d in plan.dtypes],
@@ -193,11 +205,12 @@ def execute(
         on_status("measuring copy bandwidth and matmul throughput")
     meta["ceilings"] = measure_ceilings(plan.device)
     write_json(out_dir / META_FILE, meta)
-    return _finish(plan, registry, writer, meta, on_row, on_status)
+    return _finish(plan, suite.level, registry, writer, meta, on_row, on_status)
 
 
 def _finish(
     plan: RunPlan,
+    level: Level,
     registry: Registry,
     writer: ResultWriter,
     meta: dict[str, Any],
@@ -209,18 +222,24 @@ def _finish(
     # Everything imported so far lives until exit: keep it out of the collections the
     # runner makes between cases, which otherwise walk all of torch's objects each time.
     gc.freeze()
-    skip = [row.key() for row in writer.rows]
-    runner = Runner(
-        plan,
-        registry,
-        writer,
-        on_row=on_row,
-        on_status=on_status,
-        copy_gbps=copy_gbps(meta.get("ceilings")),
-        skip=skip,
-    )
     try:
-        rows = runner.run()
+        if level is Level.OP:
+            rows = Runner(
+                plan,
+                registry,
+                writer,
+                on_row=on_row,
+                on_status=on_status,
+                copy_gbps=copy_gbps(meta.get("ceilings")),
+                skip=[row.key() for row in writer.rows],
+            ).run()
+        else:
+            from invbench.level_runner import LevelRunner
+
+            level_runner = LevelRunner(
+                plan, level, registry, writer, on_row=on_row, on_status=on_status
+            )
+            rows = level_runner.run()
         meta["run"]["status"] = "complete"
     except KeyboardInterrupt:
         meta["run"]["status"] = "interrupted"
@@ -255,6 +274,10 @@ def resume(
     directory = Path(directory)
     request = resume_request(directory)
     suite, plan = plan_run(request, registry)
+    if suite.level is not Level.OP:
+        raise UsageError(
+            f"--resume finishes op-level runs only; {suite.name} is {suite.level}-level"
+        )
     meta = json.loads((directory / META_FILE).read_text())
     if meta["run"].get("device") != str(plan.device):
         raise UsageError(
@@ -276,4 +299,4 @@ def resume(
     if "ceilings" not in meta:  # killed before they were measured
         meta["ceilings"] = measure_ceilings(plan.device)
     write_json(directory / META_FILE, meta)
-    return suite, plan, _finish(plan, registry, writer, meta, on_row, on_status)
+    return suite, plan, _finish(plan, suite.level, registry, writer, meta, on_row, on_status)

@@ -103,6 +103,16 @@ class ResultRow:
     nvml_mem_peak_bytes: int | None = None  # device memory used (NVML) while prepared or timed
     roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
     warnings: str = ""  # health warnings, "; "-separated
+    # layer and model levels (op rows keep the defaults)
+    level: str = "op"
+    model: str = ""  # model level: "rednet-50", "resnet-50", ...
+    gen_ms: float | None = None  # layer level: kernel generation alone (median, p20, p80)
+    gen_p20_ms: float | None = None
+    gen_p80_ms: float | None = None
+    agg_ms: float | None = None  # layer level: aggregation alone on the generated weight
+    agg_p20_ms: float | None = None
+    agg_p80_ms: float | None = None
+    images_per_s: float | None = None  # model level: batch / median
 
     def __post_init__(self) -> None:
         Status(self.status)  # raises on an unknown status

@@ -17,6 +17,24 @@ class Kind(StrEnum):
     BASELINE = "baseline"  # a different op of the same layer, timed for comparison
 
 
+class Level(StrEnum):
+    """What a suite times."""
+
+    OP = "op"  # the aggregation alone, given its weights
+    LAYER = "layer"  # the whole layer: kernel generation + aggregation (or the conv it replaces)
+    MODEL = "model"  # whole networks: images/s for inference and for a training step
+
+
+# Blocks per stage of the bottleneck networks (ResNet and RedNet share them).
+MODEL_DEPTHS: dict[int, tuple[int, int, int, int]] = {
+    26: (1, 2, 4, 1),
+    38: (2, 3, 5, 2),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+}
+
+
 class Mode(StrEnum):
     FWD = "fwd"
     FWD_BWD = "fwd+bwd"
@@ -112,3 +130,4 @@ class Case:
     suite: str
     name: str
     geometry: Geometry
+    depth: int = 0  # model level: the ResNet/RedNet depth (0 at the op and layer levels)

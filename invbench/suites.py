@@ -25,6 +25,13 @@ A suite file::
     [axes]                     # ...each expanded over the Cartesian product of these
     kernel_size = [3, 5, 7]
 
+A top-level ``level`` picks what is timed: "op" (default; the aggregation alone),
+"layer" (the whole involution layer against the conv it replaces; same case keys)
+or "model" (whole networks; each case is ``name``, ``depth`` and optionally
+``height``/``width``/``batch``: the input images). Three more [run] keys help keep
+CPU runs short: ``batches`` (run every case at each of these batches), ``only``
+(case names to run) and ``image_size`` (model level: input height and width).
+
 Every unknown key or bad value is a SuiteError naming the file, the case and the key.
 """
 
@@ -37,7 +44,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from invbench.spec import Case, DeviceKind, Dtype, Geometry, Mode
+from invbench.spec import MODEL_DEPTHS, Case, DeviceKind, Dtype, Geometry, Level, Mode
 
 SUITE_SCHEMA_VERSION = 1
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -66,7 +73,11 @@ _RUN_KEYS = (
     "target_rel_ci",
     "warmup_ms",
     "seed",
+    "batches",
+    "only",
+    "image_size",
 )
+_MODEL_KEYS = ("batch", "depth", "height", "width")
 
 
 class SuiteError(ValueError):
@@ -88,6 +99,9 @@ class RunSettings:
     target_rel_ci: float = 0.01
     warmup_ms: float = 25.0
     seed: int = 0
+    batches: tuple[int, ...] = ()  # non-empty: every case (batch not fixed) at each batch
+    only: tuple[str, ...] = ()  # non-empty: run only these cases
+    image_size: int | None = None  # model level: input height and width of every case
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,7 @@ class Suite:
     run: RunSettings
     run_cpu: RunSettings
     batch_fixed: frozenset[str] = field(default_factory=frozenset)  # cases whose batch is set
+    level: Level = Level.OP
 
     def settings(self, device: DeviceKind) -> RunSettings:
         return self.run_cpu if device is DeviceKind.CPU else self.run
@@ -114,6 +129,33 @@ class Suite:
             for c in self.cases
         )
         return replace(self, cases=cases)
+
+    def for_run(self, settings: RunSettings, batch: int | None = None) -> Suite:
+        """The cases one run times: settings.only, image_size and batches applied.
+
+        An explicit batch (the command line's) wins over settings.batches and batch.
+        """
+        from dataclasses import replace
+
+        cases = [c for c in self.cases if not settings.only or c.name in settings.only]
+        if settings.image_size is not None and self.level is Level.MODEL:
+            size = settings.image_size
+            cases = [
+                replace(c, geometry=replace(c.geometry, height=size, width=size)) for c in cases
+            ]
+        suite = replace(self, cases=tuple(cases))
+        if batch is not None or not settings.batches:
+            return suite.with_batch(batch or settings.batch)
+        expanded: list[Case] = []
+        for c in cases:
+            if c.name in self.batch_fixed:
+                expanded.append(c)
+                continue
+            for b in settings.batches:
+                geom = replace(c.geometry, batch=b)
+                expanded.append(replace(c, name=f"{c.name}/b{b}", geometry=geom))
+        fixed = self.batch_fixed | {c.name for c in expanded}
+        return replace(suite, cases=tuple(expanded), batch_fixed=frozenset(fixed))
 
 
 def _err(path: Path, where: str, msg: str) -> SuiteError:
@@ -162,7 +204,18 @@ def _run_settings(path: Path, where: str, table: Any, base: RunSettings) -> RunS
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise _err(path, where, f"backends must be a list of names, got {value!r}")
             values[key] = tuple(value)
-        elif key in ("batch", "min_samples", "samples"):
+        elif key in ("batches", "only"):
+            kind = int if key == "batches" else str
+            ok = (
+                isinstance(value, list)
+                and value
+                and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+            )
+            if not ok or (key == "batches" and min(value) < 1):
+                what = "positive ints" if key == "batches" else "case names"
+                raise _err(path, where, f"{key} must be a non-empty list of {what}, got {value!r}")
+            values[key] = tuple(value)
+        elif key in ("batch", "min_samples", "samples", "image_size"):
             values[key] = _int(path, where, key, value)
         elif key == "seed":
             values[key] = _int(path, where, key, value, minimum=0)
@@ -214,6 +267,34 @@ def _geometry(path: Path, where: str, shape: Mapping[str, Any], default_batch: i
     return geom
 
 
+def _model_geometry(
+    path: Path, where: str, shape: Mapping[str, Any], default_batch: int
+) -> tuple[Geometry, int]:
+    """A model case: the input images (B, 3, H, W) and the network depth."""
+    for key in shape:
+        if key not in _MODEL_KEYS:
+            raise _err(
+                path, where, f"unknown key {key!r} (allowed: name, {', '.join(_MODEL_KEYS)})"
+            )
+    ints = {key: _int(path, where, key, value) for key, value in shape.items()}
+    depth = ints.get("depth")
+    if depth is None:
+        raise _err(path, where, "missing required key 'depth'")
+    if depth not in MODEL_DEPTHS:
+        raise _err(
+            path, where, f"depth must be one of {', '.join(map(str, MODEL_DEPTHS))}, got {depth}"
+        )
+    height = ints.get("height", 224)
+    geom = Geometry(
+        batch=ints.get("batch", default_batch),
+        channels=3,
+        height=height,
+        width=ints.get("width", height),
+        kernel_size=1,
+    )
+    return geom, depth
+
+
 def _fmt_axis(key: str, value: Any) -> str:
     short = {
         "kernel_size": "k",
@@ -226,6 +307,7 @@ def _fmt_axis(key: str, value: Any) -> str:
         "width": "w",
         "padding": "p",
         "group_channels": "gc",
+        "depth": "depth",
     }
     return f"{short[key]}{value}"
 
@@ -238,7 +320,7 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"suite file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path.name}: malformed TOML: {exc}") from None
-    allowed = {"schema_version", "description", "run", "case_defaults", "cases", "axes"}
+    allowed = {"schema_version", "description", "level", "run", "case_defaults", "cases", "axes"}
     for key in data:
         if key not in allowed:
             raise _err(
@@ -252,6 +334,14 @@ def load_suite(path: Path) -> Suite:
             f"schema_version must be {SUITE_SCHEMA_VERSION}, got "
             f"{version!r}: update the file to this invbench's suite format",
         )
+    try:
+        level = Level(data.get("level", "op"))
+    except ValueError:
+        allowed_levels = ", ".join(v.value for v in Level)
+        raise _err(
+            path, "top level", f"level must be one of {allowed_levels}, got {data['level']!r}"
+        ) from None
+    shape_keys = _MODEL_KEYS if level is Level.MODEL else _SHAPE_KEYS
     run_table = data.get("run", {})
     run = _run_settings(path, "[run]", run_table, RunSettings())
     run_cpu = _run_settings(path, "[run.cpu]", run_table.get("cpu", {}), run)
@@ -262,8 +352,8 @@ def load_suite(path: Path) -> Suite:
     if not isinstance(axes, Mapping):
         raise _err(path, "[axes]", "must be a table")
     for key, values in axes.items():
-        if key not in _SHAPE_KEYS:
-            raise _err(path, "[axes]", f"unknown key {key!r} (allowed: {', '.join(_SHAPE_KEYS)})")
+        if key not in shape_keys:
+            raise _err(path, "[axes]", f"unknown key {key!r} (allowed: {', '.join(shape_keys)})")
         if not isinstance(values, list) or not values:
             raise _err(path, "[axes]", f"{key} must be a non-empty list")
     raw_cases = data.get("cases", [])
@@ -290,13 +380,21 @@ def load_suite(path: Path) -> Suite:
             if case_name in names:
                 raise _err(path, where, f"duplicate case name {case_name!r}")
             names.add(case_name)
-            geom = _geometry(path, f"case {case_name!r}", full, run.batch)
+            depth = 0
+            if level is Level.MODEL:
+                geom, depth = _model_geometry(path, f"case {case_name!r}", full, run.batch)
+            else:
+                geom = _geometry(path, f"case {case_name!r}", full, run.batch)
             if "batch" in full:
                 batch_fixed.add(case_name)
-            cases.append(Case(suite=name, name=case_name, geometry=geom))
+            cases.append(Case(suite=name, name=case_name, geometry=geom, depth=depth))
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _err(path, "top level", "description must be a string")
+    for where, settings in (("[run]", run), ("[run.cpu]", run_cpu)):
+        unknown = [c for c in settings.only if c not in names]
+        if unknown:
+            raise _err(path, where, f"only: no case named {', '.join(map(repr, unknown))}")
     return Suite(
         name=name,
         description=description,
@@ -305,6 +403,7 @@ def load_suite(path: Path) -> Suite:
         run=run,
         run_cpu=run_cpu,
         batch_fixed=frozenset(batch_fixed),
+        level=level,
     )
 
 

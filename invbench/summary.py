@@ -32,7 +32,11 @@ def fmt_ms(ms: float | None) -> str:
 
 
 def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
-    """One line per row, grouped by case; speed-up is the unfold median over this one."""
+    """One line per row, grouped by case; speed-up is the unfold median over this one.
+
+    Layer rows add their measured generation + aggregation medians; model rows show
+    the model with its backend, and images/s in place of GB/s.
+    """
     unfold = {
         (r.case, r.dtype, r.mode): r.median_ms
         for r in rows
@@ -41,7 +45,11 @@ def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
     table = Table(title=title or None, show_lines=False)
     for col in ("case", "dtype", "mode", "backend"):
         table.add_column(col, no_wrap=True)
-    for col in ("median", "p20-p80", "GB/s", "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
+    models = any(r.level == "model" for r in rows)
+    split = any(r.gen_ms is not None for r in rows)
+    rate = "GB/s | img/s" if models else "GB/s"
+    extra = ("gen + agg",) if split else ()
+    for col in ("median", "p20-p80", *extra, rate, "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
         table.add_column(col, justify="right", no_wrap=True)
     previous = None
     for r in rows:
@@ -49,31 +57,39 @@ def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
         if previous is not None and group[0] != previous[0]:
             table.add_section()
         previous = group
+        backend = f"{r.model} ({r.backend})" if r.model else r.backend
         if r.status != Status.OK:
             table.add_row(
                 r.case,
                 r.dtype,
                 r.mode,
-                r.backend,
+                backend,
                 f"[yellow]{r.status}[/]",
                 r.reason[:60],
-                "",
-                "",
-                "",
-                "",
+                *[""] * (4 + len(extra)),
             )
             continue
         base = unfold.get(group)
         speed = f"{base / r.median_ms:.2f}x" if base and r.median_ms else "-"
         err = f"{r.max_rel_err:.1e}" if r.max_rel_err is not None else "-"
+        parts = (
+            (f"{fmt_ms(r.gen_ms)} + {fmt_ms(r.agg_ms)}" if r.gen_ms is not None else "-",)
+            if split
+            else ()
+        )
+        if r.images_per_s is not None:
+            throughput = f"{r.images_per_s:.1f} img/s"
+        else:
+            throughput = f"{r.gbps:.3g}" if r.gbps is not None else "-"
         table.add_row(
             r.case,
             r.dtype,
             r.mode,
-            r.backend,
+            backend,
             fmt_ms(r.median_ms),
             f"{fmt_ms(r.p20_ms)} - {fmt_ms(r.p80_ms)}",
-            f"{r.gbps:.3g}" if r.gbps is not None else "-",
+            *parts,
+            throughput,
             human_bytes(r.peak_mem_bytes),
             err,
             speed,

@@ -145,7 +145,7 @@ def test_usage_error_in_a_real_process() -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "invbench: error: unknown suite 'nope' (known: batch-sweep, kernel-sweep, "
-        "resnet-shapes, smoke)"
+        "rednet-vs-resnet, resnet-layers, resnet-shapes, smoke)"
     ]
 
 

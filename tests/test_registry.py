@@ -22,7 +22,7 @@ class Doubler(InvolutionBackend):
 
 def test_builtins_are_registered(registry: Registry) -> None:
     assert registry.names()[:4] == ["unfold", "compile", "conv3x3", "dwconv"]
-    assert registry.names()[4:] == ["triton", "cuda_ext", "cuda_naive"]
+    assert registry.names()[4:] == ["triton", "cuda_ext", "cuda_naive", "triton_fused"]
     assert registry.names(Kind.BASELINE) == ["conv3x3", "dwconv"]
     assert registry.get("unfold").kind is Kind.INVOLUTION
 

@@ -17,6 +17,7 @@ BUILTINS = (
     "invbench.backends.triton_backend:TritonBackend",
     "invbench.backends.cuda_ext:CudaExtBackend",
     "invbench.backends.cuda_ext:CudaNaiveBackend",
+    "invbench.backends.triton_fused:TritonFusedBackend",
 )
 
 

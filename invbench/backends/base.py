@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 
 from invbench import flops
-from invbench.spec import DeviceKind, Dtype, Geometry, Kind, Mode
+from invbench.spec import DeviceKind, Dtype, Geometry, Kind, Level, Mode
 
 ALL_DEVICES = frozenset({DeviceKind.CPU, DeviceKind.CUDA})
 HALF_AND_SINGLE = frozenset({Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16})
@@ -49,6 +49,7 @@ class Backend(abc.ABC):
     description: ClassVar[str]
     devices: ClassVar[frozenset[DeviceKind]] = ALL_DEVICES
     dtypes: ClassVar[frozenset[Dtype]] = HALF_AND_SINGLE
+    levels: ClassVar[frozenset[Level]] = frozenset(Level)  # the suite levels it can run
 
     def availability(self, device: DeviceKind, dtype: Dtype | None = None) -> str | None:
         """None when the backend can run on this device and dtype, else the reason it cannot."""
