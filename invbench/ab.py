@@ -185,8 +185,12 @@ def suite_file(worktree: Path, suite: str) -> Path:
     return candidate
 
 
-def split_suite(path: Path) -> dict[str, str]:
-    """One suite text per [[cases]] entry, keyed by the entry's name, in file order."""
+def split_suite(path: Path, device: str = "cpu") -> dict[str, str]:
+    """One suite text per [[cases]] entry that runs on device ("cpu" or "cuda"), in file order.
+
+    A run table's ``only`` list (the cases a device runs) is applied here: entries it
+    leaves out get no chunk, and the chunks drop the list, since each holds one case.
+    """
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -194,10 +198,20 @@ def split_suite(path: Path) -> dict[str, str]:
     cases = data.get("cases")
     if not isinstance(cases, list) or not cases:
         raise AbError(f"{path.name} has no [[cases]] to run")
+    run = dict(data.get("run") or {})
+    cpu = dict(run.pop("cpu", None) or {})
+    only = (cpu.get("only") or run.get("only")) if device == "cpu" else run.get("only")
+    run.pop("only", None)
+    cpu.pop("only", None)
+    if cpu:
+        run["cpu"] = cpu
+    base = {**data, "run": run} if run else {k: v for k, v in data.items() if k != "run"}
     chunks: dict[str, str] = {}
     for i, case in enumerate(cases):
         name = str(case.get("name", f"#{i + 1}")) if isinstance(case, Mapping) else f"#{i + 1}"
-        chunks[name] = dump_toml({**data, "cases": [case]})
+        if only and name not in only:
+            continue
+        chunks[name] = dump_toml({**base, "cases": [case]})
     return chunks
 
 
@@ -433,6 +447,11 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
             _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commits[side])
             worktrees[side] = path
         chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
+        device_kind = request.device
+        if device_kind == "auto":
+            import torch
+
+            device_kind = "cuda" if torch.cuda.is_available() else "cpu"
         for side in SIDES:
             try:
                 source = suite_file(worktrees[side], request.suite)
@@ -441,7 +460,7 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
             if request.interleave is Interleave.SUITE:
                 chunks[side][f"suite {source.stem}"] = source
                 continue
-            for i, (name, text) in enumerate(split_suite(source).items()):
+            for i, (name, text) in enumerate(split_suite(source, device_kind).items()):
                 path = tmp / "chunks" / side / f"{i:03d}" / source.name
                 path.parent.mkdir(parents=True)
                 path.write_text(text)

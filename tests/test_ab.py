@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,7 @@ from invbench.ab import (
 from invbench.cli import main
 from invbench.compare import RUN_COLUMN, Verdict
 from invbench.results import load_results
-from invbench.spec import Mode
+from invbench.spec import DeviceKind, Mode
 from invbench.suites import SUITES_DIR, load_suite
 
 from .compare_helpers import row, write_dir
@@ -58,16 +59,21 @@ def test_schedule_alternates_base_and_head() -> None:
 @pytest.mark.parametrize("path", sorted(SUITES_DIR.glob("*.toml")), ids=lambda p: p.stem)
 def test_suite_chunks_hold_the_same_cases(path: Path, tmp_path: Path) -> None:
     suite = load_suite(path)
-    cases = []
-    for i, text in enumerate(split_suite(path).values()):
-        chunk = tmp_path / str(i) / path.name
-        chunk.parent.mkdir()
-        chunk.write_text(text)
-        part = load_suite(chunk)
-        assert part.name == suite.name and part.run == suite.run and part.run_cpu == suite.run_cpu
-        cases += part.cases
-    assert cases == list(suite.cases)
-    assert tomllib.loads(split_suite(path)[next(iter(split_suite(path)))])["schema_version"] == 1
+    for device in ("cpu", "cuda"):
+        settings = suite.settings(DeviceKind(device))
+        cases = []
+        for i, text in enumerate(split_suite(path, device).values()):
+            chunk = tmp_path / device / str(i) / path.name
+            chunk.parent.mkdir(parents=True)
+            chunk.write_text(text)
+            part = load_suite(chunk)
+            assert part.name == suite.name and part.level == suite.level
+            assert part.run == replace(suite.run, only=())
+            assert part.run_cpu == replace(suite.run_cpu, only=())
+            cases += part.cases
+        assert cases == [c for c in suite.cases if not settings.only or c.name in settings.only]
+    first = next(iter(split_suite(path).values()))
+    assert tomllib.loads(first)["schema_version"] == 1
 
 
 def test_bad_revision_and_suite_are_errors_and_leave_no_worktree(
