@@ -148,7 +148,7 @@ def run(
 
 
 def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
-    out.print(summary_table(rows, title=title))
+    out.print(summary_table(rows, title=title, backend_order=default_registry().names()))
     health = health_table(rows)
     if health is not None:
         out.print(health)

@@ -31,7 +31,25 @@ def fmt_ms(ms: float | None) -> str:
     return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
 
 
-def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
+def _in_display_order(rows: Sequence[ResultRow], backend_order: Sequence[str]) -> list[ResultRow]:
+    """Groups in the order they ran; inside a group, backends in backend_order."""
+    first: dict[tuple[str, str, str], int] = {}
+    for i, r in enumerate(rows):
+        first.setdefault((r.case, r.dtype, r.mode), i)
+    rank = {name: i for i, name in enumerate(backend_order)}
+    return sorted(
+        rows,
+        key=lambda r: (first[(r.case, r.dtype, r.mode)], rank.get(r.backend, len(rank)), r.model),
+    )
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def summary_table(
+    rows: Sequence[ResultRow], title: str = "", backend_order: Sequence[str] = ()
+) -> Table:
     """One line per row, grouped by case; speed-up is the unfold median over this one.
 
     Layer rows add their measured generation + aggregation medians; model rows show
@@ -52,7 +70,7 @@ def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
     for col in ("median", "p20-p80", *extra, rate, "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
         table.add_column(col, justify="right", no_wrap=True)
     previous = None
-    for r in rows:
+    for r in _in_display_order(rows, backend_order):
         group = (r.case, r.dtype, r.mode)
         if previous is not None and group[0] != previous[0]:
             table.add_section()
@@ -65,7 +83,7 @@ def summary_table(rows: Sequence[ResultRow], title: str = "") -> Table:
                 r.mode,
                 backend,
                 f"[yellow]{r.status}[/]",
-                r.reason[:60],
+                _short(r.reason),
                 *[""] * (4 + len(extra)),
             )
             continue
