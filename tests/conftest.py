@@ -1,10 +1,22 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from invbench.backends.registry import Registry, builtin_registry
 from invbench.spec import Geometry
+
+
+_INTERPRET_AT_START = os.environ.get("TRITON_INTERPRET")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A test module that leaves the Triton interpreter switched on after its import
+    # would silently run every later Triton kernel (GPU tests too) interpreted.
+    if os.environ.get("TRITON_INTERPRET") != _INTERPRET_AT_START:
+        raise pytest.UsageError("a test module changed TRITON_INTERPRET at import and left it")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

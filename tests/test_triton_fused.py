@@ -1,31 +1,38 @@
 """The fused inference kernel against the eval-mode layer, under the Triton interpreter.
 
-TRITON_INTERPRET must be set before triton is imported, hence this module of its own.
+TRITON_INTERPRET=1 is set while triton is imported and again while each test of this
+module runs, then put back, so other modules (the GPU tests among them) are not
+switched to the interpreter.
 """
 
 from __future__ import annotations
 
 import os
-
-os.environ["TRITON_INTERPRET"] = "1"
-
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import torch
+_PREVIOUS = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"
+import pytest  # noqa: E402
 
 pytest.importorskip("triton")
+if _PREVIOUS is None:
+    del os.environ["TRITON_INTERPRET"]
+else:
+    os.environ["TRITON_INTERPRET"] = _PREVIOUS
 
-from invbench.backends.base import poisoned_outputs
-from invbench.backends.registry import default_registry
-from invbench.backends.triton_fused import TritonFusedBackend
-from invbench.bench import RunRequest, execute, plan_run
-from invbench.layer_level import make_layer, reference_layer_outputs
-from invbench.model_level import eval_logits, make_model, prepare_model, reference_logits
-from invbench.reference import relative_error
-from invbench.spec import DeviceKind, Dtype, Geometry, Mode
+import torch  # noqa: E402
+
+from invbench.backends.base import poisoned_outputs  # noqa: E402
+from invbench.backends.registry import default_registry  # noqa: E402
+from invbench.backends.triton_fused import TritonFusedBackend  # noqa: E402
+from invbench.bench import RunRequest, execute, plan_run  # noqa: E402
+from invbench.layer_level import make_layer, reference_layer_outputs  # noqa: E402
+from invbench.model_level import eval_logits, make_model, prepare_model, reference_logits  # noqa: E402
+from invbench.reference import relative_error  # noqa: E402
+from invbench.spec import DeviceKind, Dtype, Geometry, Mode  # noqa: E402
 
 SHAPES = [
     # stem-like: K=3, 2 groups, hidden channels (8) padded to 16; 9 x 19 spans 2 x 3
@@ -38,6 +45,18 @@ SHAPES = [
     Geometry(batch=1, channels=96, height=6, width=3, kernel_size=7, groups=6),
 ]
 TOL_VS_FLOAT64 = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 3e-2}
+
+
+@pytest.fixture(autouse=True)
+def _interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The interpreter for the CPU tests; the GPU test runs the compiled kernel."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setenv("TRITON_INTERPRET", "1")
+    else:
+        monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    yield
+
+
 FUSED = TritonFusedBackend()
 
 
@@ -121,7 +140,7 @@ def test_fused_bfloat16_on_gpu_resnet_shape() -> None:
 def test_kernel_lowers_to_tensor_core_code_for_sm90() -> None:
     """Ahead-of-time compile for sm_90, no GPU needed: the bf16 kernel's products use mma.
 
-    In a fresh process: the interpreter this module switches on cannot compile.
+    In a fresh process: the interpreter these tests switch on cannot compile.
     """
     code = (
         "import torch\n"

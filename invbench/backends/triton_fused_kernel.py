@@ -26,6 +26,8 @@ products (no TF32) so it matches the float32 module.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import torch
@@ -35,8 +37,7 @@ import triton.language as tl
 from invbench.ops import Involution
 
 
-@triton.jit  # type: ignore[untyped-decorator,misc]
-def _fused_involution_kernel(  # type: ignore[no-untyped-def]
+def _fused_involution_source(  # type: ignore[no-untyped-def]
     x_ptr,
     wr_ptr,  # (C, HID_P): reduce weight with BN scale folded in, transposed
     br_ptr,  # (HID_P,) float32: folded BN shift
@@ -130,6 +131,20 @@ def _fused_involution_kernel(  # type: ignore[no-untyped-def]
         tl.store(optrs, out_acc.to(out_ptr.dtype.element_ty), mask=p_ok[:, None] & ci_ok[None, :])
 
 
+@functools.cache
+def _jitted(interpret: bool) -> Any:
+    """The kernel, decorated while TRITON_INTERPRET has the value the launch sees.
+
+    Decorating per mode (not at import) lets one process run the interpreter in some
+    tests and the GPU compiler in others.
+    """
+    return triton.jit(_fused_involution_source)
+
+
+def _kernel() -> Any:
+    return _jitted(os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"))
+
+
 def _pow2_at_least_16(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
@@ -207,7 +222,7 @@ class FusedInvolution:
         out = new_output((b, c, ho, wo), x)
         block_h, block_w = tile_shape(self.block_p, wo)
         grid = (b, triton.cdiv(ho, block_h) * triton.cdiv(wo, block_w))
-        _fused_involution_kernel[grid](
+        _kernel()[grid](
             x,
             self.wr,
             self.br,
@@ -276,7 +291,7 @@ def compile_offline(
         F32_DOT=dtype == torch.float32,
     )
     signature.update(dict.fromkeys(constants, "constexpr"))
-    kernel: Any = _fused_involution_kernel
+    kernel: Any = _kernel()
     if not hasattr(kernel, "cache_key"):
         raise RuntimeError("compile_offline needs TRITON_INTERPRET unset (in a fresh process)")
     src = ASTSource(
