@@ -8,7 +8,6 @@ import torch
 from invbench.backends.registry import Registry, builtin_registry
 from invbench.spec import Geometry
 
-
 _INTERPRET_AT_START = os.environ.get("TRITON_INTERPRET")
 
 
