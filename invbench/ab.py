@@ -389,14 +389,7 @@ def merge_runs(runs: Sequence[ResultSet], out: Path, extra_meta: dict[str, Any])
             s = summarize(pooled)
             median_s = s.median / 1e3
             row.update(
-                n_samples=s.n,
-                median_ms=s.median,
-                p20_ms=s.p20,
-                p80_ms=s.p80,
-                min_ms=s.min,
-                mean_ms=s.mean,
-                ci_low_ms=s.ci_low,
-                ci_high_ms=s.ci_high,
+                **s.row_fields(),
                 tflops=row["flops"] / median_s / 1e12 if median_s > 0 else None,
                 gbps=row["bytes"] / median_s / 1e9 if median_s > 0 else None,
                 stop_reason="+".join(dict.fromkeys(r["stop_reason"] for r in versions)),

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -27,6 +28,19 @@ class Summary:
     @property
     def rel_ci_half_width(self) -> float:
         return (self.ci_high - self.ci_low) / 2 / self.median if self.median > 0 else math.inf
+
+    def row_fields(self) -> dict[str, Any]:
+        """The result-row columns this summary fills (n_samples, median_ms, ...)."""
+        return {
+            "n_samples": self.n,
+            "median_ms": self.median,
+            "p20_ms": self.p20,
+            "p80_ms": self.p80,
+            "min_ms": self.min,
+            "mean_ms": self.mean,
+            "ci_low_ms": self.ci_low,
+            "ci_high_ms": self.ci_high,
+        }
 
     @property
     def rel_spread(self) -> float:
