@@ -11,7 +11,10 @@ independent and call noise a change. With several runs a side, a change must als
 hold run by run: every head run's median is beyond the threshold from every base
 run's median, by more than the run medians of either side spread among themselves
 (one process dealt a slow core or memory layout, or one burst of machine load over
-adjacent runs, must not make a change on its own).
+adjacent runs, must not make a change on its own), and a Welch t-test on the log run
+medians, the runs being the independent replicates, must give p < alpha. With two
+runs a side that takes a gap far beyond the run-to-run spread: more repeats make
+smaller changes callable.
 A row is `same` when the CI lies inside the
 threshold band (a change as large as the threshold is ruled out); everything else
 is `uncertain`. Rows that are not ok on either side never get a speed verdict.
@@ -149,6 +152,17 @@ def ratio_ci(
     return float(ci.low), float(ci.high)
 
 
+def _runs_differ(
+    base_medians: Sequence[float], head_medians: Sequence[float], alpha: float
+) -> bool:
+    """Welch's t-test on the log run medians: is the difference beyond run-to-run noise?"""
+    lb, lh = np.log(base_medians), np.log(head_medians)
+    if np.ptp(lb) == 0 and np.ptp(lh) == 0:  # no run-to-run variation at all
+        return bool(lb[0] != lh[0])
+    p = float(sps.ttest_ind(lb, lh, equal_var=False).pvalue)
+    return p < alpha
+
+
 def compare_runs(
     base_runs: Sequence[Sequence[float] | np.ndarray],
     head_runs: Sequence[Sequence[float] | np.ndarray],
@@ -187,8 +201,9 @@ def compare_runs(
         # run medians within either side (the same code's run-to-run variation)
         spread = max(max(bmed) / min(bmed), max(hmed) / min(hmed))
         slow_gap, fast_gap = min(hmed) / max(bmed), min(bmed) / max(hmed)
-        slower_runs = slow_gap >= band and slow_gap > spread
-        faster_runs = fast_gap >= band and fast_gap > spread
+        runs_differ = _runs_differ(bmed, hmed, policy.alpha)
+        slower_runs = runs_differ and slow_gap >= band and slow_gap > spread
+        faster_runs = runs_differ and fast_gap >= band and fast_gap > spread
     if significant and ratio >= band and lo > 1 and slower_runs:
         verdict = Verdict.SLOWER
     elif significant and 1.0 / ratio >= band and hi < 1 and faster_runs:

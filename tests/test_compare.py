@@ -93,6 +93,22 @@ def test_one_slow_process_does_not_make_a_change() -> None:
     )
 
 
+def test_two_runs_a_side_need_a_gap_beyond_run_to_run_noise() -> None:
+    # every head run 7-9% faster than every base run, runs of one side 2-3% apart: with
+    # two processes a side that is within what process-to-process variation does
+    base = [noisy(150, 1.00, sigma=0.005), noisy(150, 1.03, sigma=0.005)]
+    head = [noisy(150, 0.92, sigma=0.005), noisy(150, 0.94, sigma=0.005)]
+    assert compare_runs(base, head).verdict is Verdict.UNCERTAIN
+    # the same gap with runs that agree closely is a change
+    base = [noisy(150, 1.000, sigma=0.005), noisy(150, 1.002, sigma=0.005)]
+    head = [noisy(150, 0.920, sigma=0.005), noisy(150, 0.921, sigma=0.005)]
+    assert compare_runs(base, head).verdict is Verdict.FASTER
+    # and three runs a side make the first gap callable
+    base = [noisy(150, m, sigma=0.005) for m in (1.00, 1.03, 1.01)]
+    head = [noisy(150, m, sigma=0.005) for m in (0.92, 0.94, 0.93)]
+    assert compare_runs(base, head).verdict is Verdict.FASTER
+
+
 # -- status handling on result directories -------------------------------------------
 
 
