@@ -150,14 +150,7 @@ class LevelRunner:
             cost = layer_cost(g, dtype, mode, fused=isinstance(backend, LayerFuser))
         return dict(
             common,
-            channels=g.channels,
-            kernel_size=g.kernel_size,
-            stride=g.stride,
-            dilation=g.dilation,
-            groups=g.groups,
-            padding=g.pad,
-            out_height=g.out_height,
-            out_width=g.out_width,
+            **g.row_fields(),
             flops=cost.flops,
             bytes=cost.bytes,
         )

@@ -115,6 +115,22 @@ class Geometry:
     def out_shape(self) -> tuple[int, int, int, int]:
         return (self.batch, self.channels, self.out_height, self.out_width)
 
+    def row_fields(self) -> dict[str, int]:
+        """The shape columns of a result row (batch, channels, ... out_width)."""
+        return {
+            "batch": self.batch,
+            "channels": self.channels,
+            "height": self.height,
+            "width": self.width,
+            "kernel_size": self.kernel_size,
+            "stride": self.stride,
+            "dilation": self.dilation,
+            "groups": self.groups,
+            "padding": self.pad,
+            "out_height": self.out_height,
+            "out_width": self.out_width,
+        }
+
     def numel(self, which: str) -> int:
         shape = {"x": self.x_shape, "weight": self.weight_shape, "out": self.out_shape}[which]
         n = 1
