@@ -133,15 +133,24 @@ def _check(shape: Shape, x: torch.Tensor, weight: torch.Tensor, grad_out: torch.
     assert all(e <= tol for e in errors.values()), f"relative errors {errors} > {tol}"
 
 
+@pytest.fixture(params=[0, 1], ids=["channels-axis0", "channels-axis1"])
+def tile_channel_axis(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Both tile orientations (the one a given Triton release compiles well is chosen)."""
+    monkeypatch.setenv("INVBENCH_TRITON_CHANNEL_AXIS", str(request.param))
+    return int(request.param)
+
+
 @pytest.mark.parametrize("name", list(SHAPES))
-def test_float32_matches_reference(name: str) -> None:
+def test_float32_matches_reference(name: str, tile_channel_axis: int) -> None:
     shape = SHAPES[name]
     _check(shape, *_random_inputs(shape, torch.float32))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("name", ["k3-nonsquare-g2", "k3-stride2-g1-odd", "k5-g1-8ch"])
-def test_half_precision_matches_reference(name: str, dtype: torch.dtype) -> None:
+def test_half_precision_matches_reference(
+    name: str, dtype: torch.dtype, tile_channel_axis: int
+) -> None:
     shape = SHAPES[name]
     _check(shape, *_random_inputs(shape, dtype, seed=1))
 
@@ -295,6 +304,16 @@ def test_launch_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert launch_mode() is LaunchMode.FIXED
     monkeypatch.delenv("INVBENCH_TRITON_AUTOTUNE")
     assert launch_mode() is LaunchMode.AUTOTUNE
+
+
+def test_channel_axis_follows_the_triton_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    from invbench.backends import triton_kernels as tk
+
+    for version, axis in [("3.3.1", 1), ("3.6.0", 1), ("3.7.0", 0), ("3.9.0+git1a2b", 0)]:
+        monkeypatch.setattr(tk.triton, "__version__", version)
+        assert tk.channel_axis() == axis, version
+    monkeypatch.setenv("INVBENCH_TRITON_CHANNEL_AXIS", "1")
+    assert tk.channel_axis() == 1  # the override wins
 
 
 def test_gpu_configs_give_each_thread_whole_pixels() -> None:

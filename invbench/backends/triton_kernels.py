@@ -96,6 +96,7 @@ at first use in each mode, so the setting at launch time is what counts.
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -117,8 +118,9 @@ def _fwd_kernel(
     B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
     G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, CH_AXIS: tl.constexpr,
 ):  # fmt: skip
+    PIX_AXIS: tl.constexpr = 1 - CH_AXIS  # tiles are [BLOCK_C, BLOCK_P] or [BLOCK_P, BLOCK_C]
     pid = tl.program_id(0)
     n_p = tl.cdiv(HO * WO, BLOCK_P)
     n_c = tl.cdiv(CG, BLOCK_C)
@@ -142,7 +144,7 @@ def _fwd_kernel(
 
     # x is read without masks at clamped addresses; a tap that falls in the zero
     # padding gets a zero weight instead: one select per pixel, shared by the channels.
-    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_P, BLOCK_C] if CH_AXIS == 1 else [BLOCK_C, BLOCK_P], dtype=tl.float32)
     for u in range(K):
         ih = oi * STRIDE - PAD + u * DIL
         ok_h = (ih >= 0) & (ih < H)
@@ -153,10 +155,13 @@ def _fwd_kernel(
             col = tl.minimum(tl.maximum(iw, 0), W - 1)
             wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + offs_p_in)
             wv = tl.where(ok, wv.to(tl.float32), 0.0)
-            xv = tl.load(x_planes[:, None] + (row + col)[None, :])
-            acc += xv.to(tl.float32) * wv[None, :]
-    out_ptrs = out_ptr + chan[:, None] * (HO * WO) + offs_p[None, :]
-    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+            xv = tl.load(tl.expand_dims(x_planes, PIX_AXIS) + tl.expand_dims(row + col, CH_AXIS))
+            acc += xv.to(tl.float32) * tl.expand_dims(wv, CH_AXIS)
+    out_ptrs = (
+        out_ptr + tl.expand_dims(chan, PIX_AXIS) * (HO * WO) + tl.expand_dims(offs_p, CH_AXIS)
+    )
+    mask = tl.expand_dims(mask_c, PIX_AXIS) & tl.expand_dims(mask_p, CH_AXIS)
+    tl.store(out_ptrs, acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def _grad_x_kernel(
@@ -164,8 +169,9 @@ def _grad_x_kernel(
     B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
     G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, CH_AXIS: tl.constexpr,
 ):  # fmt: skip
+    PIX_AXIS: tl.constexpr = 1 - CH_AXIS
     # Input pixels are split by phase (y % STRIDE, z % STRIDE). Output row i reads
     # input row y through tap u when i * STRIDE = y + PAD - u * DIL, so within one
     # phase a tap row u lands on the output grid for every pixel or for none:
@@ -198,7 +204,7 @@ def _grad_x_kernel(
     go_planes = go_ptr + (b * C + g * CG + tl.minimum(offs_c, CG - 1)) * (HO * WO)
     w_bg = bg * (K * K)
 
-    acc = tl.zeros([BLOCK_C, BLOCK_P], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_P, BLOCK_C] if CH_AXIS == 1 else [BLOCK_C, BLOCK_P], dtype=tl.float32)
     for u in range(K):
         eh = py + PAD - u * DIL
         if eh % STRIDE == 0:
@@ -213,10 +219,11 @@ def _grad_x_kernel(
                     q = row + tl.minimum(tl.maximum(j, 0), WO - 1)
                     wv = tl.load(w_ptr + (w_bg + (u * K + v)) * (HO * WO) + q)
                     wv = tl.where(ok, wv.to(tl.float32), 0.0)
-                    gv = tl.load(go_planes[:, None] + q[None, :])
-                    acc += gv.to(tl.float32) * wv[None, :]
-    gx_ptrs = gx_ptr + chan[:, None] * (H * W) + (y * W + z)[None, :]
-    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask_c[:, None] & mask_p[None, :])
+                    gv = tl.load(tl.expand_dims(go_planes, PIX_AXIS) + tl.expand_dims(q, CH_AXIS))
+                    acc += gv.to(tl.float32) * tl.expand_dims(wv, CH_AXIS)
+    gx_ptrs = gx_ptr + tl.expand_dims(chan, PIX_AXIS) * (H * W) + tl.expand_dims(y * W + z, CH_AXIS)
+    mask = tl.expand_dims(mask_c, PIX_AXIS) & tl.expand_dims(mask_p, CH_AXIS)
+    tl.store(gx_ptrs, acc.to(gx_ptr.dtype.element_ty), mask=mask)
 
 
 def _grad_w_kernel(
@@ -224,8 +231,9 @@ def _grad_w_kernel(
     B, C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, HO: tl.constexpr, WO: tl.constexpr,
     G: tl.constexpr, CG: tl.constexpr,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, PAD: tl.constexpr,
-    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, ONE_CHUNK: tl.constexpr,
+    BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr, CH_AXIS: tl.constexpr, ONE_CHUNK: tl.constexpr,
 ):  # fmt: skip
+    PIX_AXIS: tl.constexpr = 1 - CH_AXIS
     pid = tl.program_id(0)
     n_p = tl.cdiv(HO * WO, BLOCK_P)
     pb = pid % n_p
@@ -248,8 +256,10 @@ def _grad_w_kernel(
         # read unmasked at clamped addresses.
         mask_c1 = offs_c0 < CG
         go1 = tl.load(
-            go_ptr + (c_base + offs_c0)[:, None] * (HO * WO) + offs_p[None, :],
-            mask=mask_c1[:, None] & mask_p[None, :],
+            go_ptr
+            + tl.expand_dims(c_base + offs_c0, PIX_AXIS) * (HO * WO)
+            + tl.expand_dims(offs_p, CH_AXIS),
+            mask=tl.expand_dims(mask_c1, PIX_AXIS) & tl.expand_dims(mask_p, CH_AXIS),
             other=0.0,
         ).to(tl.float32)
         x_planes1 = x_ptr + (c_base + tl.minimum(offs_c0, CG - 1)) * (H * W)
@@ -263,21 +273,23 @@ def _grad_w_kernel(
             ok = ok_h & (iw >= 0) & (iw < W)
             sp = row + tl.minimum(tl.maximum(iw, 0), W - 1)
             if ONE_CHUNK:
-                xv = tl.load(x_planes1[:, None] + sp[None, :])
-                acc = tl.sum(go1 * xv.to(tl.float32), axis=0)
+                xv = tl.load(tl.expand_dims(x_planes1, PIX_AXIS) + tl.expand_dims(sp, CH_AXIS))
+                acc = tl.sum(go1 * xv.to(tl.float32), axis=CH_AXIS)
             else:
                 acc = tl.zeros([BLOCK_P], dtype=tl.float32)
                 for c0 in range(0, CG, BLOCK_C):
                     offs_c = c0 + offs_c0
                     mask_c = offs_c < CG
                     gov = tl.load(
-                        go_ptr + (c_base + offs_c)[:, None] * (HO * WO) + offs_p[None, :],
-                        mask=mask_c[:, None] & mask_p[None, :],
+                        go_ptr
+                        + tl.expand_dims(c_base + offs_c, PIX_AXIS) * (HO * WO)
+                        + tl.expand_dims(offs_p, CH_AXIS),
+                        mask=tl.expand_dims(mask_c, PIX_AXIS) & tl.expand_dims(mask_p, CH_AXIS),
                         other=0.0,
                     )
                     x_planes = x_ptr + (c_base + tl.minimum(offs_c, CG - 1)) * (H * W)
-                    xv = tl.load(x_planes[:, None] + sp[None, :])
-                    acc += tl.sum(gov.to(tl.float32) * xv.to(tl.float32), axis=0)
+                    xv = tl.load(tl.expand_dims(x_planes, PIX_AXIS) + tl.expand_dims(sp, CH_AXIS))
+                    acc += tl.sum(gov.to(tl.float32) * xv.to(tl.float32), axis=CH_AXIS)
             acc = tl.where(ok, acc, 0.0)
             gw_ptrs = gw_ptr + (w_bg + (u * K + v)) * (HO * WO) + offs_p
             tl.store(gw_ptrs, acc.to(gw_ptr.dtype.element_ty), mask=mask_p)
@@ -317,6 +329,30 @@ def _aggregate_configs() -> list[Any]:
 def _grad_w_configs() -> list[Any]:
     shapes = [(32, 1), (64, 2), (128, 4), (256, 4), (256, 8)]
     return [triton.Config({"BLOCK_P": p}, num_warps=w) for p, w in shapes]
+
+
+# Tile orientation. The x (grad_out) gather of every kernel has addresses that are
+# contiguous along neither tile axis, so Triton's coalescing pass breaks a tie to
+# pick its layout, and releases break it differently: up to 3.6 the threads of a
+# warp go along axis 0 of such a tile, from 3.7 on along axis 1 (checked by
+# compiling for sm_90 with 3.3.1, 3.4.0, 3.5.1 and 3.6.0 against 3.7.1, 3.8.0
+# and 3.9.0). The pixels must be the axis the threads go along, so that each
+# thread keeps all the channels of its pixels; the other way round the compiled
+# forward issues 3 to 4 times the instructions (e.g. bf16 layer1 under 3.6: 13.8
+# per multiply-add with channels on axis 0 against 3.6 with them on axis 1).
+# INVBENCH_TRITON_CHANNEL_AXIS=0 or 1 overrides the choice.
+_VERSION = re.compile(r"(\d+)\.(\d+)")
+
+
+def channel_axis() -> int:
+    """The tile axis that holds channels (the other holds pixels) for the installed Triton."""
+    forced = os.environ.get("INVBENCH_TRITON_CHANNEL_AXIS")
+    if forced in ("0", "1"):
+        return int(forced)
+    m = _VERSION.match(triton.__version__)
+    if m is None:
+        return 0
+    return 1 if (int(m.group(1)), int(m.group(2))) < (3, 7) else 0
 
 
 @dataclass(frozen=True)
@@ -391,6 +427,7 @@ def _check_contiguous(**tensors: torch.Tensor) -> None:
 
 def _launch(kernel: Any, grid: Any, mode: LaunchMode, device: torch.device, *args: Any,
             **meta: Any) -> None:  # fmt: skip
+    meta["CH_AXIS"] = channel_axis()
     if mode is LaunchMode.INTERPRET:
         meta["BLOCK_P"] = INTERPRET_BLOCK_P
     elif mode is LaunchMode.FIXED:
