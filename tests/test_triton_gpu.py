@@ -97,6 +97,23 @@ def test_autotuned_launch(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -
     _check(Geometry(4, 64, 28, 28, 7, stride=2, groups=4), dtype, seed=3)  # tuned config reused
 
 
+def test_autotuner_finds_every_configuration_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The parallel precompilation fills the kernel cache the autotuner launches from."""
+    from invbench.backends import triton_kernels
+
+    monkeypatch.delenv("INVBENCH_TRITON_AUTOTUNE")
+    monkeypatch.setenv("INVBENCH_TRITON_COMPILE_WORKERS", "4")
+    fwd = triton_kernels._kernels(triton_kernels.LaunchMode.AUTOTUNE).fwd
+    device = torch.cuda.current_device()
+    before = len(fwd.fn.device_caches[device][0])
+    geom = Geometry(2, 48, 13, 11, 5, groups=3)  # a shape no other test compiles
+    x = torch.randn(geom.x_shape, device="cuda")
+    w = torch.randn(geom.weight_shape, device="cuda")
+    out = triton_kernels.involution_forward(x, w, geom)
+    assert len(fwd.fn.device_caches[device][0]) - before == len(fwd.configs)
+    assert relative_error(out, involution_reference(x, w, geom)) <= 1e-5
+
+
 def test_channels_last_on_cuda() -> None:
     x = torch.randn(2, 16, 15, 17, device="cuda").to(memory_format=torch.channels_last)
     w = torch.randn(2, 1, 3, 3, 8, 9, device="cuda")

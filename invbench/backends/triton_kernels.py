@@ -89,9 +89,12 @@ on a GPU the pixel block and warp count are autotuned (triton.autotune, keyed by
 the shape, stride, dilation and K; every configuration keeps at least one pixel
 per thread); the channel block is the whole group up to 32 channels.
 INVBENCH_TRITON_AUTOTUNE=0 replaces autotuning by one fixed configuration (fewer
-compilations, e.g. for tests). Under the Triton interpreter (TRITON_INTERPRET=1)
-one fixed small configuration is used so tests stay fast. Kernels are decorated
-at first use in each mode, so the setting at launch time is what counts.
+compilations, e.g. for tests). Before the autotuner first benchmarks a shape,
+all its configurations are compiled side by side on several threads
+(:mod:`invbench.backends.triton_precompile`). Under the Triton interpreter
+(TRITON_INTERPRET=1) one fixed small configuration is used so tests stay fast.
+Kernels are decorated at first use in each mode, so the setting at launch time is
+what counts.
 """
 
 import functools
@@ -106,6 +109,7 @@ import triton
 import triton.language as tl
 
 from invbench.backends.base import new_output
+from invbench.backends.triton_precompile import precompile
 from invbench.spec import Geometry
 
 # ---------------------------------------------------------------------------
@@ -435,6 +439,11 @@ def _launch(kernel: Any, grid: Any, mode: LaunchMode, device: torch.device, *arg
         meta["num_warps"] = FIXED_NUM_WARPS
     if device.type == "cuda":
         with torch.cuda.device(device):
+            if mode is LaunchMode.AUTOTUNE:
+                # all configurations compiled side by side before the autotuner's first look
+                dtypes = tuple(str(a.dtype) for a in args if isinstance(a, torch.Tensor))
+                key = (id(kernel), device.index, dtypes, tuple(sorted(meta.items())))
+                precompile(kernel, key, grid, args, meta)
             kernel[grid](*args, **meta)
     else:
         kernel[grid](*args, **meta)
