@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ class UsageError(ValueError):
 class RunRequest:
     suite: str = "resnet-shapes"
     backends: Sequence[str] = ()
+    cases: Sequence[str] = ()  # non-empty: only these cases of the suite
     device: str = "auto"
     dtypes: Sequence[Dtype] = ()
     modes: Sequence[Mode] = ()
@@ -61,6 +62,7 @@ class RunRequest:
         values["dtypes"] = tuple(Dtype(d) for d in values.get("dtypes", ()))
         values["modes"] = tuple(Mode(m) for m in values.get("modes", ()))
         values["backends"] = tuple(values.get("backends", ()))
+        values["cases"] = tuple(values.get("cases", ()))
         values["cache_mode"] = CacheMode(values.get("cache_mode", CacheMode.COLD))
         values["out"] = Path(values["out"]) if values.get("out") else None
         return cls(**values)
@@ -103,6 +105,15 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         raise UsageError(
             f"--isolate runs op-level suites only; {suite.name} is {suite.level}-level"
         )
+    if request.cases:
+        known_cases = [c.name for c in suite.cases]
+        unknown = [c for c in request.cases if c not in known_cases]
+        if unknown:
+            raise UsageError(
+                f"suite {suite.name!r} has no case {', '.join(map(repr, unknown))} "
+                f"(cases: {', '.join(known_cases)})"
+            )
+        settings = replace(settings, only=tuple(dict.fromkeys(request.cases)))
     suite = suite.for_run(settings, request.batch)
     names = list(request.backends) or list(settings.backends)
     if not names:  # every registered backend that runs at the suite's level

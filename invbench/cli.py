@@ -52,6 +52,10 @@ def run(
     backend: Annotated[
         list[str] | None, typer.Option(help="Backend to run (repeatable; default: all).")
     ] = None,
+    case: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this case of the suite (repeatable; default: all)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     dtype: Annotated[
         list[Dtype] | None, typer.Option(help="Dtype (repeatable; default: the suite's).")
@@ -100,6 +104,7 @@ def run(
     request = RunRequest(
         suite=suite,
         backends=backend or (),
+        cases=case or (),
         device=device,
         dtypes=dtype or (),
         modes=mode or (),

@@ -77,6 +77,18 @@ def test_cli_runner_smoke_run(tmp_path: Path) -> None:
     assert (rows.n_samples == 5).all() and (rows.stop_reason == "fixed").all()
 
 
+def test_case_option_runs_only_the_named_cases(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--suite", "smoke", "--device", "cpu", "--out", str(out), "--samples", "3"]
+    args += ["--backend", "unfold", "--case", "k5-s2-d2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_parquet(out / "results.parquet")
+    assert set(rows["case"]) == {"k5-s2-d2"}
+    run = json.loads((out / "meta.json").read_text())["run"]
+    assert run["cases"] == ["k5-s2-d2"] and run["request"]["cases"] == ["k5-s2-d2"]
+
+
 @pytest.mark.slow
 def test_subprocess_smoke_run_all_backends(tmp_path: Path) -> None:
     out = tmp_path / "run"
@@ -116,6 +128,7 @@ def test_subprocess_smoke_run_all_backends(tmp_path: Path) -> None:
         (["run", "--suite", "smoke", "--batch", "0"], "--batch must be >= 1"),
         (["run", "--suite", "smoke", "--batch", "two"], "Invalid value for '--batch'"),
         (["run", "--suite", "smoke", "--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["run", "--suite", "smoke", "--case", "k9"], "has no case 'k9' (cases: k3-g2, k5-s2-d2"),
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
