@@ -1,7 +1,7 @@
 # Two commands do all the set-up:
 #   make run    create .venv, install invbench, run `invbench run --suite resnet-shapes`
 #   make test   create .venv, install invbench with its dev tools, run the tests
-# `make gpu-check OUT=dir` runs the GPU checks with the python that already has torch.
+# `make gpu-check OUT=dir [PHASE=ops|levels]` runs the GPU checks with the python that has torch.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,6 +9,7 @@ BIN    := $(VENV)/bin
 SUITE  ?= resnet-shapes
 ARGS   ?=
 OUT    ?= results/gpu/check
+PHASE  ?= all
 
 .PHONY: setup run test lint gpu-check clean
 
@@ -35,7 +36,7 @@ lint: setup
 	$(BIN)/mypy
 
 gpu-check:
-	bash scripts/gpu-check.sh "$(OUT)"
+	bash scripts/gpu-check.sh "$(OUT)" $(PHASE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
