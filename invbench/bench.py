@@ -248,7 +248,13 @@ def _finish(
             from invbench.level_runner import LevelRunner
 
             level_runner = LevelRunner(
-                plan, level, registry, writer, on_row=on_row, on_status=on_status
+                plan,
+                level,
+                registry,
+                writer,
+                on_row=on_row,
+                on_status=on_status,
+                copy_gbps=copy_gbps(meta.get("ceilings")),
             )
             rows = level_runner.run()
         meta["run"]["status"] = "complete"

@@ -9,6 +9,10 @@ generation and aggregation closures on the same input, alternating with the whol
 layer sample by sample, so drift and load hit the three alike. Stopping follows
 the plan's policy on the whole layer's (or model's) samples.
 
+Rows carry the same NVML telemetry and health warnings as op-level rows, and the
+time cap counts wall time spent sampling (L2 flushes and synchronisation
+included), as the op level's does.
+
 Failures become rows with a status and a reason; they never stop the run.
 """
 
@@ -25,6 +29,7 @@ import torch
 
 from invbench.backends.base import Backend, Closure, poisoned_outputs
 from invbench.backends.registry import Registry
+from invbench.health import row_warnings
 from invbench.layer_level import (
     ConvLayer,
     LayerClosures,
@@ -50,9 +55,10 @@ from invbench.models.count import count_macs
 from invbench.models.resnet import Network
 from invbench.reference import relative_error
 from invbench.results import ResultRow, ResultWriter
-from invbench.runner import TOLERANCE, RunPlan
+from invbench.runner import TOLERANCE, RunPlan, default_sampler
 from invbench.spec import Case, DeviceKind, Dtype, Kind, Level, Mode, Status
 from invbench.stats import StopReason, summarize, warmup_calls
+from invbench.telemetry import NvmlSampler
 from invbench.timing import Timer, make_timer
 
 ROUND_MS = 10.0  # time each arm gets per interleaved round
@@ -70,6 +76,7 @@ class _Arm:
     peak_bytes: int | None
     mem_method: str
     estimate_ms: float = 0.0
+    elapsed_s: float = 0.0  # wall time spent sampling
     samples: dict[str, list[float]] = field(default_factory=dict)
     stop: StopReason | None = None
     error: tuple[Status, str] | None = None
@@ -99,6 +106,10 @@ class LevelRunner:
         writer: ResultWriter,
         on_row: Callable[[ResultRow], None] | None = None,
         on_status: Callable[[str], None] | None = None,
+        *,
+        sampler: NvmlSampler | None = None,
+        copy_gbps: float | None = None,
+        wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if level is Level.OP:
             raise ValueError("the op level runs in invbench.runner.Runner")
@@ -110,6 +121,10 @@ class LevelRunner:
         self.on_status = on_status or (lambda text: None)
         self.device_kind = DeviceKind(plan.device.type)
         self.timer: Timer = make_timer(plan.device, plan.cache_mode)
+        self.sampler = sampler or default_sampler(plan.device)
+        self.copy_gbps = copy_gbps  # measured copy bandwidth: layer rows get roofline_frac
+        self.wall_clock = wall_clock
+        self._other_processes: int | None = None
         if plan.device.type == "cuda":  # cuDNN picks its fastest conv per shape (in warm-up)
             torch.backends.cudnn.benchmark = True
         self._macs: dict[tuple[str, int, int], int] = {}
@@ -160,20 +175,26 @@ class LevelRunner:
         self.on_row(row)
 
     def _fail(self, base: dict[str, Any], status: Status, reason: str) -> None:
-        self._emit(ResultRow(**base, status=status.value, reason=reason))
+        tele = self.sampler.take(base["backend"])
+        self._emit(ResultRow(**base, status=status.value, reason=reason, telemetry=tele.source))
 
     # -- the loop -------------------------------------------------------------
     def run(self) -> list[ResultRow]:
-        for case in self.plan.cases:
-            for dtype in self.plan.dtypes:
-                for mode in self.plan.modes:
-                    try:
-                        if self.level is Level.LAYER:
-                            self._layer_group(case, dtype, mode)
-                        else:
-                            self._model_group(case, dtype, mode)
-                    finally:
-                        self._release()
+        self.sampler.start()
+        try:
+            for case in self.plan.cases:
+                for dtype in self.plan.dtypes:
+                    for mode in self.plan.modes:
+                        self._other_processes = self.sampler.other_processes()
+                        try:
+                            if self.level is Level.LAYER:
+                                self._layer_group(case, dtype, mode)
+                            else:
+                                self._model_group(case, dtype, mode)
+                        finally:
+                            self._release()
+        finally:
+            self.sampler.stop()
         return self.writer.rows
 
     def _runnable(
@@ -364,24 +385,31 @@ class LevelRunner:
                 keys = list(arm.parts)
                 if rnd % 2:
                     keys.reverse()
+                t0 = self.wall_clock()
                 try:
-                    if len(keys) == 1:
-                        arm.samples[keys[0]].extend(self.timer.sample(arm.parts[keys[0]], n))
-                    else:  # layer, generation, aggregation alternate sample by sample
-                        for _ in range(n):
-                            for key in keys:
-                                arm.samples[key].extend(self.timer.sample(arm.parts[key], 1))
+                    with self.sampler.window(arm.backend.name, timing=True):
+                        self._sample(arm, keys, n)
                 except Exception as exc:
                     arm.error = (
                         Status.OOM if _is_oom(exc) else Status.ERROR,
                         f"while timing: {_one_line(exc)}",
                     )
                     continue
-                arm.stop = policy.decide(arm.samples["total"])
+                arm.elapsed_s += self.wall_clock() - t0
+                arm.stop = policy.decide(arm.samples["total"], arm.elapsed_s)
             active = [a for a in active if a.stop is None and a.error is None]
             rnd += 1
 
+    def _sample(self, arm: _Arm, keys: list[str], n: int) -> None:
+        if len(keys) == 1:
+            arm.samples[keys[0]].extend(self.timer.sample(arm.parts[keys[0]], n))
+            return
+        for _ in range(n):  # layer, generation, aggregation alternate sample by sample
+            for key in keys:
+                arm.samples[key].extend(self.timer.sample(arm.parts[key], 1))
+
     def _row(self, arm: _Arm) -> ResultRow:
+        tele = self.sampler.take(arm.backend.name)
         common: dict[str, Any] = dict(
             compile_ms=arm.compile_ms,
             peak_mem_bytes=arm.peak_bytes,
@@ -389,6 +417,7 @@ class LevelRunner:
             max_rel_err=arm.max_rel_err,
             cache_mode=self.timer.cache_mode.value,
             timer=self.timer.method,
+            **tele.row_fields(),
         )
         base = arm.base
         if arm.error is not None:
@@ -403,6 +432,15 @@ class LevelRunner:
                     {f"{key}_ms": part.median, f"{key}_p20_ms": part.p20, f"{key}_p80_ms": part.p80}
                 )
         flops, nbytes = base.get("flops", 0), base.get("bytes", 0)
+        gbps = nbytes / median_s / 1e9 if nbytes else None
+        policy = self.plan.policy
+        warnings = row_warnings(
+            s,
+            tele,
+            self.sampler.max_sm_clock_mhz,
+            self._other_processes,
+            target_rel_ci=policy.target_rel_ci if policy.samples is None else None,
+        )
         return ResultRow(
             **base,
             status=Status.OK.value,
@@ -410,8 +448,10 @@ class LevelRunner:
             stop_reason=arm.stop.value if arm.stop else "",
             **common,
             tflops=flops / median_s / 1e12 if flops else None,
-            gbps=nbytes / median_s / 1e9 if nbytes else None,
+            gbps=gbps,
+            roofline_frac=gbps / self.copy_gbps if gbps and self.copy_gbps else None,
             images_per_s=base["batch"] / median_s if self.level is Level.MODEL else None,
+            warnings="; ".join(warnings),
             **split,
         )
 

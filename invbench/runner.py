@@ -404,16 +404,7 @@ class Runner:
             timer=self.timer.method,
             launch_hidden=launch_hidden,
             calls_per_sample=arm.calls,
-            telemetry=tele.source,
-            sm_clock_mhz=tele.sm_clock_mhz,
-            mem_clock_mhz=tele.mem_clock_mhz,
-            temp_c_max=tele.temp_c_max,
-            power_w_mean=tele.power_w_mean,
-            gpu_util_pct=tele.gpu_util_pct,
-            energy_j=tele.energy_j,
-            throttled=tele.throttled,
-            throttle_reasons=tele.throttle_reasons,
-            nvml_mem_peak_bytes=tele.nvml_mem_peak_bytes,
+            **tele.row_fields(),
         )
         if arm.error is not None:
             return ResultRow(

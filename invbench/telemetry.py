@@ -128,6 +128,21 @@ class RowTelemetry:
     nvml_mem_peak_bytes: int | None = None
     n_readings: int = 0
 
+    def row_fields(self) -> dict[str, Any]:
+        """The result-row columns this telemetry fills (both runners use it)."""
+        return dict(
+            telemetry=self.source,
+            sm_clock_mhz=self.sm_clock_mhz,
+            mem_clock_mhz=self.mem_clock_mhz,
+            temp_c_max=self.temp_c_max,
+            power_w_mean=self.power_w_mean,
+            gpu_util_pct=self.gpu_util_pct,
+            energy_j=self.energy_j,
+            throttled=self.throttled,
+            throttle_reasons=self.throttle_reasons,
+            nvml_mem_peak_bytes=self.nvml_mem_peak_bytes,
+        )
+
 
 def _mean(values: list[float | None]) -> float | None:
     vals = [v for v in values if v is not None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,10 @@ from invbench.backends.unfold import UnfoldBackend, unfold_involution
 from invbench.bench import RunRequest, UsageError, execute, plan_run
 from invbench.cli import app
 from invbench.layer_level import generation_macs, layer_cost
-from invbench.results import COLUMNS, ResultRow
+from invbench.level_runner import LevelRunner
+from invbench.results import COLUMNS, ResultRow, ResultWriter
 from invbench.spec import DeviceKind, Dtype, Geometry, Level, Mode
+from invbench.stats import StopReason
 from invbench.suites import SuiteError, find_suite, load_suite
 
 LAYER_SUITE = """
@@ -168,6 +171,25 @@ def test_layer_level_end_to_end(tmp_path: Path) -> None:
             assert r.kind == "baseline" and r.gen_ms is None and r.max_rel_err is None
     odd = [r for r in rows if r.case == "k5-s2-odd"]
     assert {(r.out_height, r.out_width) for r in odd} == {(6, 7)}
+    # NVML telemetry is taken as at the op level (here: why there is none)
+    assert {r.telemetry for r in rows} == {"unavailable: not a CUDA run (device cpu)"}
+
+
+def test_time_cap_counts_wall_time_spent_sampling(tmp_path: Path) -> None:
+    # Wall time that runs 10 s per reading: the 0.2 s cap is reached after the first
+    # round although the samples themselves add up to far less.
+    path = write(tmp_path, "tiny-layers", LAYER_SUITE)
+    registry = default_registry()
+    request = RunRequest(suite=str(path), backends=["unfold"], device="cpu", modes=[Mode.FWD])
+    _, plan = plan_run(request, registry)
+    plan = replace(plan, cases=plan.cases[:1], policy=replace(plan.policy, target_rel_ci=1e-9))
+    ticks = iter(range(0, 10**6, 10))
+    runner = LevelRunner(
+        plan, Level.LAYER, registry, ResultWriter(tmp_path / "out"), wall_clock=lambda: next(ticks)
+    )
+    (row,) = runner.run()
+    assert row.status == "ok" and row.stop_reason == StopReason.TIME_CAP.value, row
+    assert row.n_samples is not None and row.n_samples < 100
 
 
 @pytest.fixture
