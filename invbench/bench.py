@@ -255,6 +255,7 @@ def _finish(
                 on_row=on_row,
                 on_status=on_status,
                 copy_gbps=copy_gbps(meta.get("ceilings")),
+                skip=[row.key() for row in writer.rows],
             )
             rows = level_runner.run()
         meta["run"]["status"] = "complete"
@@ -291,10 +292,6 @@ def resume(
     directory = Path(directory)
     request = resume_request(directory)
     suite, plan = plan_run(request, registry)
-    if suite.level is not Level.OP:
-        raise UsageError(
-            f"--resume finishes op-level runs only; {suite.name} is {suite.level}-level"
-        )
     meta = json.loads((directory / META_FILE).read_text())
     if meta["run"].get("device") != str(plan.device):
         raise UsageError(

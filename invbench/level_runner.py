@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +54,7 @@ from invbench.model_level import (
 from invbench.models.count import count_macs
 from invbench.models.resnet import Network
 from invbench.reference import relative_error
-from invbench.results import ResultRow, ResultWriter
+from invbench.results import KEY_COLUMNS, ResultRow, ResultWriter
 from invbench.runner import TOLERANCE, RunPlan, default_sampler
 from invbench.spec import Case, DeviceKind, Dtype, Kind, Level, Mode, Status
 from invbench.stats import StopReason, summarize, warmup_calls
@@ -109,6 +109,7 @@ class LevelRunner:
         *,
         sampler: NvmlSampler | None = None,
         copy_gbps: float | None = None,
+        skip: Iterable[tuple[Any, ...]] = (),
         wall_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if level is Level.OP:
@@ -123,6 +124,7 @@ class LevelRunner:
         self.timer: Timer = make_timer(plan.device, plan.cache_mode)
         self.sampler = sampler or default_sampler(plan.device)
         self.copy_gbps = copy_gbps  # measured copy bandwidth: layer rows get roofline_frac
+        self.skip = set(skip)  # row keys already measured (resume)
         self.wall_clock = wall_clock
         self._other_processes: int | None = None
         if plan.device.type == "cuda":  # cuDNN picks its fastest conv per shape (in warm-up)
@@ -207,6 +209,8 @@ class LevelRunner:
             if self.level is Level.MODEL and model_for(b, case.depth) is None:
                 continue  # e.g. dwconv: no network of ours uses it
             base = self._base(case, b, dtype, mode)
+            if tuple(base[k] for k in KEY_COLUMNS) in self.skip:
+                continue  # measured before the run was interrupted
             reason = b.availability(self.device_kind, dtype)
             pure_fuser = isinstance(b, LayerFuser) and b.kind is Kind.INVOLUTION
             if reason is None and self.level not in b.levels:

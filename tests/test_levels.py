@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from invbench.backends.registry import default_registry
 from invbench.backends.unfold import UnfoldBackend, unfold_involution
-from invbench.bench import RunRequest, UsageError, execute, plan_run
+from invbench.bench import RunRequest, UsageError, execute, plan_run, resume
 from invbench.cli import app
 from invbench.layer_level import generation_macs, layer_cost
 from invbench.level_runner import LevelRunner
-from invbench.results import COLUMNS, ResultRow, ResultWriter
+from invbench.results import COLUMNS, KEY_COLUMNS, ResultRow, ResultWriter, load_results
 from invbench.spec import DeviceKind, Dtype, Geometry, Level, Mode
 from invbench.stats import StopReason
 from invbench.suites import SuiteError, find_suite, load_suite
@@ -173,6 +173,34 @@ def test_layer_level_end_to_end(tmp_path: Path) -> None:
     assert {(r.out_height, r.out_width) for r in odd} == {(6, 7)}
     # NVML telemetry is taken as at the op level (here: why there is none)
     assert {r.telemetry for r in rows} == {"unavailable: not a CUDA run (device cpu)"}
+
+
+def test_interrupted_layer_run_resumes_without_measuring_again(tmp_path: Path) -> None:
+    path = write(tmp_path, "tiny-layers", LAYER_SUITE)
+    registry = default_registry()
+    request = RunRequest(
+        suite=str(path), backends=["unfold", "conv3x3"], device="cpu", modes=[Mode.FWD]
+    )
+    suite, plan = plan_run(request, registry)
+    out = tmp_path / "out"
+
+    def stop_after_two(row: ResultRow) -> None:
+        if len(load_results(out).rows) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(suite, plan, registry, out, on_row=stop_after_two, request=request)
+    first = load_results(out)
+    assert len(first.rows) == 2 and first.meta["run"]["status"] == "interrupted"
+
+    _, _, rows = resume(out, registry)
+    assert len(rows) == 4  # the two kept and the two measured now
+    final = load_results(out)
+    keys = [tuple(r) for r in final.rows[list(KEY_COLUMNS)].itertuples(index=False)]
+    assert len(keys) == 2 * 2 and len(set(keys)) == 4  # 2 cases x 2 backends, no duplicate
+    assert set(final.rows["status"]) == {"ok"} and set(final.rows["level"]) == {"layer"}
+    assert final.rows["median_ms"].iloc[:2].tolist() == first.rows["median_ms"].tolist()
+    assert final.meta["run"]["status"] == "complete" and len(final.meta["run"]["resumed"]) == 1
 
 
 def test_time_cap_counts_wall_time_spent_sampling(tmp_path: Path) -> None:
