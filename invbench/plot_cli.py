@@ -13,6 +13,7 @@ from invbench.plots.data import PlotError
 from invbench.plots.make import FigureKind, Format, PlotRequest, load_sets, make_plots
 from invbench.plots.style import Width
 from invbench.report import ReportFormat, build_report, render, write_report
+from invbench.results import ResultsError, combine_results
 from invbench.spec import Dtype, Mode
 
 _err = Console(stderr=True)
@@ -79,7 +80,14 @@ def plot_command(
 
 
 def report_command(
-    results: Annotated[Path, typer.Argument(help="A result directory.", show_default=False)],
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Result directories of one machine (e.g. a fwd and a fwd+bwd run), "
+            "reported as one.",
+            show_default=False,
+        ),
+    ],
     fmt: Annotated[
         ReportFormat, typer.Option("--format", help="markdown, latex, html or csv.")
     ] = ReportFormat.MARKDOWN,
@@ -93,7 +101,10 @@ def report_command(
 ) -> None:
     """Tables of latency, speed-up, throughput and peak memory, best value per row in bold."""
     try:
-        (rs,) = load_sets([results])
+        try:
+            rs = combine_results(load_sets(results))
+        except ResultsError as exc:
+            raise PlotError(str(exc)) from None
         report = build_report(rs, baseline)
         text = render(report, fmt, rs, baseline, figures)
     except PlotError as exc:

@@ -239,3 +239,39 @@ def load_results(directory: Path) -> ResultSet:
     samples_path = directory / SAMPLES_FILE
     samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame()
     return ResultSet(directory=directory, rows=rows, samples=samples, meta=meta)
+
+
+def _machine(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    gpus = tuple(d.get("name") for d in meta.get("cuda_devices") or [])
+    return (meta.get("host"), meta.get("cpu"), gpus)
+
+
+def combine_results(sets: Sequence[ResultSet]) -> ResultSet:
+    """Several runs of one machine as one set (e.g. a fwd run and a fwd+bwd run).
+
+    Rows are concatenated in order; a row key found in two runs, or runs from different
+    machines (host, CPU or GPU models), is a ResultsError. The meta is the first run's,
+    with ``combined_from`` listing every directory.
+    """
+    if not sets:
+        raise ResultsError("no result directories to combine")
+    if len(sets) == 1:
+        return sets[0]
+    first = sets[0]
+    for other in sets[1:]:
+        if _machine(other.meta) != _machine(first.meta):
+            raise ResultsError(
+                f"{other.directory} was measured on another machine than {first.directory}; "
+                "combine runs of one machine (compare runs of two)"
+            )
+    seen: dict[tuple[Any, ...], Path] = {}
+    for rs in sets:
+        for key in rs.rows[list(KEY_COLUMNS)].itertuples(index=False, name=None):
+            if key in seen:
+                what = ", ".join(f"{k}={v}" for k, v in zip(KEY_COLUMNS, key, strict=True))
+                raise ResultsError(f"the row {what} is in both {seen[key]} and {rs.directory}")
+            seen[key] = rs.directory
+    rows = pd.concat([rs.rows for rs in sets], ignore_index=True)
+    samples = pd.concat([rs.samples for rs in sets if not rs.samples.empty], ignore_index=True)
+    meta = dict(first.meta, combined_from=[str(rs.directory) for rs in sets])
+    return ResultSet(directory=first.directory, rows=rows, samples=samples, meta=meta)

@@ -285,3 +285,41 @@ def test_health_warnings_are_listed(tmp_path: Path) -> None:
     assert section.count("\n- ") == 1
     assert "layer4 (float32, fwd) dwconv: spread 31% > 10%" in section
     assert "## Health warnings" not in to_markdown(build_report(load_results(RESNET)))
+
+
+def _split_by_mode(tmp_path: Path) -> list[Path]:
+    """The smoke fixture as two runs of one machine: its fwd rows and its fwd+bwd rows."""
+    rs = load_results(SMOKE)
+    dirs = []
+    for mode in ("fwd", "fwd+bwd"):
+        part = tmp_path / mode.replace("+", "-")
+        part.mkdir()
+        rs.rows[rs.rows["mode"] == mode].to_parquet(part / "results.parquet")
+        rs.samples[rs.samples["mode"] == mode].to_parquet(part / "samples.parquet")
+        (part / "meta.json").write_text(json.dumps(rs.meta))
+        dirs.append(part)
+    return dirs
+
+
+def test_report_of_several_runs_is_the_report_of_their_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(SMOKE)]) == 0
+    whole = capsys.readouterr().out
+    assert main(["report", *map(str, _split_by_mode(tmp_path))]) == 0
+    combined = capsys.readouterr().out
+    assert "results: fwd, fwd-bwd" in combined
+    assert combined.replace("results: fwd, fwd-bwd", "results: smoke-a") == whole
+
+
+def test_report_refuses_overlapping_runs_and_other_machines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fwd, bwd = _split_by_mode(tmp_path)
+    assert main(["report", str(fwd), str(fwd)]) == 2
+    assert "is in both" in capsys.readouterr().err
+    meta = json.loads((bwd / "meta.json").read_text())
+    (bwd / "meta.json").write_text(json.dumps(dict(meta, host="another-host")))
+    assert main(["report", str(fwd), str(bwd)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another machine" in err[0]

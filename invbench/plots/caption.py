@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -58,7 +59,8 @@ def caption_details(rs: ResultSet, rows: pd.DataFrame | None = None) -> list[str
     rows = rs.rows if rows is None else rows
     meta = rs.meta
     run = meta.get("run") or {}
-    out = [f"results: {rs.directory.name}"]
+    dirs = meta.get("combined_from") or [rs.directory]
+    out = ["results: " + ", ".join(Path(d).name for d in dirs)]
     if run.get("suite"):
         out.append(f"suite: {run['suite']}")
     if not rows.empty:
