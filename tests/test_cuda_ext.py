@@ -412,3 +412,37 @@ def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
     assert all(out.strip() == "OK True" for out, _ in results), results
     builds = sum(err.count("building the involution extension") for _, err in results)
     assert builds == 1, results
+
+
+def test_stale_cache_entries_are_pruned_unless_in_use(tmp_path: object) -> None:
+    import fcntl
+    import os
+    import time
+    from pathlib import Path
+
+    root = Path(str(tmp_path)) / "ext"
+    now = time.time()
+    old = now - (extension_build.STALE_AFTER_DAYS + 1) * 86400
+
+    def entry(name: str, used: float | None) -> Path:
+        path = root / f"{extension_build.NAMESPACE}_cpu_{name}"
+        path.mkdir(parents=True)
+        (path / "lib.so").write_bytes(b"x")
+        if used is not None:
+            stamp = path / extension_build.LAST_USED
+            stamp.touch()
+            os.utime(stamp, (used, used))
+        return path
+
+    keep = entry("current", old)  # the entry just built is never removed
+    stale = entry("stale", old)
+    recent = entry("recent", now - 86400)
+    busy = entry("busy", old)
+    other = root / "not-ours"
+    other.mkdir()
+    with open(busy.with_suffix(".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # another process loading it
+        removed = extension_build.prune_stale(keep, now=now)
+    assert removed == [stale]
+    assert not stale.exists() and not stale.with_suffix(".lock").exists()
+    assert keep.exists() and recent.exists() and busy.exists() and other.exists()

@@ -6,6 +6,10 @@ cached under ``$INVBENCH_CACHE_DIR`` or ``$XDG_CACHE_HOME/invbench`` (default
 flags, the Python and torch versions, the CUDA version and target architectures
 and the host CPU. A later process finds the built library there and only loads it.
 
+Each load stamps its cache entry (``last_used``); after a build, entries of other
+sources or versions that no process has loaded for ``STALE_AFTER_DAYS`` days are
+removed (never one that another process holds locked).
+
 Two processes building at once are safe: the build runs under an exclusive file
 lock (fcntl.flock) on the cache entry; the second process waits, then loads what
 the first built. A failed build raises :class:`ExtensionBuildError` whose message
@@ -40,6 +44,8 @@ NAMESPACE = "invbench_ext"
 CPU_SOURCES = ("binding.cpp", "involution_cpu.cpp")
 CUDA_SOURCES = ("binding_cuda.cpp", "involution_cuda.cu")
 _MAX_ERROR_LINES = 8
+STALE_AFTER_DAYS = 30
+LAST_USED = "last_used"
 
 
 class ExtensionBuildError(RuntimeError):
@@ -215,6 +221,40 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def _mark_used(p: BuildPlan) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache still loads
+        (p.directory / LAST_USED).touch()
+
+
+def prune_stale(keep: Path, now: float | None = None) -> list[Path]:
+    """Remove cache entries other than ``keep`` unused for STALE_AFTER_DAYS; returns them."""
+    import fcntl
+
+    root = keep.parent
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    for entry in sorted(root.glob(f"{NAMESPACE}_*")):
+        if entry == keep or not entry.is_dir():
+            continue
+        stamp = entry / LAST_USED
+        try:
+            used = (stamp if stamp.exists() else entry).stat().st_mtime
+        except OSError:
+            continue
+        if now - used < STALE_AFTER_DAYS * 86400:
+            continue
+        lock = entry.with_suffix(".lock")
+        try:
+            with open(lock, "a+") as handle:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # busy: skip
+                shutil.rmtree(entry, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+        except OSError:
+            continue
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def _progress(message: str) -> Iterator[None]:
     from rich.console import Console
@@ -300,6 +340,9 @@ def load(with_cuda: bool) -> BuildPlan:
                         "first use only, cached afterwards"
                     ):
                         _compile(p)
+                    with contextlib.suppress(OSError):
+                        prune_stale(p.directory)
+                _mark_used(p)
         except Exception as exc:
             reason = "extension build failed: " + key_error_lines(str(exc))
             _failed[with_cuda] = reason
