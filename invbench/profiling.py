@@ -35,6 +35,7 @@ from invbench import nvtx
 from invbench.backends.base import Backend, InvolutionBackend
 from invbench.backends.registry import Registry
 from invbench.bench import UsageError, resolve_device
+from invbench.layer_level import ConvLayer, LayerFuser, build_layer_closures, make_layer
 from invbench.memory_timeline import MemoryTimeline, memory_timeline
 from invbench.runner import make_workload
 from invbench.spec import Case, DeviceKind, Dtype, Mode
@@ -164,8 +165,10 @@ def plan_profile(request: ProfileRequest, registry: Registry) -> ProfilePlan:
         reason = b.availability(kind, dtype)
         if reason is not None:
             raise UsageError(f"backend {b.name!r} cannot run here: {reason}")
-        if request.layer and not isinstance(b, InvolutionBackend):
-            raise UsageError(f"--layer needs involution backends; {b.name!r} is a {b.kind.value}")
+        if request.layer and not (isinstance(b, InvolutionBackend) or whole_layer(b)):
+            raise UsageError(f"--layer: {b.name!r} has no layer-level form")
+        if request.layer and isinstance(b, LayerFuser) and request.mode is not Mode.FWD:
+            raise UsageError(f"--layer: {b.name!r} is an inference kernel (--mode fwd)")
     if request.layer:
         g = case.geometry
         if g.dilation != 1 or g.pad != (g.kernel_size - 1) // 2:
@@ -226,9 +229,36 @@ def build_step(plan: ProfilePlan, backend: Backend) -> Callable[[], None]:
     return step
 
 
+def whole_layer(backend: Backend) -> bool:
+    """A backend timed as one layer closure: a fused layer or the conv it replaces."""
+    return not isinstance(backend, InvolutionBackend) and isinstance(
+        backend, ConvLayer | LayerFuser
+    )
+
+
+def _whole_layer_step(plan: ProfilePlan, backend: Backend) -> Callable[[], None]:
+    g = plan.case.geometry
+    tdtype = getattr(torch, plan.dtype.value)
+    gen = torch.Generator(device="cpu").manual_seed(plan.seed)
+    x = torch.randn(g.x_shape, generator=gen).to(device=plan.device, dtype=tdtype)
+    grad_out = torch.randn(g.out_shape, generator=gen).to(device=plan.device, dtype=tdtype)
+    source = None if isinstance(backend, ConvLayer) else make_layer(g, plan.seed)
+    closures = build_layer_closures(backend, g, source, x, grad_out, plan.mode, plan.seed)
+    layer_name = phase_range(backend.name, "layer")
+
+    def step() -> None:
+        with phase(layer_name):
+            out = closures.total()
+        del out
+
+    return step
+
+
 def _layer_step(plan: ProfilePlan, backend: Backend) -> Callable[[], None]:
     from invbench.ops import Involution, involution
 
+    if whole_layer(backend):
+        return _whole_layer_step(plan, backend)
     g = plan.case.geometry
     tdtype = getattr(torch, plan.dtype.value)
     layer = Involution(
@@ -335,7 +365,7 @@ def profile_backend(plan: ProfilePlan, backend: Backend, out_dir: Path) -> Backe
         timeline=timeline,
     )
     if plan.layer:
-        result.phases = phase_table(events, trace, timeline, plan, name)
+        result.phases = phase_table(events, trace, timeline, plan, name, whole=whole_layer(backend))
     if plan.device.type == "cuda":
         _memory_snapshot(
             step, plan.device, out_dir / f"memory-snapshot-{_slug(name)}.pickle", result
@@ -514,8 +544,13 @@ def phase_table(
     timeline: MemoryTimeline,
     plan: ProfilePlan,
     backend: str,
+    whole: bool = False,
 ) -> list[PhaseRow]:
-    """Generation, aggregation (and backward): time from the profiler, memory from the timeline."""
+    """Generation, aggregation (and backward): time from the profiler, memory from the timeline.
+
+    ``whole``: the backend runs the layer as one closure (fused, or the conv baseline):
+    one phase, ``layer``, holding its forward (and backward, if any).
+    """
     gpu = plan.device.type == "cuda"
 
     def t(evs: list[Any]) -> float:
@@ -543,8 +578,8 @@ def phase_table(
             )
         )
 
-    forward = ["generate", "aggregate"]
-    names = forward + (["backward"] if plan.mode is Mode.FWD_BWD else [])
+    forward = ["layer"] if whole else ["generate", "aggregate"]
+    names = forward + (["backward"] if plan.mode is Mode.FWD_BWD and not whole else [])
     totals: dict[str, float] = {}
     for short in names:
         full = phase_range(backend, short)

@@ -4,7 +4,8 @@
 #   gpu-check.sh OUT ops      codegen check, GPU tests, resnet-shapes on every backend
 #                             (fwd then fwd+bwd, float32 and bfloat16)
 #   gpu-check.sh OUT levels   resnet-layers (bfloat16 inference: the fused kernel against
-#                             the 3x3 conv it replaces) and RedNet-50 vs ResNet-50 at batch 64
+#                             the 3x3 conv it replaces), RedNet-50 vs ResNet-50 at batch 64,
+#                             and a kernel-by-kernel profile of layer1
 #   gpu-check.sh OUT          both, one after the other
 #
 # Every step has its own time limit, and rows reach the disk as they are measured, so a
@@ -33,13 +34,24 @@ step() {  # step SECONDS LOG -- command...: run with a time limit, log appended
     [ "$rc" -eq 0 ] || { echo "gpu-check: exit $rc" | tee -a "$log"; failed=1; }
 }
 
+pack() {  # with PACK=1, OUT/NAME/ becomes OUT/NAME.tar.gz
+    if [ "${PACK:-0}" = 1 ] && [ -d "$OUT/$1" ]; then
+        tar -C "$OUT" -czf "$OUT/$1.tar.gz" "$1" && rm -rf "${OUT:?}/$1"
+    fi
+}
+
 run() {  # run SECONDS NAME -- invbench run options...
     local limit=$1 name=$2
     shift 3
     step "$limit" "$OUT/run.log" -- $PY -m invbench run --device cuda --out "$OUT/$name" "$@"
-    if [ "${PACK:-0}" = 1 ] && [ -d "$OUT/$name" ]; then
-        tar -C "$OUT" -czf "$OUT/$name.tar.gz" "$name" && rm -rf "${OUT:?}/$name"
-    fi
+    pack "$name"
+}
+
+profile() {  # profile SECONDS NAME -- invbench profile options...
+    local limit=$1 name=$2
+    shift 3
+    step "$limit" "$OUT/run.log" -- $PY -m invbench profile --device cuda --out "$OUT/$name" "$@"
+    pack "$name"
 }
 
 $PY -m invbench env --json > "$OUT/env.json"
@@ -60,6 +72,9 @@ if [ "$PHASE" != ops ]; then
     run 100 models -- --suite rednet-vs-resnet --case d50 --batch 64 --dtype bfloat16 \
         --mode fwd --max-time 2 --backend conv3x3 --backend triton_fused --backend triton \
         --backend cuda_ext --backend unfold
+    # where a layer's time goes, kernel by kernel (layer1: the largest weight share)
+    profile 45 profile-layer1 -- --suite resnet-layers --case layer1 --layer --dtype bfloat16 \
+        --backend triton_fused --backend triton --backend cuda_ext --backend conv3x3
 fi
 echo "gpu-check ($PHASE): $([ $failed -eq 0 ] && echo all steps passed || echo a step failed); files in $OUT"
 exit $failed

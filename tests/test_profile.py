@@ -316,7 +316,6 @@ def test_capture_only_runs_without_the_profiler(tmp_path: Path) -> None:
         (["--case", "nope", "--backend", "unfold"], "unknown case 'nope' in suite 'smoke'"),
         (["--case", CASE, "--backend", "nope"], "unknown backend 'nope'"),
         (["--case", CASE], "give at least one --backend"),
-        (["--case", CASE, "--backend", "conv3x3", "--layer"], "--layer needs involution"),
     ],
 )
 def test_bad_names_give_one_line_and_exit_2(args: list[str], expected: str) -> None:
@@ -326,6 +325,38 @@ def test_bad_names_give_one_line_and_exit_2(args: list[str], expected: str) -> N
     assert len(lines) == 1 and lines[0].startswith("invbench: error: ")
     assert expected in lines[0]
     assert stdout == ""
+
+
+def test_layer_profile_refuses_training_an_inference_kernel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # so that the backend is available here
+    status, _, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--device", "cpu", "--layer"),
+            *("--backend", "triton_fused", "--mode", "fwd+bwd"),
+        ]
+    )
+    assert status == 2
+    expected = "--layer: 'triton_fused' is an inference kernel (--mode fwd)"
+    assert stderr.strip() == f"invbench: error: {expected}"
+
+
+def test_layer_profile_of_the_conv_it_replaces_is_one_phase(tmp_path: Path) -> None:
+    status, _, stderr = run_cli(
+        [
+            *("profile", "--suite", SUITE, "--case", CASE, "--device", "cpu", "--layer"),
+            *("--backend", "conv3x3", "--backend", "unfold", "--mode", "fwd+bwd"),
+            *("--warmup", "1", "--iters", str(ITERS), "--out", str(tmp_path)),
+        ]
+    )
+    assert status == 0, stderr
+    phases = [(r["backend"], r["phase"]) for r in read_csv(tmp_path / "phases.csv")]
+    assert [p for b, p in phases if b == "conv3x3"] == ["layer", "(outside phases)"]
+    assert {"generate", "aggregate"} <= {p for b, p in phases if b == "unfold"}
+    conv = next(r for r in read_csv(tmp_path / "phases.csv") if r["phase"] == "layer")
+    assert float(conv["per_iter_us"]) > 0 and float(conv["share_pct"]) > 50
 
 
 def test_bad_suite_gives_one_line_and_exit_2() -> None:
