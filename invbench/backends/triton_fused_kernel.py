@@ -254,11 +254,13 @@ class FusedInvolution:
 
 def compile_offline(
     dtype: torch.dtype, channels: int, kernel_size: int, stride: int, groups: int, arch: int = 90
-) -> dict[str, str]:
-    """Compile the kernel for a CUDA architecture without a GPU; returns its ptx and ttgir.
+) -> dict[str, Any]:
+    """Compile the kernel for a CUDA architecture without a GPU.
 
-    Checks on a CPU-only machine that the kernel lowers (tl.dot shapes, dtypes) and
-    lets one read the PTX (e.g. for mma instructions). Uses triton's ASTSource and
+    Returns the compiled kernel's ``asm`` (``ptx`` and ``ttgir`` as text, ``cubin`` as
+    bytes). Checks on a CPU-only machine that the kernel lowers (tl.dot shapes,
+    dtypes) and lets one read the PTX and the machine code (tensor-core instructions,
+    registers, spills: tools/triton_fused_count.py). Uses triton's ASTSource and
     GPUTarget (triton >= 3.3 signatures).
     """
     from triton.backends.compiler import GPUTarget
@@ -300,4 +302,4 @@ def compile_offline(
         constexprs={(kernel.arg_names.index(k),): v for k, v in constants.items()},
     )
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
-    return {"ptx": compiled.asm["ptx"], "ttgir": compiled.asm["ttgir"]}
+    return dict(compiled.asm)
