@@ -43,7 +43,9 @@ LAYERS = {
     "layer1": (64, 56, 1, 7, 4),
     "layer2-1st": (128, 56, 2, 7, 8),
     "layer2": (128, 28, 1, 7, 8),
+    "layer3-1st": (256, 28, 2, 7, 16),
     "layer3": (256, 14, 1, 7, 16),
+    "layer4-1st": (512, 14, 2, 7, 32),
     "layer4": (512, 7, 1, 7, 32),
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
