@@ -1,0 +1,162 @@
+"""Static code statistics of the fused inference kernel (triton_fused), without a GPU.
+
+Compiles the kernel for a CUDA target (sm_90 by default) with Triton's bundled
+ptxas (``compile_offline``), disassembles it with the bundled nvdisasm and reads
+registers and stack (spill) bytes per thread from cuobjdump. Per dtype and resnet
+layer shape it reports:
+
+- registers and stack bytes per thread (stack > 0: the kernel spills);
+- LDL/STL: local-memory loads and stores (spill traffic);
+- tensor-core instructions (HMMA, HGMMA, any *MMA opcode);
+- FFMA and all instructions of the whole kernel (NOPs left out);
+- the innermost loop that holds FFMAs: its instructions per multiply-add.
+
+    python tools/triton_fused_count.py --layer layer1 --dtype bf16
+    python tools/triton_fused_count.py            # every layer, bf16 fp16 fp32
+
+These are static counts of the machine code, not timings. --json for a machine-
+readable list (tests/test_triton_fused_codegen.py uses it). Follows the installed
+Triton version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+os.environ.pop("TRITON_INTERPRET", None)
+
+import torch
+import triton
+
+from invbench.backends.triton_fused_kernel import compile_offline
+
+# name: (C, H, stride, K, G), the resnet-shapes layers
+LAYERS = {
+    "stem": (32, 112, 1, 3, 2),
+    "layer1": (64, 56, 1, 7, 4),
+    "layer2-1st": (128, 56, 2, 7, 8),
+    "layer2": (128, 28, 1, 7, 8),
+    "layer3-1st": (256, 28, 2, 7, 16),
+    "layer3": (256, 14, 1, 7, 16),
+    "layer4-1st": (512, 14, 2, 7, 32),
+    "layer4": (512, 7, 1, 7, 32),
+}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s*(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
+_LABEL = re.compile(r"^(\.L_x_\d+):")
+
+
+def _opcode(line: str) -> str | None:
+    m = _INSTR.match(line)
+    return m.group(1).split(".")[0] if m else None
+
+
+def innermost_fma_loop(sass: str) -> list[str]:
+    """Opcodes of the shortest loop (label ... backward branch to it) holding an FFMA."""
+    lines = sass.splitlines()
+    best: list[str] | None = None
+    for i, line in enumerate(lines):
+        label = _LABEL.match(line)
+        if not label:
+            continue
+        for j in range(i + 1, len(lines)):
+            if "BRA" in lines[j] and f"{label.group(1)})" in lines[j]:
+                ops = [op for op in map(_opcode, lines[i + 1 : j + 1]) if op]
+                if "FFMA" in ops and (best is None or len(ops) < len(best)):
+                    best = ops
+                break
+    return best or []
+
+
+@dataclass(frozen=True)
+class FusedStats:
+    dtype: str
+    layer: str
+    registers: int
+    stack_bytes: int
+    ldl: int
+    stl: int
+    tensor_core: int  # HMMA, HGMMA, ...: any opcode with MMA in its name
+    ffma: int
+    instructions: int
+    loop_instructions: int  # the innermost loop holding FFMAs
+    loop_ffma: int
+
+    @property
+    def loop_per_ffma(self) -> float:
+        return self.loop_instructions / max(self.loop_ffma, 1)
+
+    def line(self) -> str:
+        return (
+            f"{self.dtype:4} {self.layer:10} {self.registers:3} reg {self.stack_bytes:5} B stack "
+            f"{self.ldl:5} LDL {self.stl:5} STL {self.tensor_core:4} MMA {self.ffma:6} FFMA "
+            f"{self.instructions:6} instr; inner loop {self.loop_instructions} instr "
+            f"{self.loop_ffma} FFMA ({self.loop_per_ffma:.2f}/FFMA)"
+        )
+
+
+def _tool(name: str) -> str:
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def count(dtype: str, layer: str, arch: int = 90) -> FusedStats:
+    c, _h, stride, k, g = LAYERS[layer]
+    asm = compile_offline(DTYPES[dtype], c, k, stride, g, arch=arch)
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(asm["cubin"])
+        f.flush()
+        sass = subprocess.run(
+            [_tool("nvdisasm"), "-c", f.name], capture_output=True, text=True, check=True
+        ).stdout
+        usage = subprocess.run(
+            [_tool("cuobjdump"), "--dump-resource-usage", f.name],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    registers = re.search(r"REG:(\d+)", usage)
+    stack = re.search(r"STACK:(\d+)", usage)
+    ops = Counter(op for op in map(_opcode, sass.splitlines()) if op and op != "NOP")
+    loop = innermost_fma_loop(sass)
+    return FusedStats(
+        dtype=dtype,
+        layer=layer,
+        registers=int(registers.group(1)) if registers else -1,
+        stack_bytes=int(stack.group(1)) if stack else -1,
+        ldl=ops["LDL"],
+        stl=ops["STL"],
+        tensor_core=sum(n for op, n in ops.items() if "MMA" in op),
+        ffma=ops["FFMA"],
+        instructions=sum(ops.values()),
+        loop_instructions=len(loop),
+        loop_ffma=loop.count("FFMA"),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", choices=list(DTYPES), action="append")
+    parser.add_argument("--layer", choices=list(LAYERS), action="append")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90")
+    parser.add_argument("--json", action="store_true", help="one JSON list instead of lines")
+    args = parser.parse_args()
+    stats = [
+        count(dtype, layer, args.arch)
+        for dtype in args.dtype or list(DTYPES)
+        for layer in args.layer or list(LAYERS)
+    ]
+    if args.json:
+        print(json.dumps([asdict(s) for s in stats]))
+    else:
+        print(f"triton {triton.__version__}, sm_{args.arch}: static counts, not timings")
+        for s in stats:
+            print(s.line())
+
+
+if __name__ == "__main__":
+    main()
