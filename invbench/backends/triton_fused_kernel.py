@@ -145,6 +145,21 @@ def _kernel() -> Any:
     return _jitted(os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"))
 
 
+def _loop_bound(n: int) -> Any:
+    """The kernel's C or G argument: the bound of one of its runtime-length loops.
+
+    Triton's interpreter up to 3.6 turns an int argument into a 1-element array and
+    takes a loop bound from it with int(array), which numpy 2.4 and later refuse
+    ("only 0-dimensional arrays can be converted to Python scalars"; Triton 3.9
+    squeezes the array first). Under the interpreter the bound is passed as a
+    tl.constexpr, which it hands to the kernel unconverted; a compiled kernel gets a
+    plain int, a runtime argument as before.
+    """
+    from invbench.backends.triton_fused import interpreter_on
+
+    return tl.constexpr(n) if interpreter_on() else n
+
+
 def _pow2_at_least_16(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
@@ -229,12 +244,12 @@ class FusedInvolution:
             self.ws,
             self.bs,
             out,
-            c,
+            _loop_bound(c),
             h,
             w,
             ho,
             wo,
-            self.groups,
+            _loop_bound(self.groups),
             self.gc,
             K=k,
             STRIDE=s,
