@@ -230,7 +230,7 @@ def list_(
 def env(
     as_json: Annotated[bool, typer.Option("--json", help="Print everything as JSON.")] = False,
 ) -> None:
-    """What this machine is and can run: GPU, driver, NVML, nvcc, triton, compiler."""
+    """What this machine is and can run: GPU, driver, NVML, nvcc, ninja, triton, compiler."""
     from invbench.environment import environment
 
     info = environment()
@@ -269,6 +269,7 @@ def env(
             or "; ".join(f"{d.get('name')} driver {d.get('driver')}" for d in nvml["devices"]),
         ),
         ("nvcc", info["nvcc"] or "not found"),
+        ("ninja", info.get("ninja") or "not found (the cuda_ext build needs it)"),
         ("c++ compiler", info["compiler"] or "not found"),
     ]
     for what, value in rows:

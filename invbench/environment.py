@@ -75,6 +75,18 @@ def nvcc_version() -> str | None:
     return last[-1].strip() if last else None
 
 
+def ninja_version() -> str | None:
+    """The ninja that torch's extension builds run (cuda_ext needs it), or None."""
+    ninja = shutil.which("ninja")
+    if not ninja:
+        return None
+    try:
+        out = subprocess.run([ninja, "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def cuda_devices() -> list[dict[str, Any]]:
     if not torch.cuda.is_available():
         return []
@@ -114,6 +126,7 @@ def environment() -> dict[str, Any]:
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "triton": package_version("triton"),
         "nvcc": nvcc_version(),
+        "ninja": ninja_version(),
         "compiler": shutil.which("c++") or shutil.which("g++"),
         "cuda_devices": cuda_devices(),
         "nvml": {"devices": gpus, "unavailable_reason": nvml_reason},

@@ -172,4 +172,4 @@ def test_list_and_env() -> None:
     env = runner.invoke(app, ["env", "--json"])
     assert env.exit_code == 0, env.output
     info = json.loads(env.output)
-    assert info["torch"] and "nvml" in info and "nvcc" in info
+    assert info["torch"] and "nvml" in info and "nvcc" in info and "ninja" in info

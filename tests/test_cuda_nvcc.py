@@ -1,7 +1,8 @@
 """Compile the torch-free CUDA kernels with nvcc for sm_80 and sm_90; no register spills.
 
-Needs only nvcc (no GPU, no CUDA build of torch). Prints each kernel's registers and
-spills (shown with ``pytest -s`` or ``-rP``).
+Needs only nvcc (no GPU, no CUDA build of torch). The kernels are compiled with the
+defines torch's extension build adds (no implicit half/bfloat16 operators or
+conversions). Prints each kernel's registers and spills (``pytest -s`` or ``-rP``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from torch.utils import cpp_extension
 
 from invbench.backends.extension_build import CSRC
 
 ARCHS = ("80", "90")
+# What torch.utils.cpp_extension passes nvcc for every .cu (the -D__CUDA_NO_HALF_* set).
+TORCH_NVCC_FLAGS = tuple(getattr(cpp_extension, "COMMON_NVCC_FLAGS", ()))
 OPS = ("fwd", "bwdx", "bwdw")
 DTYPES = {"f": "float32", "d": "float64", "6__half": "float16", "13__nv_bfloat16": "bfloat16"}
 TILED_K = (3, 5, 7)
@@ -80,6 +84,7 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> list[KernelInfo]:
             [
                 nvcc,
                 "-std=c++17",
+                *TORCH_NVCC_FLAGS,
                 "-O3",
                 "-lineinfo",
                 "-c",
