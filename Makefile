@@ -31,9 +31,10 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check invbench tests benchmarks
-	$(BIN)/ruff format --check invbench tests benchmarks
+	$(BIN)/ruff check invbench tests benchmarks tools
+	$(BIN)/ruff format --check invbench tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/mypy tools
 
 gpu-check:
 	bash scripts/gpu-check.sh "$(OUT)" $(PHASE)

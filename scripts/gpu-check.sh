@@ -20,7 +20,8 @@ case "$PHASE" in ops | levels | all) ;; *) echo "gpu-check: unknown phase '$PHAS
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")/.."
-$PY -c "import invbench" 2>/dev/null || $PY -m pip install -q --no-deps -e . || exit 1
+# offline machines: no dependencies fetched, the build backend already installed
+$PY -c "import invbench" 2>/dev/null || $PY -m pip install -q --no-deps --no-build-isolation -e . || exit 1
 $PY -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device')" || exit 1
 export PYTHONUNBUFFERED=1
 failed=0

@@ -120,7 +120,7 @@ def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: i
     compiled = triton.compile(
         ASTSource(triton.jit(fn), signature, constexprs=constants),
         target=GPUTarget("cuda", arch, 32),
-        options={"num_warps": warps},
+        options={"num_warps": warps, "enable_fp_fusion": tk.FP_FUSION},
     )
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(compiled.asm["cubin"])

@@ -56,6 +56,7 @@ import torch
 import triton
 import triton.language as tl
 
+from invbench.backends.triton_kernels import FP_FUSION
 from invbench.ops import Involution
 
 
@@ -259,7 +260,15 @@ class FusedInvolution:
         )
         grid = (b, triton.cdiv(ho, consts["BLOCK_H"]) * triton.cdiv(wo, consts["BLOCK_W"]))
         _kernel()[grid](
-            x, self.wr, self.br, self.ws, self.bs, out, **consts, num_warps=self.num_warps
+            x,
+            self.wr,
+            self.br,
+            self.ws,
+            self.bs,
+            out,
+            **consts,
+            num_warps=self.num_warps,
+            enable_fp_fusion=FP_FUSION,
         )
         return out
 
@@ -345,6 +354,6 @@ def compile_offline(
         signature=signature,
         constexprs={(kernel.arg_names.index(k),): v for k, v in consts.items()},
     )
-    options = {"num_warps": num_warps}
+    options = {"num_warps": num_warps, "enable_fp_fusion": FP_FUSION}
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
     return dict(compiled.asm)

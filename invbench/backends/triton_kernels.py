@@ -359,6 +359,13 @@ def channel_axis() -> int:
     return 1 if (int(m.group(1)), int(m.group(2))) < (3, 7) else 0
 
 
+# Multiply-adds compile to FFMA only with floating-point fusion on. Triton's default
+# for it is an environment setting whose default is announced to change (off from
+# 3.10), so every launch asks for it explicitly. Results stay within the float32
+# tolerances either way; the instruction budget assumes fused multiply-adds.
+FP_FUSION = True
+
+
 @dataclass(frozen=True)
 class _Kernels:
     fwd: Any
@@ -432,6 +439,7 @@ def _check_contiguous(**tensors: torch.Tensor) -> None:
 def _launch(kernel: Any, grid: Any, mode: LaunchMode, device: torch.device, *args: Any,
             **meta: Any) -> None:  # fmt: skip
     meta["CH_AXIS"] = channel_axis()
+    meta["enable_fp_fusion"] = FP_FUSION
     if mode is LaunchMode.INTERPRET:
         meta["BLOCK_P"] = INTERPRET_BLOCK_P
     elif mode is LaunchMode.FIXED:
