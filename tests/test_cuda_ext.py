@@ -446,3 +446,37 @@ def test_stale_cache_entries_are_pruned_unless_in_use(tmp_path: object) -> None:
     assert removed == [stale]
     assert not stale.exists() and not stale.with_suffix(".lock").exists()
     assert keep.exists() and recent.exists() and busy.exists() and other.exists()
+
+
+def test_cuda_home_sees_through_an_nvcc_wrapper(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    root = Path(str(tmp_path))
+
+    def toolkit(path: Path) -> Path:
+        (path / "bin").mkdir(parents=True)
+        (path / "include").mkdir()
+        (path / "bin" / "nvcc").write_text("")
+        (path / "include" / "cuda_runtime.h").write_text("")
+        return path
+
+    wrapper_dir = root / "wrappers" / "bin"  # what torch would take: no toolkit above it
+    wrapper_dir.mkdir(parents=True)
+    (wrapper_dir / "nvcc").write_text('#!/bin/sh\nexec /opt/real/bin/nvcc "$@"\n')
+    old = toolkit(root / "local" / "cuda-12.8")
+    new = toolkit(root / "local" / "cuda-13.0")
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(wrapper_dir.parent))
+    monkeypatch.setattr(shutil, "which", lambda name: str(wrapper_dir / name))
+    monkeypatch.setattr(extension_build, "CUDA_SEARCH_ROOTS", (root / "local",))
+    assert extension_build.cuda_home() == new  # the newest toolkit, not the wrapper's folder
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(old))
+    assert extension_build.cuda_home() == old  # torch's own choice when it holds a toolkit
+    monkeypatch.setenv("CUDA_HOME", str(wrapper_dir.parent))
+    assert extension_build.cuda_home() is None  # an explicit CUDA_HOME is not second-guessed

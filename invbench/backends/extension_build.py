@@ -155,6 +155,39 @@ def plan(with_cuda: bool) -> BuildPlan:
     )
 
 
+# Where CUDA toolkits are installed when the nvcc on PATH does not tell (a wrapper).
+CUDA_SEARCH_ROOTS = (Path("/usr/local"),)
+
+
+def cuda_home() -> Path | None:
+    """The CUDA toolkit root the build uses: one holding bin/nvcc and include/cuda_runtime.h.
+
+    CUDA_HOME (or CUDA_PATH) when set, as torch does. Otherwise torch takes the folder
+    above the nvcc on PATH, which is wrong when that nvcc is a wrapper script outside
+    the toolkit; then the real path of nvcc, /usr/local/cuda and /usr/local/cuda-*
+    (newest first) are tried in turn.
+    """
+    from torch.utils import cpp_extension
+
+    explicit = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    else:
+        if cpp_extension.CUDA_HOME:
+            candidates.append(Path(cpp_extension.CUDA_HOME))
+        nvcc = shutil.which("nvcc")
+        if nvcc:
+            candidates.append(Path(os.path.realpath(nvcc)).parent.parent)
+        for root in CUDA_SEARCH_ROOTS:
+            candidates.append(root / "cuda")
+            candidates.extend(sorted(root.glob("cuda-*"), reverse=True))
+    for home in candidates:
+        if (home / "bin" / "nvcc").is_file() and (home / "include" / "cuda_runtime.h").is_file():
+            return home
+    return None
+
+
 def toolchain_problem(with_cuda: bool) -> str | None:
     """Why the extension cannot be built here, checked without building; None if it can."""
     if with_cuda in _failed:
@@ -168,10 +201,11 @@ def toolchain_problem(with_cuda: bool) -> str | None:
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None:
         return f"no C++ compiler ({cxx!r} not found): the extension cannot be built"
-    if with_cuda:
-        home = cpp_extension.CUDA_HOME
-        if home is None or not (Path(home) / "bin" / "nvcc").exists():
-            return "nvcc not found (set CUDA_HOME): the CUDA extension cannot be built"
+    if with_cuda and cuda_home() is None:
+        return (
+            "no CUDA toolkit found (bin/nvcc and include/cuda_runtime.h; set CUDA_HOME): "
+            "the CUDA extension cannot be built"
+        )
     return None
 
 
@@ -278,9 +312,14 @@ def _compile(p: BuildPlan) -> None:
     # A build killed half-way leaves torch's own lock file behind, and the next build
     # would wait on it forever. Our flock makes us the only builder of this folder.
     (p.directory / "lock").unlink(missing_ok=True)
-    saved = {k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST", "MAX_JOBS")}
+    saved = {k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST", "MAX_JOBS", "CUDA_HOME")}
+    saved_home = cpp_extension.CUDA_HOME
     if p.arch_list:
         os.environ["TORCH_CUDA_ARCH_LIST"] = p.arch_list
+    home = cuda_home() if p.with_cuda else None
+    if home is not None:  # torch reads its module-level CUDA_HOME for headers, libs, nvcc
+        os.environ["CUDA_HOME"] = str(home)
+        cpp_extension.CUDA_HOME = str(home)
     os.environ.setdefault("MAX_JOBS", str(min(8, os.cpu_count() or 1)))
     try:
         kwargs: dict[str, Any] = {
@@ -297,6 +336,7 @@ def _compile(p: BuildPlan) -> None:
             kwargs["extra_cuda_cflags"] = list(p.cuda_cflags)
         cpp_extension.load(**kwargs)
     finally:
+        cpp_extension.CUDA_HOME = saved_home
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
