@@ -25,15 +25,17 @@ HERE = Path(__file__).resolve().parent / "cuda_emu"
 CSRC = extension_build.CSRC
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<([^>]*)>>>\(([^;]*)\);")
 
-# B C H W G K stride pad dilation, and whether the tiled kernels serve it (K in 3, 5, 7)
+# B C H W G K stride pad dilation, and whether the tiled kernels serve it (K in 3, 5, 7;
+# their forward at stride 1 and dilation 1 is the two-pixel `pairs` kernel)
 GEOMETRIES = [
     ((2, 8, 12, 10, 2, 3, 1, 1, 1), True),  # non-square, 2 groups
     ((1, 4, 9, 7, 1, 3, 2, 1, 1), True),  # stride 2 on odd sizes (the out-of-bounds case)
     ((1, 6, 11, 9, 3, 5, 1, 4, 2), True),  # K=5, dilation 2
     ((1, 4, 13, 11, 4, 7, 2, 3, 1), True),  # K=7, stride 2, G = C
-    ((1, 2, 9, 10, 1, 7, 1, 3, 1), True),  # K=7, one group
+    ((1, 2, 9, 11, 1, 7, 1, 3, 1), True),  # K=7, one group, odd width: a lone last pixel
+    ((1, 6, 11, 9, 3, 5, 1, 0, 1), True),  # K=5, padding 0 (output smaller than input)
     ((1, 3, 10, 9, 3, 3, 3, 0, 3), True),  # stride 3, dilation 3, padding 0
-    ((1, 2, 20, 36, 1, 3, 1, 1, 1), True),  # 2 x 3 tiles of 32 x 8, partial at the edges
+    ((1, 2, 20, 37, 1, 3, 1, 1, 1), True),  # 2 x 3 tiles of 32 x 8, partial at the edges
     ((1, 2, 8, 9, 2, 1, 1, 0, 1), False),  # K=1: naive kernels only
     ((1, 2, 9, 9, 1, 9, 4, 4, 1), False),  # K=9, stride 4: naive kernels only
 ]
@@ -59,7 +61,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rewritten, n = LAUNCH.subn(
         lambda m: f"::emu::launch({m.group(1)}, {m.group(2)}, {m.group(3)});", source
     )
-    assert n == 12 and "<<<" not in rewritten  # every launch: 3 ops x (3 K + naive)
+    assert n == 15 and "<<<" not in rewritten  # 3 ops x (3 K + naive), 3 K of pairs
     (work / "involution_cuda_emu.inc").write_text(rewritten)
     exe = work / "driver"
     subprocess.run(
@@ -84,8 +86,12 @@ def test_kernels_match_float64_on_every_dtype_and_path(driver: Path) -> None:
     for index, dtype, op, asked, ran, err in lines:
         geometry, tiled = GEOMETRIES[int(index)]
         expected = "tiled" if asked == "tiled" and tiled else "naive"
+        stride, dilation = geometry[6], geometry[8]
+        if expected == "tiled" and op == "forward" and stride == dilation == 1:
+            expected = "pairs"
         assert ran == expected, (geometry, dtype, op, asked, ran)
         assert float(err) <= TOL[dtype], (geometry, dtype, op, asked, float(err))
         seen.add((dtype, op, ran))
     # every kernel of both backends ran in every dtype
-    assert seen == {(d, o, p) for d in TOL for o in OPS for p in ("tiled", "naive")}
+    kernels = {(o, p) for o in OPS for p in ("tiled", "naive")} | {("forward", "pairs")}
+    assert seen == {(d, o, p) for d in TOL for o, p in kernels}

@@ -54,6 +54,33 @@ size_t halo_bytes(const Tile& t, const InvShape& S) {
   return static_cast<size_t>(hh * hw) * sizeof(acc_t<T>);
 }
 
+// inv_fwd_pairs: a TH x TW pixel tile from (TW/2, TH) threads; halo rows of even length.
+template <typename T>
+size_t pairs_halo_bytes(const Tile& t, const InvShape& S) {
+  const int64_t hh = t.th + S.K - 1;
+  const int64_t hw = (t.tw + S.K - 1 + 1) & ~int64_t{1};
+  return static_cast<size_t>(hh * hw) * sizeof(acc_t<T>);
+}
+
+template <typename T>
+cudaError_t forward_pairs(const T* x, const T* w, T* out, const InvShape& S, const Tile& t,
+                          cudaStream_t st) {
+  const dim3 block(t.tw / 2, t.th);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const size_t smem = pairs_halo_bytes<T>(t, S);
+  switch (S.K) {
+    case 3:
+      inv_fwd_pairs<T, 3><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    case 5:
+      inv_fwd_pairs<T, 5><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    default:
+      inv_fwd_pairs<T, 7><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+  }
+}
+
 template <typename T>
 size_t gather_bytes(const Tile& t, const InvShape& S) {
   const int64_t span = (S.K - 1) * S.dilation;
@@ -67,6 +94,11 @@ cudaError_t forward_t(const T* x, const T* w, T* out, const InvShape& S, bool na
                       cudaStream_t st) {
   const Tile t = pick_tile(S.Ho, S.Wo, S);
   const size_t smem = halo_bytes<T>(t, S);
+  const bool tiled_k = S.K == 3 || S.K == 5 || S.K == 7;
+  if (!naive && tiled_k && S.stride == 1 && S.dilation == 1 && grid_ok(t, S) &&
+      pairs_halo_bytes<T>(t, S) <= kMaxSmem) {
+    return forward_pairs<T>(x, w, out, S, t, st);
+  }
   if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
     const dim3 block(t.tw, t.th);
     const unsigned grid = static_cast<unsigned>(t.blocks);

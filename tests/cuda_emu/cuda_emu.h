@@ -53,6 +53,7 @@ namespace emu {
 
 inline std::size_t launches = 0;
 inline bool last_block_2d = false;  // the tiled kernels use (TW, TH) blocks, the naive 1-D
+inline const void* last_kernel = nullptr;
 
 // kernel<<<grid, block, smem, stream>>>(args...): every block in turn, its threads at once.
 template <typename Kernel, typename... Args>
@@ -61,6 +62,7 @@ void launch(Kernel kernel, dim3 grid, dim3 block, std::size_t smem, cudaStream_t
   if (smem > kSmemBytes) throw std::runtime_error("shared memory request too large");
   ++launches;
   last_block_2d = block.y > 1;
+  last_kernel = reinterpret_cast<const void*>(kernel);
   gridDim = grid;
   blockDim = block;
   const unsigned n = block.x * block.y * block.z;

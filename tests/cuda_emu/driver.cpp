@@ -4,7 +4,7 @@
 //   driver B C H W G K stride pad dilation [B C H W ...]
 //
 // prints one line per geometry, dtype, op and path:
-//   <geometry index> <dtype> <op> <asked: tiled|naive> <ran: tiled|naive> <max rel. error>
+//   <geometry index> <dtype> <op> <asked: tiled|naive> <ran: pairs|tiled|naive> <max rel. error>
 // The launcher file is included after its <<<...>>> launches were rewritten into
 // emu::launch(...) calls (done by the test that builds this program).
 #include "cuda_emu.h"
@@ -101,14 +101,25 @@ std::vector<T> poisoned(size_t n) {
   return std::vector<T>(n, cast<T>(NAN));
 }
 
+// Which kernel ran: naive (1-D blocks), pairs (the two-pixel forward) or tiled.
+template <typename T>
+const char* kernel_kind() {
+  const void* pairs[] = {reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 3>),
+                         reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 5>),
+                         reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 7>)};
+  for (const void* p : pairs)
+    if (emu::last_kernel == p) return "pairs";
+  return emu::last_block_2d ? "tiled" : "naive";
+}
+
+template <typename T>
 void report(int index, const char* dtype, const char* op, const char* path, size_t before,
             double err) {
   if (emu::launches != before + 1) {
     std::printf("%d %s %s %s none inf\n", index, dtype, op, path);
     return;
   }
-  std::printf("%d %s %s %s %s %.3g\n", index, dtype, op, path,
-              emu::last_block_2d ? "tiled" : "naive", err);
+  std::printf("%d %s %s %s %s %.3g\n", index, dtype, op, path, kernel_kind<T>(), err);
 }
 
 template <typename T>
@@ -128,15 +139,15 @@ void run(int index, const char* name, ic::DType dtype, const InvShape& s, std::m
     auto o = poisoned<T>(out.size());
     size_t before = emu::launches;
     ic::forward(dtype, tx.data(), tw.data(), o.data(), s, naive, nullptr);
-    report(index, name, "forward", path, before, max_rel_error(o, out));
+    report<T>(index, name, "forward", path, before, max_rel_error(o, out));
     auto g1 = poisoned<T>(gx.size());
     before = emu::launches;
     ic::grad_input(dtype, tgo.data(), tw.data(), g1.data(), s, naive, nullptr);
-    report(index, name, "grad_input", path, before, max_rel_error(g1, gx));
+    report<T>(index, name, "grad_input", path, before, max_rel_error(g1, gx));
     auto g2 = poisoned<T>(gw.size());
     before = emu::launches;
     ic::grad_weight(dtype, tgo.data(), tx.data(), g2.data(), s, naive, nullptr);
-    report(index, name, "grad_weight", path, before, max_rel_error(g2, gw));
+    report<T>(index, name, "grad_weight", path, before, max_rel_error(g2, gw));
   }
 }
 
