@@ -26,7 +26,7 @@ CSRC = extension_build.CSRC
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<([^>]*)>>>\(([^;]*)\);")
 
 # B C H W G K stride pad dilation, and whether the tiled kernels serve it (K in 3, 5, 7;
-# their forward at stride 1 and dilation 1 is the two-pixel `pairs` kernel)
+# at stride 1 and dilation 1 forward and grad_weight are the two-pixel `pairs` kernels)
 GEOMETRIES = [
     ((2, 8, 12, 10, 2, 3, 1, 1, 1), True),  # non-square, 2 groups
     ((1, 4, 9, 7, 1, 3, 2, 1, 1), True),  # stride 2 on odd sizes (the out-of-bounds case)
@@ -61,7 +61,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rewritten, n = LAUNCH.subn(
         lambda m: f"::emu::launch({m.group(1)}, {m.group(2)}, {m.group(3)});", source
     )
-    assert n == 15 and "<<<" not in rewritten  # 3 ops x (3 K + naive), 3 K of pairs
+    assert n == 18 and "<<<" not in rewritten  # 3 ops x (3 K + naive), 2 ops x 3 K pairs
     (work / "involution_cuda_emu.inc").write_text(rewritten)
     exe = work / "driver"
     subprocess.run(
@@ -87,11 +87,12 @@ def test_kernels_match_float64_on_every_dtype_and_path(driver: Path) -> None:
         geometry, tiled = GEOMETRIES[int(index)]
         expected = "tiled" if asked == "tiled" and tiled else "naive"
         stride, dilation = geometry[6], geometry[8]
-        if expected == "tiled" and op == "forward" and stride == dilation == 1:
+        if expected == "tiled" and op != "grad_input" and stride == dilation == 1:
             expected = "pairs"
         assert ran == expected, (geometry, dtype, op, asked, ran)
         assert float(err) <= TOL[dtype], (geometry, dtype, op, asked, float(err))
         seen.add((dtype, op, ran))
     # every kernel of both backends ran in every dtype
-    kernels = {(o, p) for o in OPS for p in ("tiled", "naive")} | {("forward", "pairs")}
+    kernels = {(o, p) for o in OPS for p in ("tiled", "naive")}
+    kernels |= {("forward", "pairs"), ("grad_weight", "pairs")}
     assert seen == {(d, o, p) for d in TOL for o, p in kernels}

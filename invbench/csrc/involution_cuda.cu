@@ -82,6 +82,32 @@ cudaError_t forward_pairs(const T* x, const T* w, T* out, const InvShape& S, con
 }
 
 template <typename T>
+cudaError_t grad_weight_pairs(const T* go, const T* x, T* gw, const InvShape& S, const Tile& t,
+                              cudaStream_t st) {
+  const dim3 block(t.tw / 2, t.th);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const size_t smem = pairs_halo_bytes<T>(t, S);
+  switch (S.K) {
+    case 3:
+      inv_bwdw_pairs<T, 3><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    case 5:
+      inv_bwdw_pairs<T, 5><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    default:
+      inv_bwdw_pairs<T, 7><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+  }
+}
+
+// The two-pixel kernels: stride 1, dilation 1, K in {3, 5, 7}, and the halo fits.
+template <typename T>
+bool pairs_apply(const Tile& t, const InvShape& S) {
+  return (S.K == 3 || S.K == 5 || S.K == 7) && S.stride == 1 && S.dilation == 1 &&
+         grid_ok(t, S) && pairs_halo_bytes<T>(t, S) <= kMaxSmem;
+}
+
+template <typename T>
 size_t gather_bytes(const Tile& t, const InvShape& S) {
   const int64_t span = (S.K - 1) * S.dilation;
   const int64_t rows = (t.th - 1 + span) / S.stride + 2;
@@ -94,11 +120,7 @@ cudaError_t forward_t(const T* x, const T* w, T* out, const InvShape& S, bool na
                       cudaStream_t st) {
   const Tile t = pick_tile(S.Ho, S.Wo, S);
   const size_t smem = halo_bytes<T>(t, S);
-  const bool tiled_k = S.K == 3 || S.K == 5 || S.K == 7;
-  if (!naive && tiled_k && S.stride == 1 && S.dilation == 1 && grid_ok(t, S) &&
-      pairs_halo_bytes<T>(t, S) <= kMaxSmem) {
-    return forward_pairs<T>(x, w, out, S, t, st);
-  }
+  if (!naive && pairs_apply<T>(t, S)) return forward_pairs<T>(x, w, out, S, t, st);
   if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
     const dim3 block(t.tw, t.th);
     const unsigned grid = static_cast<unsigned>(t.blocks);
@@ -151,6 +173,7 @@ cudaError_t grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S, boo
                           cudaStream_t st) {
   const Tile t = pick_tile(S.Ho, S.Wo, S);
   const size_t smem = halo_bytes<T>(t, S);
+  if (!naive && pairs_apply<T>(t, S)) return grad_weight_pairs<T>(go, x, gw, S, t, st);
   if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
     const dim3 block(t.tw, t.th);
     const unsigned grid = static_cast<unsigned>(t.blocks);

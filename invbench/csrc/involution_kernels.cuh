@@ -5,7 +5,7 @@
 //
 // Tiled kernels (cuda_ext), for K in {3, 5, 7}: a block owns a TH x TW tile of one
 // (b, g) plane and loops over the group's channels. At stride 1 and dilation 1 the
-// forward is inv_fwd_pairs (two pixels per thread, below).
+// forward and grad_weight are inv_fwd_pairs and inv_bwdw_pairs (two pixels per thread).
 //  - forward: each thread keeps its pixel's K*K weights in registers (read once per
 //    group, not once per channel); the input halo of the tile is staged through
 //    shared memory per channel with coalesced row loads.
@@ -288,6 +288,65 @@ __global__ void inv_fwd_pairs(const T* __restrict__ x, const T* __restrict__ w,
     }
     if (on0) out[plane * HWo + i * S.Wo + j] = from_acc<T>(acc0);
     if (on1) out[plane * HWo + i * S.Wo + j + 1] = from_acc<T>(acc1);
+  }
+}
+
+// grad_weight at stride 1 and dilation 1, the mirror image of inv_fwd_pairs: two
+// pixels per thread, 2*K*K accumulators, the staged halo read in aligned pairs that
+// serve both pixels.
+template <typename T, int K>
+__global__ void inv_bwdw_pairs(const T* __restrict__ go, const T* __restrict__ x,
+                               T* __restrict__ gw, InvShape S, int tiles_w, int tiles_h) {
+  using A = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* halo = reinterpret_cast<A*>(smem_raw);
+  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
+  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
+  const unsigned G = static_cast<unsigned>(S.G);
+  const int64_t g = bg % G, b = bg / G;
+  const int tw = 2 * blockDim.x;
+  const int64_t row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
+  const int64_t col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
+  const int hh = blockDim.y + K - 1;
+  const int hw = ((tw + K - 1) + 1) & ~1;
+  const int64_t i = row0 + threadIdx.y, j = col0 + 2 * threadIdx.x;
+  const bool on0 = i < S.Ho && j < S.Wo, on1 = i < S.Ho && j + 1 < S.Wo;
+  const int64_t HWo = S.Ho * S.Wo, Cg = group_width(S);
+
+  A acc0[K * K], acc1[K * K];
+#pragma unroll
+  for (int uv = 0; uv < K * K; ++uv) acc0[uv] = acc1[uv] = 0;
+  const int base = threadIdx.y * hw + 2 * threadIdx.x;
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const int64_t plane = b * S.C + g * Cg + cc;
+    const A g0 = on0 ? to_acc(go[plane * HWo + i * S.Wo + j]) : A(0);
+    const A g1 = on1 ? to_acc(go[plane * HWo + i * S.Wo + j + 1]) : A(0);
+    __syncthreads();
+    stage_plane<T, A>(halo, x + plane * S.H * S.W, row0 - S.pad, col0 - S.pad, hh, hw, S.H,
+                      S.W);
+    __syncthreads();
+#pragma unroll
+    for (int u = 0; u < K; ++u) {
+      const Pair<A>* row = reinterpret_cast<const Pair<A>*>(halo + base + u * hw);
+      A h[K + 1];
+#pragma unroll
+      for (int e = 0; e < (K + 1) / 2; ++e) {
+        const Pair<A> p = row[e];
+        h[2 * e] = p.lo;
+        h[2 * e + 1] = p.hi;
+      }
+#pragma unroll
+      for (int v = 0; v < K; ++v) {
+        acc0[u * K + v] += g0 * h[v];
+        acc1[u * K + v] += g1 * h[v + 1];
+      }
+    }
+  }
+  T* wp = gw + static_cast<int64_t>(bg) * (K * K) * HWo + i * S.Wo + j;
+#pragma unroll
+  for (int uv = 0; uv < K * K; ++uv) {
+    if (on0) wp[uv * HWo] = from_acc<T>(acc0[uv]);
+    if (on1) wp[uv * HWo + 1] = from_acc<T>(acc1[uv]);
   }
 }
 

@@ -101,12 +101,15 @@ std::vector<T> poisoned(size_t n) {
   return std::vector<T>(n, cast<T>(NAN));
 }
 
-// Which kernel ran: naive (1-D blocks), pairs (the two-pixel forward) or tiled.
+// Which kernel ran: naive (1-D blocks), pairs (the two-pixel kernels) or tiled.
 template <typename T>
 const char* kernel_kind() {
   const void* pairs[] = {reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 3>),
                          reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 5>),
-                         reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 7>)};
+                         reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 7>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 3>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 5>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 7>)};
   for (const void* p : pairs)
     if (emu::last_kernel == p) return "pairs";
   return emu::last_block_2d ? "tiled" : "naive";
