@@ -26,7 +26,7 @@ CSRC = extension_build.CSRC
 LAUNCH = re.compile(r"([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<([^>]*)>>>\(([^;]*)\);")
 
 # B C H W G K stride pad dilation, and whether the tiled kernels serve it (K in 3, 5, 7;
-# at stride 1 and dilation 1 forward and grad_weight are the two-pixel `pairs` kernels)
+# at stride 1 and dilation 1 all three are the two-pixel `pairs` kernels)
 GEOMETRIES = [
     ((2, 8, 12, 10, 2, 3, 1, 1, 1), True),  # non-square, 2 groups
     ((1, 4, 9, 7, 1, 3, 2, 1, 1), True),  # stride 2 on odd sizes (the out-of-bounds case)
@@ -34,6 +34,7 @@ GEOMETRIES = [
     ((1, 4, 13, 11, 4, 7, 2, 3, 1), True),  # K=7, stride 2, G = C
     ((1, 2, 9, 11, 1, 7, 1, 3, 1), True),  # K=7, one group, odd width: a lone last pixel
     ((1, 6, 11, 9, 3, 5, 1, 0, 1), True),  # K=5, padding 0 (output smaller than input)
+    ((1, 4, 6, 7, 2, 3, 1, 2, 1), True),  # K=3, padding 2 (output larger than input)
     ((1, 3, 10, 9, 3, 3, 3, 0, 3), True),  # stride 3, dilation 3, padding 0
     ((1, 2, 20, 37, 1, 3, 1, 1, 1), True),  # 2 x 3 tiles of 32 x 8, partial at the edges
     ((1, 2, 8, 9, 2, 1, 1, 0, 1), False),  # K=1: naive kernels only
@@ -61,7 +62,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rewritten, n = LAUNCH.subn(
         lambda m: f"::emu::launch({m.group(1)}, {m.group(2)}, {m.group(3)});", source
     )
-    assert n == 18 and "<<<" not in rewritten  # 3 ops x (3 K + naive), 2 ops x 3 K pairs
+    assert n == 21 and "<<<" not in rewritten  # 3 ops x (3 K + naive + 3 K pairs)
     (work / "involution_cuda_emu.inc").write_text(rewritten)
     exe = work / "driver"
     subprocess.run(
@@ -87,12 +88,11 @@ def test_kernels_match_float64_on_every_dtype_and_path(driver: Path) -> None:
         geometry, tiled = GEOMETRIES[int(index)]
         expected = "tiled" if asked == "tiled" and tiled else "naive"
         stride, dilation = geometry[6], geometry[8]
-        if expected == "tiled" and op != "grad_input" and stride == dilation == 1:
+        if expected == "tiled" and stride == dilation == 1:
             expected = "pairs"
         assert ran == expected, (geometry, dtype, op, asked, ran)
         assert float(err) <= TOL[dtype], (geometry, dtype, op, asked, float(err))
         seen.add((dtype, op, ran))
     # every kernel of both backends ran in every dtype
-    kernels = {(o, p) for o in OPS for p in ("tiled", "naive")}
-    kernels |= {("forward", "pairs"), ("grad_weight", "pairs")}
+    kernels = {(o, p) for o in OPS for p in ("pairs", "tiled", "naive")}
     assert seen == {(d, o, p) for d in TOL for o, p in kernels}

@@ -100,6 +100,25 @@ cudaError_t grad_weight_pairs(const T* go, const T* x, T* gw, const InvShape& S,
   }
 }
 
+template <typename T>
+cudaError_t grad_input_pairs(const T* go, const T* w, T* gx, const InvShape& S, const Tile& t,
+                             cudaStream_t st) {
+  const dim3 block(t.tw / 2, t.th);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const size_t smem = pairs_halo_bytes<T>(t, S);
+  switch (S.K) {
+    case 3:
+      inv_bwdx_pairs<T, 3><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    case 5:
+      inv_bwdx_pairs<T, 5><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    default:
+      inv_bwdx_pairs<T, 7><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+  }
+}
+
 // The two-pixel kernels: stride 1, dilation 1, K in {3, 5, 7}, and the halo fits.
 template <typename T>
 bool pairs_apply(const Tile& t, const InvShape& S) {
@@ -147,6 +166,7 @@ cudaError_t grad_input_t(const T* go, const T* w, T* gx, const InvShape& S, bool
                          cudaStream_t st) {
   const Tile t = pick_tile(S.H, S.W, S);
   const size_t smem = gather_bytes<T>(t, S);
+  if (!naive && pairs_apply<T>(t, S)) return grad_input_pairs<T>(go, w, gx, S, t, st);
   if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
     const dim3 block(t.tw, t.th);
     const unsigned grid = static_cast<unsigned>(t.blocks);

@@ -5,7 +5,8 @@
 //
 // Tiled kernels (cuda_ext), for K in {3, 5, 7}: a block owns a TH x TW tile of one
 // (b, g) plane and loops over the group's channels. At stride 1 and dilation 1 the
-// forward and grad_weight are inv_fwd_pairs and inv_bwdw_pairs (two pixels per thread).
+// three kernels are inv_fwd_pairs, inv_bwdx_pairs and inv_bwdw_pairs (two pixels per
+// thread).
 //  - forward: each thread keeps its pixel's K*K weights in registers (read once per
 //    group, not once per channel); the input halo of the tile is staged through
 //    shared memory per channel with coalesced row loads.
@@ -384,6 +385,76 @@ __global__ void inv_bwdw_tiled(const T* __restrict__ go, const T* __restrict__ x
     T* wp = gw + t.bg * (K * K) * HWo + i * S.Wo + j;
 #pragma unroll
     for (int uv = 0; uv < K * K; ++uv) wp[uv * HWo] = from_acc<T>(acc[uv]);
+  }
+}
+
+// grad_x at stride 1 and dilation 1, two adjacent input pixels per thread. Input pixel
+// (y, z) receives tap (u, v) of output pixel (y + pad - u, z + pad - v), so a thread
+// stages nothing of its own: the block stages the grad_out tile its input tile touches
+// (zeros outside the output grid), and each thread reads K + 1 values of each staged
+// row in aligned pairs, used by both pixels with the taps reversed. The weights of the
+// 2*K*K (tap, output pixel) pairs are resolved once per thread (0 outside the grid).
+template <typename T, int K>
+__global__ void inv_bwdx_pairs(const T* __restrict__ go, const T* __restrict__ w,
+                               T* __restrict__ gx, InvShape S, int tiles_w, int tiles_h) {
+  using A = acc_t<T>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  A* tile_go = reinterpret_cast<A*>(smem_raw);
+  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
+  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
+  const unsigned G = static_cast<unsigned>(S.G);
+  const int64_t g = bg % G, b = bg / G;
+  const int tw = 2 * blockDim.x;
+  const int64_t row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
+  const int64_t col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
+  const int hh = blockDim.y + K - 1;
+  const int hw = ((tw + K - 1) + 1) & ~1;
+  const int64_t y = row0 + threadIdx.y, z = col0 + 2 * threadIdx.x;
+  const bool on0 = y < S.H && z < S.W, on1 = y < S.H && z + 1 < S.W;
+  const int64_t HWo = S.Ho * S.Wo, HW = S.H * S.W, Cg = group_width(S);
+
+  A w0[K * K], w1[K * K];
+  const T* wp = w + static_cast<int64_t>(bg) * (K * K) * HWo;
+#pragma unroll
+  for (int u = 0; u < K; ++u) {
+    const int64_t i = y + S.pad - u;
+    const bool row_ok = i >= 0 && i < S.Ho;
+#pragma unroll
+    for (int v = 0; v < K; ++v) {
+      const int64_t j = z + S.pad - v;
+      const bool ok0 = on0 && row_ok && j >= 0 && j < S.Wo;
+      const bool ok1 = on1 && row_ok && j + 1 >= 0 && j + 1 < S.Wo;
+      w0[u * K + v] = ok0 ? to_acc(wp[(u * K + v) * HWo + i * S.Wo + j]) : A(0);
+      w1[u * K + v] = ok1 ? to_acc(wp[(u * K + v) * HWo + i * S.Wo + j + 1]) : A(0);
+    }
+  }
+  // staged row r, column q hold grad_out at (row0 + pad - (K-1) + r, col0 + pad - (K-1) + q)
+  const int base = threadIdx.y * hw + 2 * threadIdx.x;
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const int64_t plane = b * S.C + g * Cg + cc;
+    __syncthreads();
+    stage_plane<T, A>(tile_go, go + plane * HWo, row0 + S.pad - (K - 1),
+                      col0 + S.pad - (K - 1), hh, hw, S.Ho, S.Wo);
+    __syncthreads();
+    A acc0 = 0, acc1 = 0;
+#pragma unroll
+    for (int u = 0; u < K; ++u) {
+      const Pair<A>* row = reinterpret_cast<const Pair<A>*>(tile_go + base + (K - 1 - u) * hw);
+      A h[K + 1];
+#pragma unroll
+      for (int e = 0; e < (K + 1) / 2; ++e) {
+        const Pair<A> p = row[e];
+        h[2 * e] = p.lo;
+        h[2 * e + 1] = p.hi;
+      }
+#pragma unroll
+      for (int v = 0; v < K; ++v) {
+        acc0 += w0[u * K + v] * h[K - 1 - v];
+        acc1 += w1[u * K + v] * h[K - v];
+      }
+    }
+    if (on0) gx[plane * HW + y * S.W + z] = from_acc<T>(acc0);
+    if (on1) gx[plane * HW + y * S.W + z + 1] = from_acc<T>(acc1);
   }
 }
 

@@ -109,7 +109,10 @@ const char* kernel_kind() {
                          reinterpret_cast<const void*>(&ic::inv_fwd_pairs<T, 7>),
                          reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 3>),
                          reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 5>),
-                         reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 7>)};
+                         reinterpret_cast<const void*>(&ic::inv_bwdw_pairs<T, 7>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdx_pairs<T, 3>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdx_pairs<T, 5>),
+                         reinterpret_cast<const void*>(&ic::inv_bwdx_pairs<T, 7>)};
   for (const void* p : pairs)
     if (emu::last_kernel == p) return "pairs";
   return emu::last_block_2d ? "tiled" : "naive";
