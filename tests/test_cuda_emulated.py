@@ -62,7 +62,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rewritten, n = LAUNCH.subn(
         lambda m: f"::emu::launch({m.group(1)}, {m.group(2)}, {m.group(3)});", source
     )
-    assert n == 21 and "<<<" not in rewritten  # 3 ops x (3 K + naive + 3 K pairs)
+    assert n == 9 and "<<<" not in rewritten  # 3 ops x (two-pixel, tiled, naive)
     (work / "involution_cuda_emu.inc").write_text(rewritten)
     exe = work / "driver"
     subprocess.run(

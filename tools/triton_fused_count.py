@@ -34,20 +34,10 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 import torch
 import triton
+from resnet_layers import LAYERS
 
 from invbench.backends.triton_fused_kernel import compile_offline
 
-# name: (C, H, stride, K, G), the resnet-shapes layers
-LAYERS = {
-    "stem": (32, 112, 1, 3, 2),
-    "layer1": (64, 56, 1, 7, 4),
-    "layer2-1st": (128, 56, 2, 7, 8),
-    "layer2": (128, 28, 1, 7, 8),
-    "layer3-1st": (256, 28, 2, 7, 16),
-    "layer3": (256, 14, 1, 7, 16),
-    "layer4-1st": (512, 14, 2, 7, 32),
-    "layer4": (512, 7, 1, 7, 32),
-}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 _INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s*(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
 _LABEL = re.compile(r"^(\.L_x_\d+):")

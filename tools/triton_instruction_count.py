@@ -27,23 +27,13 @@ from dataclasses import asdict, dataclass
 os.environ.pop("TRITON_INTERPRET", None)
 
 import triton
+from resnet_layers import LAYERS
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from invbench.backends import triton_kernels as tk
 from invbench.spec import Geometry
 
-# name: (C, H, stride, K, G), from the resnet-shapes suite
-LAYERS = {
-    "stem": (32, 112, 1, 3, 2),
-    "layer1": (64, 56, 1, 7, 4),
-    "layer2-1st": (128, 56, 2, 7, 8),
-    "layer2": (128, 28, 1, 7, 8),
-    "layer3-1st": (256, 28, 2, 7, 16),
-    "layer3": (256, 14, 1, 7, 16),
-    "layer4-1st": (512, 14, 2, 7, 32),
-    "layer4": (512, 7, 1, 7, 32),
-}
 KERNELS = {
     "fwd": (tk._fwd_kernel, ("x_ptr", "w_ptr", "out_ptr")),
     "grad_x": (tk._grad_x_kernel, ("go_ptr", "w_ptr", "gx_ptr")),

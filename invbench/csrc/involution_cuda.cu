@@ -1,6 +1,7 @@
 // Launchers of the CUDA kernels: tile choice, shared-memory sizing, dtype and K
 // dispatch. Torch-free; compiled on its own by the nvcc test.
 #include <algorithm>
+#include <type_traits>
 
 #include "involution_cuda.h"
 #include "involution_kernels.cuh"
@@ -62,68 +63,24 @@ size_t pairs_halo_bytes(const Tile& t, const InvShape& S) {
   return static_cast<size_t>(hh * hw) * sizeof(acc_t<T>);
 }
 
-template <typename T>
-cudaError_t forward_pairs(const T* x, const T* w, T* out, const InvShape& S, const Tile& t,
-                          cudaStream_t st) {
-  const dim3 block(t.tw / 2, t.th);
-  const unsigned grid = static_cast<unsigned>(t.blocks);
-  const size_t smem = pairs_halo_bytes<T>(t, S);
-  switch (S.K) {
-    case 3:
-      inv_fwd_pairs<T, 3><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    case 5:
-      inv_fwd_pairs<T, 5><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    default:
-      inv_fwd_pairs<T, 7><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
+// Calls launch(std::integral_constant<int, K>{}) for the kernels' compiled K (3, 5, 7).
+template <typename Launch>
+cudaError_t with_k(int64_t k, Launch&& launch) {
+  switch (k) {
+    case 3: return launch(std::integral_constant<int, 3>{});
+    case 5: return launch(std::integral_constant<int, 5>{});
+    case 7: return launch(std::integral_constant<int, 7>{});
+    default: return cudaErrorInvalidValue;
   }
 }
 
-template <typename T>
-cudaError_t grad_weight_pairs(const T* go, const T* x, T* gw, const InvShape& S, const Tile& t,
-                              cudaStream_t st) {
-  const dim3 block(t.tw / 2, t.th);
-  const unsigned grid = static_cast<unsigned>(t.blocks);
-  const size_t smem = pairs_halo_bytes<T>(t, S);
-  switch (S.K) {
-    case 3:
-      inv_bwdw_pairs<T, 3><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    case 5:
-      inv_bwdw_pairs<T, 5><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    default:
-      inv_bwdw_pairs<T, 7><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-  }
-}
-
-template <typename T>
-cudaError_t grad_input_pairs(const T* go, const T* w, T* gx, const InvShape& S, const Tile& t,
-                             cudaStream_t st) {
-  const dim3 block(t.tw / 2, t.th);
-  const unsigned grid = static_cast<unsigned>(t.blocks);
-  const size_t smem = pairs_halo_bytes<T>(t, S);
-  switch (S.K) {
-    case 3:
-      inv_bwdx_pairs<T, 3><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    case 5:
-      inv_bwdx_pairs<T, 5><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-    default:
-      inv_bwdx_pairs<T, 7><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-      return cudaGetLastError();
-  }
-}
+bool tiled_k(int64_t k) { return k == 3 || k == 5 || k == 7; }
 
 // The two-pixel kernels: stride 1, dilation 1, K in {3, 5, 7}, and the halo fits.
 template <typename T>
 bool pairs_apply(const Tile& t, const InvShape& S) {
-  return (S.K == 3 || S.K == 5 || S.K == 7) && S.stride == 1 && S.dilation == 1 &&
-         grid_ok(t, S) && pairs_halo_bytes<T>(t, S) <= kMaxSmem;
+  return tiled_k(S.K) && S.stride == 1 && S.dilation == 1 && grid_ok(t, S) &&
+         pairs_halo_bytes<T>(t, S) <= kMaxSmem;
 }
 
 template <typename T>
@@ -138,24 +95,23 @@ template <typename T>
 cudaError_t forward_t(const T* x, const T* w, T* out, const InvShape& S, bool naive,
                       cudaStream_t st) {
   const Tile t = pick_tile(S.Ho, S.Wo, S);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const dim3 pair_block(t.tw / 2, t.th), block(t.tw, t.th);
+  if (!naive && pairs_apply<T>(t, S)) {
+    const size_t pair_smem = pairs_halo_bytes<T>(t, S);
+    return with_k(S.K, [&](auto k) {
+      inv_fwd_pairs<T, decltype(k)::value><<<grid, pair_block, pair_smem, st>>>(
+          x, w, out, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
+  }
   const size_t smem = halo_bytes<T>(t, S);
-  if (!naive && pairs_apply<T>(t, S)) return forward_pairs<T>(x, w, out, S, t, st);
-  if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
-    const dim3 block(t.tw, t.th);
-    const unsigned grid = static_cast<unsigned>(t.blocks);
-    switch (S.K) {
-      case 3:
-        inv_fwd_tiled<T, 3><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 5:
-        inv_fwd_tiled<T, 5><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 7:
-        inv_fwd_tiled<T, 7><<<grid, block, smem, st>>>(x, w, out, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      default:
-        break;
-    }
+  if (!naive && tiled_k(S.K) && grid_ok(t, S) && smem <= kMaxSmem) {
+    return with_k(S.K, [&](auto k) {
+      inv_fwd_tiled<T, decltype(k)::value><<<grid, block, smem, st>>>(
+          x, w, out, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
   }
   inv_fwd_naive<T><<<naive_blocks(S.out_numel()), kThreads, 0, st>>>(x, w, out, S);
   return cudaGetLastError();
@@ -165,24 +121,23 @@ template <typename T>
 cudaError_t grad_input_t(const T* go, const T* w, T* gx, const InvShape& S, bool naive,
                          cudaStream_t st) {
   const Tile t = pick_tile(S.H, S.W, S);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const dim3 pair_block(t.tw / 2, t.th), block(t.tw, t.th);
+  if (!naive && pairs_apply<T>(t, S)) {
+    const size_t pair_smem = pairs_halo_bytes<T>(t, S);
+    return with_k(S.K, [&](auto k) {
+      inv_bwdx_pairs<T, decltype(k)::value><<<grid, pair_block, pair_smem, st>>>(
+          go, w, gx, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
+  }
   const size_t smem = gather_bytes<T>(t, S);
-  if (!naive && pairs_apply<T>(t, S)) return grad_input_pairs<T>(go, w, gx, S, t, st);
-  if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
-    const dim3 block(t.tw, t.th);
-    const unsigned grid = static_cast<unsigned>(t.blocks);
-    switch (S.K) {
-      case 3:
-        inv_bwdx_tiled<T, 3><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 5:
-        inv_bwdx_tiled<T, 5><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 7:
-        inv_bwdx_tiled<T, 7><<<grid, block, smem, st>>>(go, w, gx, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      default:
-        break;
-    }
+  if (!naive && tiled_k(S.K) && grid_ok(t, S) && smem <= kMaxSmem) {
+    return with_k(S.K, [&](auto k) {
+      inv_bwdx_tiled<T, decltype(k)::value><<<grid, block, smem, st>>>(
+          go, w, gx, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
   }
   inv_bwdx_naive<T><<<naive_blocks(S.x_numel()), kThreads, 0, st>>>(go, w, gx, S);
   return cudaGetLastError();
@@ -192,24 +147,23 @@ template <typename T>
 cudaError_t grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S, bool naive,
                           cudaStream_t st) {
   const Tile t = pick_tile(S.Ho, S.Wo, S);
+  const unsigned grid = static_cast<unsigned>(t.blocks);
+  const dim3 pair_block(t.tw / 2, t.th), block(t.tw, t.th);
+  if (!naive && pairs_apply<T>(t, S)) {
+    const size_t pair_smem = pairs_halo_bytes<T>(t, S);
+    return with_k(S.K, [&](auto k) {
+      inv_bwdw_pairs<T, decltype(k)::value><<<grid, pair_block, pair_smem, st>>>(
+          go, x, gw, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
+  }
   const size_t smem = halo_bytes<T>(t, S);
-  if (!naive && pairs_apply<T>(t, S)) return grad_weight_pairs<T>(go, x, gw, S, t, st);
-  if (!naive && grid_ok(t, S) && smem <= kMaxSmem) {
-    const dim3 block(t.tw, t.th);
-    const unsigned grid = static_cast<unsigned>(t.blocks);
-    switch (S.K) {
-      case 3:
-        inv_bwdw_tiled<T, 3><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 5:
-        inv_bwdw_tiled<T, 5><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      case 7:
-        inv_bwdw_tiled<T, 7><<<grid, block, smem, st>>>(go, x, gw, S, t.tiles_w, t.tiles_h);
-        return cudaGetLastError();
-      default:
-        break;
-    }
+  if (!naive && tiled_k(S.K) && grid_ok(t, S) && smem <= kMaxSmem) {
+    return with_k(S.K, [&](auto k) {
+      inv_bwdw_tiled<T, decltype(k)::value><<<grid, block, smem, st>>>(
+          go, x, gw, S, t.tiles_w, t.tiles_h);
+      return cudaGetLastError();
+    });
   }
   inv_bwdw_naive<T><<<naive_blocks(S.w_numel()), kThreads, 0, st>>>(go, x, gw, S);
   return cudaGetLastError();

@@ -237,21 +237,53 @@ struct alignas(2 * sizeof(A)) Pair {
   A lo, hi;
 };
 
+// A two-pixel kernel's block: (TW/2, TH) threads over a TH x TW pixel tile of one
+// (b, g) plane, blockIdx.x enumerating (b, g, tile) with the tile fastest; the staged
+// tile has K - 1 extra rows and columns, its rows padded to an even length so that
+// every thread's pairs start at an even offset.
+struct PairTile {
+  int64_t b, g, bg, row0, col0;
+  int hh, hw;
+};
+
+template <int K>
+__device__ __forceinline__ PairTile pair_tile_of_block(const InvShape& S, int tiles_w,
+                                                       int tiles_h) {
+  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
+  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
+  const unsigned G = static_cast<unsigned>(S.G);
+  const int tw = 2 * blockDim.x;
+  PairTile t;
+  t.bg = bg;
+  t.g = bg % G;
+  t.b = bg / G;
+  t.row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
+  t.col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
+  t.hh = blockDim.y + K - 1;
+  t.hw = (tw + K) & ~1;
+  return t;
+}
+
+// h[0..K] from K + 1 consecutive staged values, read as (K + 1) / 2 aligned pairs.
+template <typename A, int K>
+__device__ __forceinline__ void load_pairs(const Pair<A>* row, A (&h)[K + 1]) {
+#pragma unroll
+  for (int e = 0; e < (K + 1) / 2; ++e) {
+    const Pair<A> p = row[e];
+    h[2 * e] = p.lo;
+    h[2 * e + 1] = p.hi;
+  }
+}
+
 template <typename T, int K>
 __global__ void inv_fwd_pairs(const T* __restrict__ x, const T* __restrict__ w,
                               T* __restrict__ out, InvShape S, int tiles_w, int tiles_h) {
   using A = acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* halo = reinterpret_cast<A*>(smem_raw);
-  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
-  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
-  const unsigned G = static_cast<unsigned>(S.G);
-  const int64_t g = bg % G, b = bg / G;
-  const int tw = 2 * blockDim.x;
-  const int64_t row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
-  const int64_t col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
-  const int hh = blockDim.y + K - 1;
-  const int hw = ((tw + K - 1) + 1) & ~1;  // even: a thread's pairs start at even offsets
+  const PairTile t = pair_tile_of_block<K>(S, tiles_w, tiles_h);
+  const int64_t b = t.b, g = t.g, bg = t.bg, row0 = t.row0, col0 = t.col0;
+  const int hh = t.hh, hw = t.hw;
   const int64_t i = row0 + threadIdx.y, j = col0 + 2 * threadIdx.x;
   const bool on0 = i < S.Ho && j < S.Wo, on1 = i < S.Ho && j + 1 < S.Wo;
   const int64_t HWo = S.Ho * S.Wo, Cg = group_width(S);
@@ -275,12 +307,7 @@ __global__ void inv_fwd_pairs(const T* __restrict__ x, const T* __restrict__ w,
     for (int u = 0; u < K; ++u) {
       const Pair<A>* row = reinterpret_cast<const Pair<A>*>(halo + base + u * hw);
       A h[K + 1];
-#pragma unroll
-      for (int e = 0; e < (K + 1) / 2; ++e) {
-        const Pair<A> p = row[e];
-        h[2 * e] = p.lo;
-        h[2 * e + 1] = p.hi;
-      }
+      load_pairs<A, K>(row, h);
 #pragma unroll
       for (int v = 0; v < K; ++v) {
         acc0 += w0[u * K + v] * h[v];
@@ -301,15 +328,9 @@ __global__ void inv_bwdw_pairs(const T* __restrict__ go, const T* __restrict__ x
   using A = acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* halo = reinterpret_cast<A*>(smem_raw);
-  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
-  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
-  const unsigned G = static_cast<unsigned>(S.G);
-  const int64_t g = bg % G, b = bg / G;
-  const int tw = 2 * blockDim.x;
-  const int64_t row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
-  const int64_t col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
-  const int hh = blockDim.y + K - 1;
-  const int hw = ((tw + K - 1) + 1) & ~1;
+  const PairTile t = pair_tile_of_block<K>(S, tiles_w, tiles_h);
+  const int64_t b = t.b, g = t.g, bg = t.bg, row0 = t.row0, col0 = t.col0;
+  const int hh = t.hh, hw = t.hw;
   const int64_t i = row0 + threadIdx.y, j = col0 + 2 * threadIdx.x;
   const bool on0 = i < S.Ho && j < S.Wo, on1 = i < S.Ho && j + 1 < S.Wo;
   const int64_t HWo = S.Ho * S.Wo, Cg = group_width(S);
@@ -330,12 +351,7 @@ __global__ void inv_bwdw_pairs(const T* __restrict__ go, const T* __restrict__ x
     for (int u = 0; u < K; ++u) {
       const Pair<A>* row = reinterpret_cast<const Pair<A>*>(halo + base + u * hw);
       A h[K + 1];
-#pragma unroll
-      for (int e = 0; e < (K + 1) / 2; ++e) {
-        const Pair<A> p = row[e];
-        h[2 * e] = p.lo;
-        h[2 * e + 1] = p.hi;
-      }
+      load_pairs<A, K>(row, h);
 #pragma unroll
       for (int v = 0; v < K; ++v) {
         acc0[u * K + v] += g0 * h[v];
@@ -400,15 +416,9 @@ __global__ void inv_bwdx_pairs(const T* __restrict__ go, const T* __restrict__ w
   using A = acc_t<T>;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* tile_go = reinterpret_cast<A*>(smem_raw);
-  const unsigned tiles = static_cast<unsigned>(tiles_w) * static_cast<unsigned>(tiles_h);
-  const unsigned tile = blockIdx.x % tiles, bg = blockIdx.x / tiles;
-  const unsigned G = static_cast<unsigned>(S.G);
-  const int64_t g = bg % G, b = bg / G;
-  const int tw = 2 * blockDim.x;
-  const int64_t row0 = static_cast<int64_t>(tile / static_cast<unsigned>(tiles_w)) * blockDim.y;
-  const int64_t col0 = static_cast<int64_t>(tile % static_cast<unsigned>(tiles_w)) * tw;
-  const int hh = blockDim.y + K - 1;
-  const int hw = ((tw + K - 1) + 1) & ~1;
+  const PairTile t = pair_tile_of_block<K>(S, tiles_w, tiles_h);
+  const int64_t b = t.b, g = t.g, bg = t.bg, row0 = t.row0, col0 = t.col0;
+  const int hh = t.hh, hw = t.hw;
   const int64_t y = row0 + threadIdx.y, z = col0 + 2 * threadIdx.x;
   const bool on0 = y < S.H && z < S.W, on1 = y < S.H && z + 1 < S.W;
   const int64_t HWo = S.Ho * S.Wo, HW = S.H * S.W, Cg = group_width(S);
@@ -441,12 +451,7 @@ __global__ void inv_bwdx_pairs(const T* __restrict__ go, const T* __restrict__ w
     for (int u = 0; u < K; ++u) {
       const Pair<A>* row = reinterpret_cast<const Pair<A>*>(tile_go + base + (K - 1 - u) * hw);
       A h[K + 1];
-#pragma unroll
-      for (int e = 0; e < (K + 1) / 2; ++e) {
-        const Pair<A> p = row[e];
-        h[2 * e] = p.lo;
-        h[2 * e + 1] = p.hi;
-      }
+      load_pairs<A, K>(row, h);
 #pragma unroll
       for (int v = 0; v < K; ++v) {
         acc0 += w0[u * K + v] * h[K - 1 - v];
