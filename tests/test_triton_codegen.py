@@ -10,24 +10,13 @@ run would show it as time.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+
+from .codegen_helpers import needs_nvidia_tools, tool_json
 
 triton = pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOL = ROOT / "tools" / "triton_instruction_count.py"
-NVIDIA_BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-
-pytestmark = pytest.mark.skipif(
-    not all((NVIDIA_BIN / t).exists() for t in ("ptxas", "nvdisasm", "cuobjdump")),
-    reason="this triton has no bundled NVIDIA tools (ptxas, nvdisasm, cuobjdump)",
-)
+pytestmark = needs_nvidia_tools(triton)
 
 # Instructions per multiply-add in the innermost loop: what the kernels reach (fp32
 # 2.5-3.0, bf16 3.6-4.2 with Triton 3.6 and 3.9 at layer1) with some margin, and
@@ -36,14 +25,7 @@ BUDGET = {"fp32": 3.3, "bf16": 4.6}
 
 
 def _stats(*args: str) -> list[dict[str, object]]:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, str(TOOL), "--json", *args],
-        capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return tool_json("triton_instruction_count.py", *args)
 
 
 @pytest.mark.parametrize("layer", ["layer1", "layer2-1st"])

@@ -9,25 +9,15 @@ would show it as time.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from .codegen_helpers import needs_nvidia_tools, tool_json
+
 triton = pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parent.parent
-TOOL = ROOT / "tools" / "triton_fused_count.py"
-NVIDIA_BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-
-pytestmark = pytest.mark.skipif(
-    not all((NVIDIA_BIN / t).exists() for t in ("ptxas", "nvdisasm", "cuobjdump")),
-    reason="this triton has no bundled NVIDIA tools (ptxas, nvdisasm, cuobjdump)",
-)
+pytestmark = needs_nvidia_tools(triton)
 
 
 def _triton_before(major: int, minor: int) -> bool:
@@ -36,15 +26,7 @@ def _triton_before(major: int, minor: int) -> bool:
 
 
 def _stats(*args: str) -> dict[str, dict[str, int]]:
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run(
-        [sys.executable, str(TOOL), "--json", *args],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = json.loads(result.stdout.strip().splitlines()[-1])
-    return {row["layer"]: row for row in rows}
+    return {row["layer"]: row for row in tool_json("triton_fused_count.py", *args, timeout=300)}
 
 
 @pytest.fixture(scope="module")

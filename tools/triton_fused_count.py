@@ -24,9 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -35,34 +32,11 @@ os.environ.pop("TRITON_INTERPRET", None)
 import torch
 import triton
 from resnet_layers import LAYERS
+from sass import disassemble, innermost_fma_loop
 
 from invbench.backends.triton_fused_kernel import compile_offline
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s*(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)")
-_LABEL = re.compile(r"^(\.L_x_\d+):")
-
-
-def _opcode(line: str) -> str | None:
-    m = _INSTR.match(line)
-    return m.group(1).split(".")[0] if m else None
-
-
-def innermost_fma_loop(sass: str) -> list[str]:
-    """Opcodes of the shortest loop (label ... backward branch to it) holding an FFMA."""
-    lines = sass.splitlines()
-    best: list[str] | None = None
-    for i, line in enumerate(lines):
-        label = _LABEL.match(line)
-        if not label:
-            continue
-        for j in range(i + 1, len(lines)):
-            if "BRA" in lines[j] and f"{label.group(1)})" in lines[j]:
-                ops = [op for op in map(_opcode, lines[i + 1 : j + 1]) if op]
-                if "FFMA" in ops and (best is None or len(ops) < len(best)):
-                    best = ops
-                break
-    return best or []
 
 
 @dataclass(frozen=True)
@@ -92,32 +66,17 @@ class FusedStats:
         )
 
 
-def _tool(name: str) -> str:
-    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
-
-
 def count(dtype: str, layer: str, arch: int = 90) -> FusedStats:
     c, _h, stride, k, g = LAYERS[layer]
     asm = compile_offline(DTYPES[dtype], c, k, stride, g, arch=arch)
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(asm["cubin"])
-        f.flush()
-        sass = subprocess.run(
-            [_tool("nvdisasm"), "-c", f.name], capture_output=True, text=True, check=True
-        ).stdout
-        usage = subprocess.run(
-            [_tool("cuobjdump"), "--dump-resource-usage", f.name],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    registers = re.search(r"REG:(\d+)", usage)
-    stack = re.search(r"STACK:(\d+)", usage)
-    ops = Counter(op for op in map(_opcode, sass.splitlines()) if op and op != "NOP")
-    loop = innermost_fma_loop(sass)
+    code = disassemble(asm["cubin"])
+    ops = Counter(op for op in code.opcodes() if op != "NOP")
+    loop = innermost_fma_loop(code.sass)
     return FusedStats(
         dtype=dtype,
         layer=layer,
-        registers=int(registers.group(1)) if registers else -1,
-        stack_bytes=int(stack.group(1)) if stack else -1,
+        registers=code.registers,
+        stack_bytes=code.stack_bytes,
         ldl=ops["LDL"],
         stl=ops["STL"],
         tensor_core=sum(n for op, n in ops.items() if "MMA" in op),

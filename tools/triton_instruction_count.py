@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 
@@ -28,6 +25,7 @@ os.environ.pop("TRITON_INTERPRET", None)
 
 import triton
 from resnet_layers import LAYERS
+from sass import disassemble, innermost_fma_loop
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -39,25 +37,6 @@ KERNELS = {
     "grad_x": (tk._grad_x_kernel, ("go_ptr", "w_ptr", "gx_ptr")),
     "grad_w": (tk._grad_w_kernel, ("go_ptr", "x_ptr", "gw_ptr")),
 }
-_INSTR = re.compile(r"^\s*/\*[0-9a-f]+\*/\s*(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
-_LABEL = re.compile(r"^(\.L_x_\d+):")
-
-
-def innermost_fma_loop(sass: str) -> list[str]:
-    """Opcodes of the shortest loop (label ... backward branch to it) holding an FMA."""
-    lines = sass.splitlines()
-    best: list[str] | None = None
-    for i, line in enumerate(lines):
-        label = _LABEL.match(line)
-        if not label:
-            continue
-        for j in range(i + 1, len(lines)):
-            if "BRA" in lines[j] and f"{label.group(1)})" in lines[j]:
-                ops = [m.group(1) for m in map(_INSTR.match, lines[i + 1 : j + 1]) if m]
-                if "FFMA" in ops and (best is None or len(ops) < len(best)):
-                    best = ops
-                break
-    return best or []
 
 
 @dataclass(frozen=True)
@@ -90,10 +69,6 @@ class LoopStats:
         )
 
 
-def _tool(name: str) -> str:
-    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
-
-
 def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: int) -> LoopStats:
     c, h, stride, k, g = LAYERS[layer]
     geom = Geometry(64, c, h, h, k, stride=stride, groups=g)
@@ -112,19 +87,8 @@ def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: i
         target=GPUTarget("cuda", arch, 32),
         options={"num_warps": warps, "enable_fp_fusion": tk.FP_FUSION},
     )
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(compiled.asm["cubin"])
-        f.flush()
-        sass = subprocess.run(
-            [_tool("nvdisasm"), "-c", f.name], capture_output=True, text=True, check=True
-        ).stdout
-        usage = subprocess.run(
-            [_tool("cuobjdump"), "--dump-resource-usage", f.name],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-    registers = re.search(r"REG:(\d+)", usage)
-    stack = re.search(r"STACK:(\d+)", usage)
-    ops = innermost_fma_loop(sass)
+    code = disassemble(compiled.asm["cubin"])
+    ops = innermost_fma_loop(code.sass)
     tally = Counter(ops)
     return LoopStats(
         kernel=kernel,
@@ -136,8 +100,8 @@ def count(kernel: str, dtype: str, layer: str, block_p: int, warps: int, arch: i
         instructions=len(ops),
         multiply_adds=tally["FFMA"] + tally["FMUL"],
         loads=tally["LDG"],
-        registers=int(registers.group(1)) if registers else -1,
-        stack_bytes=int(stack.group(1)) if stack else -1,
+        registers=code.registers,
+        stack_bytes=code.stack_bytes,
     )
 
 

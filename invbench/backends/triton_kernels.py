@@ -353,7 +353,12 @@ def channel_axis() -> int:
     forced = os.environ.get("INVBENCH_TRITON_CHANNEL_AXIS")
     if forced in ("0", "1"):
         return int(forced)
-    m = _VERSION.match(triton.__version__)
+    return _release_channel_axis(triton.__version__)
+
+
+@functools.cache
+def _release_channel_axis(version: str) -> int:
+    m = _VERSION.match(version)
     if m is None:
         return 0
     return 1 if (int(m.group(1)), int(m.group(2))) < (3, 7) else 0
@@ -448,9 +453,9 @@ def _launch(kernel: Any, grid: Any, mode: LaunchMode, device: torch.device, *arg
     if device.type == "cuda":
         with torch.cuda.device(device):
             if mode is LaunchMode.AUTOTUNE:
-                # all configurations compiled side by side before the autotuner's first look
-                dtypes = tuple(str(a.dtype) for a in args if isinstance(a, torch.Tensor))
-                key = (id(kernel), device.index, dtypes, tuple(sorted(meta.items())))
+                # all configurations compiled side by side before the autotuner's first look;
+                # the key is cheap (this runs on every launch): meta is built in one order
+                key = (id(kernel), device.index, args[0].dtype, *meta.values())
                 precompile(kernel, key, grid, args, meta)
             kernel[grid](*args, **meta)
     else:

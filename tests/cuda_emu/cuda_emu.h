@@ -86,10 +86,4 @@ void launch(Kernel kernel, dim3 grid, dim3 block, std::size_t smem, cudaStream_t
       }
 }
 
-template <typename Kernel, typename... Args>
-void launch(Kernel kernel, unsigned grid, unsigned block, std::size_t smem, cudaStream_t st,
-            Args... args) {
-  launch(kernel, dim3(grid), dim3(block), smem, st, args...);
-}
-
 }  // namespace emu
