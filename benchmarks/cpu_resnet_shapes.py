@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import invbench
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 # name, C, H, stride, K, G (the resnet-shapes suite)
 LAYERS = [

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from invbench.backends.registry import default_registry
-from invbench.runner import make_workload
-from invbench.spec import DeviceKind, Dtype, Mode
-from invbench.suites import find_suite
-from invbench.timing import CacheMode, make_timer
+from invbench.core.spec import DeviceKind, Dtype, Mode
+from invbench.core.suites import find_suite
+from invbench.measure.timing import CacheMode, make_timer
+from invbench.running.runner import make_workload
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 SUITE = find_suite("smoke")

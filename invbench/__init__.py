@@ -1,6 +1,6 @@
 """invbench: trustworthy numbers for involution and convolution kernels."""
 
-from invbench.ops import Involution, involution
+from invbench.operator.ops import Involution, involution
 
 __version__ = "0.1.0"
 __all__ = ["Involution", "__version__", "involution"]

@@ -59,7 +59,7 @@ $PY -m invbench env --json > "$OUT/env.json"
 
 if [ "$PHASE" != levels ]; then
     # what this Triton compiles the kernels to (seconds; catches a layout regression)
-    step 40 "$OUT/pytest.log" -- $PY -m pytest -q -p no:cacheprovider tests/test_triton_codegen.py
+    step 40 "$OUT/pytest.log" -- $PY -m pytest -q -p no:cacheprovider tests/backends/test_triton_codegen.py
     # the GPU tests but the slow ones (>2^31-element offsets, Nsight captures: pytest -m gpu)
     step 150 "$OUT/pytest.log" -- $PY -m pytest -q -m "gpu and not slow" -p no:cacheprovider tests
     run 180 ops-fwd -- --suite resnet-shapes --dtype float32 --dtype bfloat16 --mode fwd \

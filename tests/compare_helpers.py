@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 from invbench.backends.base import Backend, Closure, Workload
 from invbench.backends.registry import Registry
-from invbench.results import META_FILE, ResultRow, ResultWriter, write_json
-from invbench.spec import Kind
+from invbench.core.spec import Kind
+from invbench.storage.results import META_FILE, ResultRow, ResultWriter, write_json
 
 SPIN_ENV = "INVBENCH_TEST_SPIN_FACTOR"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from invbench.backends.registry import Registry, builtin_registry
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 _INTERPRET_AT_START = os.environ.get("TRITON_INTERPRET")
 

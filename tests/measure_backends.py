@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from invbench.backends.base import Backend, Closure, Workload
-from invbench.spec import Case, Dtype, Geometry, Kind
+from invbench.core.spec import Case, Dtype, Geometry, Kind
 
 TINY = Case(
     suite="test",

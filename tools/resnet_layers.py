@@ -6,7 +6,7 @@ Names as in suites/resnet-shapes.toml, with "-first" shortened to "-1st"; values
 
 from __future__ import annotations
 
-from invbench.suites import find_suite
+from invbench.core.suites import find_suite
 
 
 def resnet_layers() -> dict[str, tuple[int, int, int, int, int]]:

@@ -30,7 +30,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from invbench.backends import triton_kernels as tk
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 KERNELS = {
     "fwd": (tk._fwd_kernel, ("x_ptr", "w_ptr", "out_ptr")),

@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import torch
 
-from invbench import flops
-from invbench.spec import DeviceKind, Dtype, Geometry, Kind, Level, Mode
+from invbench.core import flops
+from invbench.core.spec import DeviceKind, Dtype, Geometry, Kind, Level, Mode
 
 ALL_DEVICES = frozenset({DeviceKind.CPU, DeviceKind.CUDA})
 HALF_AND_SINGLE = frozenset({Dtype.FLOAT32, Dtype.FLOAT16, Dtype.BFLOAT16})

@@ -9,7 +9,7 @@ import torch
 
 from invbench.backends.base import ALL_FLOATS, InvolutionBackend
 from invbench.backends.unfold import unfold_involution
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 # One compiled graph per shape; the suites hold more shapes than dynamo's default
 # recompile limit, past which it would silently fall back to eager.

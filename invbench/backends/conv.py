@@ -7,9 +7,9 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from invbench import flops
 from invbench.backends.base import Backend, Closure, Workload
-from invbench.spec import Dtype, Geometry, Kind, Mode
+from invbench.core import flops
+from invbench.core.spec import Dtype, Geometry, Kind, Mode
 
 
 class _ConvBaseline(Backend):

@@ -34,7 +34,7 @@ from invbench.backends.base import (
     Workload,
     poisoning_active,
 )
-from invbench.spec import DeviceKind, Dtype, Geometry
+from invbench.core.spec import DeviceKind, Dtype, Geometry
 
 _OPS: dict[str, Any] = {}
 _ops_lock = threading.Lock()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
 from invbench.backends.base import Backend
-from invbench.spec import Kind
+from invbench.core.spec import Kind
 
 ENTRY_POINT_GROUP = "invbench.backends"
 

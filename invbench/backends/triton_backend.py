@@ -20,7 +20,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from invbench.backends.base import ALL_DEVICES, HALF_AND_SINGLE, InvolutionBackend
-from invbench.spec import DeviceKind, Dtype, Geometry
+from invbench.core.spec import DeviceKind, Dtype, Geometry
 
 NOT_INSTALLED = "triton is not installed (pip install invbench[triton])"
 NO_CUDA = "no CUDA device (set TRITON_INTERPRET=1 before importing triton to run on the CPU)"

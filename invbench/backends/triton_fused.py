@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 
 from invbench.backends.base import ALL_DEVICES, HALF_AND_SINGLE, Backend, Closure, Workload
-from invbench.spec import DeviceKind, Dtype, Kind, Level
+from invbench.core.spec import DeviceKind, Dtype, Kind, Level
 
 if TYPE_CHECKING:
-    from invbench.ops import Involution
+    from invbench.operator.ops import Involution
 
 
 def interpreter_on() -> bool:

@@ -34,7 +34,7 @@ The earlier design (a 3-D (pixels, 16 taps, channels) tile of x patches reduced
 over taps with tl.sum) spilled: 255 registers and up to 10 KB of stack per thread
 compiled for sm_90. ``tools/triton_fused_count.py`` prints the static counts
 (registers, stack, spill loads/stores, tensor-core instructions) per dtype and
-layer; ``tests/test_triton_fused_codegen.py`` checks them without a GPU;
+layer; ``tests/backends/test_triton_fused_codegen.py`` checks them without a GPU;
 docs/levels.md has the table.
 
 The generated weight never leaves the chip. x is read once from memory for
@@ -57,7 +57,7 @@ import triton
 import triton.language as tl
 
 from invbench.backends.triton_kernels import FP_FUSION
-from invbench.ops import Involution
+from invbench.operator.ops import Involution
 
 
 def _fused_involution_source(  # type: ignore[no-untyped-def]

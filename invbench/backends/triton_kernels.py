@@ -110,7 +110,7 @@ import triton.language as tl
 
 from invbench.backends.base import new_output
 from invbench.backends.triton_precompile import precompile
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 # ---------------------------------------------------------------------------
 # kernels (plain functions, decorated by _kernels() for the current mode)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from invbench.backends.base import ALL_FLOATS, InvolutionBackend
-from invbench.spec import Geometry
+from invbench.core.spec import Geometry
 
 
 def unfold_involution(

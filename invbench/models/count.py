@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from invbench.ops import Involution
+from invbench.operator.ops import Involution
 
 
 @dataclass(frozen=True)

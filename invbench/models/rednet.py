@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from invbench.models.resnet import DEPTHS, Network, conv_bn
-from invbench.ops import Involution
+from invbench.operator.ops import Involution
 
 
 def rednet_stem(backend: str = "unfold") -> nn.Module:

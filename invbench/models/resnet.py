@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from invbench.spec import MODEL_DEPTHS
+from invbench.core.spec import MODEL_DEPTHS
 
 Family = Literal["resnet", "rednet"]
 

@@ -1,0 +1,497 @@
+"""`invbench ab`: run a suite on two git revisions, interleaved, and compare them.
+
+Both revisions are checked out with `git worktree add --detach` into a temporary
+directory (the user's checkout, index and uncommitted changes are never touched)
+and removed afterwards. Each run is a worker process, started with that
+worktree as working directory and first on PYTHONPATH, so it imports its own
+invbench and reads its own suites/, and runs `invbench run` through the
+revision's `invbench.cli.main(argv)`. Every run gets a fresh process: what a
+process is dealt (core placement, memory layout) can shift its timings by tens of
+percent for its whole life, so runs of one side must not share one, or that shift
+would look like a difference between the revisions. The commit recorded in each
+run's meta.json is checked against the revision.
+
+Interleaving: the suite is split into one chunk per `[[cases]]` entry (a copy of
+the suite file holding that entry only, with every other table kept verbatim, so
+axes still expand it and the suite keeps its name). For each chunk the two sides
+alternate, base, head, head, base, ... for `repeats` runs each, so that drift and
+heat hit both sides alike and within seconds of each other. With
+`interleave=suite` a run covers the whole suite instead (fewer processes, for
+small suites; the alternation is then per suite). The runs of a side
+are merged into one result directory: samples of the same row are pooled and the
+summary recomputed (samples.parquet gains a `run` column saying which run each
+sample came from); a row that is not ok in any run stays not ok.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from invbench.analysis.compare import RUN_COLUMN, ComparePolicy, Comparison, compare_dirs
+from invbench.core.spec import Dtype, Mode, Status
+from invbench.core.stats import summarize
+from invbench.storage.results import (
+    KEY_COLUMNS,
+    META_FILE,
+    SAMPLES_FILE,
+    ResultRow,
+    ResultsError,
+    ResultSet,
+    ResultWriter,
+    load_results,
+    write_json,
+)
+
+SIDES = ("base", "head")
+
+
+class Interleave(StrEnum):
+    CASE = "case"  # one run per [[cases]] entry: base and head of a case seconds apart
+    SUITE = "suite"  # one run per whole suite: fewer processes, coarser alternation
+
+
+class AbError(ValueError):
+    """Something that stops an A/B run; the CLI prints it on one line and exits 2."""
+
+
+@dataclass(frozen=True)
+class AbRequest:
+    base_rev: str
+    head_rev: str
+    suite: str
+    backends: Sequence[str] = ()
+    device: str = "auto"
+    dtypes: Sequence[Dtype] = ()
+    modes: Sequence[Mode] = ()
+    batch: int | None = None
+    samples: int | None = None
+    repeats: int = 2
+    interleave: Interleave = Interleave.CASE
+    repo: Path = Path(".")
+    out: Path | None = None
+    policy: ComparePolicy = field(default_factory=ComparePolicy)
+    python: str = sys.executable
+    timeout_s: float = 3600.0  # per run, and for a side's start
+
+
+@dataclass(frozen=True)
+class AbResult:
+    base_dir: Path
+    head_dir: Path
+    comparison: Comparison
+    runs: int
+
+
+# -- git ----------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise AbError(f"git {' '.join(args)}: {exc}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        raise AbError(f"git {' '.join(args)}: {last}")
+    return done.stdout.strip()
+
+
+def resolve_revision(repo: Path, rev: str) -> str:
+    try:
+        return _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    except AbError:
+        raise AbError(f"{rev!r} is not a commit of the repository at {repo}") from None
+
+
+# -- suite chunks -------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise AbError(f"cannot write {value!r} to a suite chunk")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """TOML for a suite: top-level scalars, tables (one level of subtables), [[cases]]."""
+    lines: list[str] = []
+
+    def table(prefix: str, body: Mapping[str, Any]) -> None:
+        subtables = {k: v for k, v in body.items() if isinstance(v, Mapping)}
+        lines.append(f"[{prefix}]")
+        for k, v in body.items():
+            if k not in subtables:
+                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+        lines.append("")
+        for k, v in subtables.items():
+            table(f"{prefix}.{_toml_key(k)}", v)
+
+    for k, v in data.items():
+        if not isinstance(v, Mapping) and not (k == "cases" and isinstance(v, list)):
+            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
+    lines.append("")
+    for k, v in data.items():
+        if isinstance(v, Mapping):
+            table(_toml_key(k), v)
+    for case in data.get("cases", []):
+        lines.append("[[cases]]")
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in case.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def suite_file(worktree: Path, suite: str) -> Path:
+    path = Path(suite)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise AbError(f"suite file {suite} does not exist")
+        return path.resolve()
+    candidate = worktree / "suites" / f"{suite}.toml"
+    if not candidate.is_file():
+        raise AbError(f"this revision has no suite {suite!r} (no suites/{suite}.toml)")
+    return candidate
+
+
+def split_suite(path: Path, device: str = "cpu") -> dict[str, str]:
+    """One suite text per [[cases]] entry that runs on device ("cpu" or "cuda"), in file order.
+
+    A run table's ``only`` list (the cases a device runs) is applied here: entries it
+    leaves out get no chunk, and the chunks drop the list, since each holds one case.
+    """
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AbError(f"{path.name}: {exc}") from None
+    cases = data.get("cases")
+    if not isinstance(cases, list) or not cases:
+        raise AbError(f"{path.name} has no [[cases]] to run")
+    run = dict(data.get("run") or {})
+    cpu = dict(run.pop("cpu", None) or {})
+    only = (cpu.get("only") or run.get("only")) if device == "cpu" else run.get("only")
+    run.pop("only", None)
+    cpu.pop("only", None)
+    if cpu:
+        run["cpu"] = cpu
+    base = {**data, "run": run} if run else {k: v for k, v in data.items() if k != "run"}
+    chunks: dict[str, str] = {}
+    for i, case in enumerate(cases):
+        name = str(case.get("name", f"#{i + 1}")) if isinstance(case, Mapping) else f"#{i + 1}"
+        if only and name not in only:
+            continue
+        chunks[name] = dump_toml({**base, "cases": [case]})
+    return chunks
+
+
+def schedule(names: Sequence[str], repeats: int) -> list[tuple[str, str, int]]:
+    """(case entry, side, repeat) in run order: per entry base, head, head, base, ..."""
+    out = []
+    for name in names:
+        for r in range(repeats):
+            order = SIDES if r % 2 == 0 else SIDES[::-1]
+            out += [(name, side, r) for side in order]
+    return out
+
+
+# -- runs ---------------------------------------------------------------------
+
+
+def run_args(request: AbRequest, suite_path: Path, out: Path) -> list[str]:
+    """argv of `invbench run` for one chunk."""
+    args = ["run", "--suite", str(suite_path)]
+    args += ["--device", request.device, "--out", str(out)]
+    for b in request.backends:
+        args += ["--backend", b]
+    for d in request.dtypes:
+        args += ["--dtype", Dtype(d).value]
+    for m in request.modes:
+        args += ["--mode", Mode(m).value]
+    if request.batch is not None:
+        args += ["--batch", str(request.batch)]
+    if request.samples is not None:
+        args += ["--samples", str(request.samples)]
+    return args
+
+
+# The loop each side's worker process runs: argv lines in, {"rc": N} lines out. It
+# imports the revision's own invbench.cli (the worktree is first on sys.path) and
+# calls its main(argv); everything main prints goes to stderr (a log file).
+_WORKER = """
+import contextlib, json, sys
+reply = sys.stdout
+from invbench.cli import main
+reply.write(json.dumps({"ready": True}) + "\\n"); reply.flush()
+for line in sys.stdin:
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            rc = main(json.loads(line))
+        except SystemExit as exc:
+            rc = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:
+            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            rc = 1
+    reply.write(json.dumps({"rc": rc}) + "\\n"); reply.flush()
+"""
+
+
+class Worker:
+    """A process that imports one revision's invbench and runs `invbench run` on request."""
+
+    def __init__(self, python: str, worktree: Path, log: Path, label: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(worktree), env.get("PYTHONPATH", "")) if p
+        )
+        self.label = label
+        self.log = log
+        self._log = open(log, "w")  # noqa: SIM115 - closed in close()
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-c", _WORKER],
+                cwd=worktree,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+            )
+        except OSError as exc:
+            self._log.close()
+            raise AbError(f"{label}: cannot start {python}: {exc}") from None
+
+    def _reply(self, timeout_s: float, what: str) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            if not ready:
+                self.proc.kill()
+            raise AbError(f"{what}: {'no answer' if not ready else 'exited'}; {self._tail()}")
+        return dict(json.loads(line))
+
+    def _tail(self) -> str:
+        self._log.flush()
+        lines = [ln for ln in self.log.read_text().splitlines() if ln.strip()]
+        return lines[-1].strip() if lines else "no output"
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self._reply(timeout_s, f"{self.label}: importing invbench")
+
+    def run(self, argv: Sequence[str], timeout_s: float, what: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(list(argv)) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise AbError(f"{what}: worker exited; {self._tail()}") from None
+        rc = self._reply(timeout_s, what).get("rc")
+        if rc != 0:
+            raise AbError(f"{what} failed (exit {rc}): {self._tail()}")
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def check_commit(out: Path, commit: str, label: str) -> ResultSet:
+    """The run's result set, after checking it was made by the revision's own code."""
+    try:
+        results = load_results(out)
+    except ResultsError as exc:
+        raise AbError(f"{label}: {exc}") from None
+    got = (results.meta.get("git") or {}).get("commit")
+    if got != commit:
+        raise AbError(
+            f"{label} ran invbench from commit {got}, not {commit}: the revision's own "
+            "code was not the one imported"
+        )
+    return results
+
+
+# -- merging ------------------------------------------------------------------
+
+_ROW_FIELDS = tuple(f.name for f in fields(ResultRow))
+
+
+def _clean(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def merge_runs(runs: Sequence[ResultSet], out: Path, extra_meta: dict[str, Any]) -> Path:
+    """One result directory from several runs of a side; samples of equal rows pooled."""
+    rows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    samples: dict[tuple[Any, ...], list[float]] = {}
+    tagged: list[pd.DataFrame] = []
+    for index, run in enumerate(runs):
+        for record in run.rows.to_dict("records"):
+            row = {k: _clean(record.get(k)) for k in _ROW_FIELDS}
+            key = tuple(row[k] for k in KEY_COLUMNS)
+            rows.setdefault(key, []).append(row)
+        if not run.samples.empty:
+            for key, group in run.samples.groupby(list(KEY_COLUMNS), sort=False, dropna=False):
+                k = tuple(_clean(v) for v in key)
+                samples.setdefault(k, []).extend(group["ms"].astype(float).tolist())
+            tagged.append(run.samples.assign(**{RUN_COLUMN: index}))
+    writer = ResultWriter(out)
+    ok_keys = []
+    for key, versions in rows.items():
+        failed = [r for r in versions if r["status"] != Status.OK]
+        if failed:
+            writer.add(ResultRow(**failed[0]))
+            continue
+        ok_keys.append(key)
+        pooled = samples.get(key, [])
+        row = dict(versions[0])
+        if pooled:
+            s = summarize(pooled)
+            median_s = s.median / 1e3
+            row.update(
+                **s.row_fields(),
+                tflops=row["flops"] / median_s / 1e12 if median_s > 0 else None,
+                gbps=row["bytes"] / median_s / 1e9 if median_s > 0 else None,
+                stop_reason="+".join(dict.fromkeys(r["stop_reason"] for r in versions)),
+            )
+        writer.add(ResultRow(**row), pooled)
+    # The same samples, tagged with the run they came from (compare resamples runs).
+    frame = pd.concat(tagged, ignore_index=True) if tagged else pd.DataFrame()
+    if not frame.empty:  # only rows that are ok on every run keep samples
+        keep = pd.MultiIndex.from_frame(frame[list(KEY_COLUMNS)]).isin(ok_keys)
+        frame = frame.loc[keep, [*KEY_COLUMNS, "sample", "ms", RUN_COLUMN]]
+        tmp = out / f".{SAMPLES_FILE}.tmp"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, out / SAMPLES_FILE)
+    meta = dict(runs[0].meta) if runs else {}
+    meta["ab"] = extra_meta
+    if "run" in meta:
+        meta["run"] = {**meta["run"], "status": "complete", "rows": len(rows)}
+    write_json(out / META_FILE, meta)
+    return out
+
+
+# -- the whole thing ----------------------------------------------------------
+
+
+def default_out(base: str, head: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / "ab" / f"{stamp}-{base[:8]}-vs-{head[:8]}"
+
+
+def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -> AbResult:
+    status = on_status or (lambda text: None)
+    if request.repeats < 1:
+        raise AbError(f"--repeats must be >= 1, got {request.repeats}")
+    repo = Path(_git(request.repo, "rev-parse", "--show-toplevel"))
+    commits = {
+        "base": resolve_revision(repo, request.base_rev),
+        "head": resolve_revision(repo, request.head_rev),
+    }
+    revs = {"base": request.base_rev, "head": request.head_rev}
+    out = (request.out or default_out(commits["base"], commits["head"])).resolve()
+    if out.exists() and any(out.iterdir()):
+        raise AbError(f"{out} exists and is not empty")
+    tmp = Path(tempfile.mkdtemp(prefix="invbench-ab-"))
+    worktrees: dict[str, Path] = {}
+    try:
+        for side in SIDES:
+            path = tmp / side
+            _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commits[side])
+            worktrees[side] = path
+        chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
+        device_kind = request.device
+        if device_kind == "auto":
+            import torch
+
+            device_kind = "cuda" if torch.cuda.is_available() else "cpu"
+        for side in SIDES:
+            try:
+                source = suite_file(worktrees[side], request.suite)
+            except AbError as exc:
+                raise AbError(f"{side} revision {revs[side]!r}: {exc}") from None
+            if request.interleave is Interleave.SUITE:
+                chunks[side][f"suite {source.stem}"] = source
+                continue
+            for i, (name, text) in enumerate(split_suite(source, device_kind).items()):
+                path = tmp / "chunks" / side / f"{i:03d}" / source.name
+                path.parent.mkdir(parents=True)
+                path.write_text(text)
+                chunks[side][name] = path
+        names = list(chunks["base"]) + [n for n in chunks["head"] if n not in chunks["base"]]
+        plan = [(n, s, r) for n, s, r in schedule(names, request.repeats) if n in chunks[s]]
+        done: dict[str, list[ResultSet]] = {side: [] for side in SIDES}
+        (out / "runs").mkdir(parents=True, exist_ok=True)
+        for i, (name, side, _) in enumerate(plan, 1):
+            label = f"[{i}/{len(plan)}] {side} {revs[side]} ({commits[side][:8]}) {name}"
+            status(label)
+            run_dir = out / "runs" / f"{i:03d}-{side}"
+            worker = Worker(request.python, worktrees[side], run_dir.with_suffix(".log"), label)
+            try:
+                worker.wait_ready(request.timeout_s)
+                worker.run(run_args(request, chunks[side][name], run_dir), request.timeout_s, label)
+            finally:
+                worker.close()
+            done[side].append(check_commit(run_dir, commits[side], label))
+    finally:
+        for path in worktrees.values():
+            with contextlib.suppress(AbError):
+                _git(repo, "worktree", "remove", "--force", str(path))
+        shutil.rmtree(tmp, ignore_errors=True)
+        with contextlib.suppress(AbError):
+            _git(repo, "worktree", "prune")
+    dirs = {}
+    for side in SIDES:
+        dirs[side] = merge_runs(
+            done[side],
+            out / side,
+            {
+                "side": side,
+                "rev": revs[side],
+                "commit": commits[side],
+                "repeats": request.repeats,
+                "runs": [str(rs.directory.relative_to(out)) for rs in done[side]],
+                "order": [f"{n}:{s}" for n, s, _ in plan],
+            },
+        )
+    comparison = compare_dirs(dirs["base"], dirs["head"], request.policy)
+    return AbResult(dirs["base"], dirs["head"], comparison, runs=len(plan))

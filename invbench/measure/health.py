@@ -1,0 +1,50 @@
+"""Health warnings of one result row: reasons not to trust its number as it stands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from invbench.core.stats import Summary
+from invbench.measure.telemetry import RowTelemetry
+
+SPREAD_LIMIT = 0.10  # IQR / median above this: noisy
+SHORT_KERNEL_MS = 0.005  # medians under 5 us are dominated by launch and timer overhead
+CLOCK_FRACTION = 0.75  # mean SM clock below this share of the maximum: slowed down
+
+
+def row_warnings(
+    summary: Summary | None,
+    telemetry: RowTelemetry,
+    max_sm_clock_mhz: float | None,
+    other_processes: int | None,
+    notes: Sequence[str] = (),
+    target_rel_ci: float | None = None,
+) -> list[str]:
+    """Every warning that applies, each a short self-explaining phrase."""
+    out = list(notes)
+    if summary is not None:
+        if summary.rel_iqr > SPREAD_LIMIT:
+            out.append(f"noisy: IQR is {summary.rel_iqr:.1%} of the median (> {SPREAD_LIMIT:.0%})")
+        if summary.median < SHORT_KERNEL_MS:
+            out.append(
+                f"short: median {summary.median * 1e3:.2f} us < {SHORT_KERNEL_MS * 1e3:g} us"
+            )
+        if target_rel_ci is not None and summary.rel_ci_half_width > target_rel_ci:
+            out.append(
+                f"unconverged: median CI +/-{summary.rel_ci_half_width:.1%} > target "
+                f"{target_rel_ci:.1%}"
+            )
+    if telemetry.throttled:
+        out.append(f"throttled: {telemetry.throttle_reasons}")
+    if (
+        telemetry.sm_clock_mhz is not None
+        and max_sm_clock_mhz
+        and telemetry.sm_clock_mhz < CLOCK_FRACTION * max_sm_clock_mhz
+    ):
+        out.append(
+            f"low clock: mean SM clock {telemetry.sm_clock_mhz:.0f} MHz < "
+            f"{CLOCK_FRACTION:.0%} of max {max_sm_clock_mhz:.0f} MHz"
+        )
+    if other_processes:
+        out.append(f"shared GPU: {other_processes} other process(es) on the device")
+    return out

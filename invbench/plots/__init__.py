@@ -1,7 +1,0 @@
-"""Figures for papers: `invbench plot`. matplotlib is imported only when a figure is made."""
-
-from invbench.plots.data import PlotError
-from invbench.plots.make import FigureKind, Format, PlotRequest, make_plots
-from invbench.plots.style import Width
-
-__all__ = ["FigureKind", "Format", "PlotError", "PlotRequest", "Width", "make_plots"]

@@ -1,0 +1,365 @@
+"""Result sets -> the tidy tables each figure and report table is drawn from.
+
+Pure pandas and numpy: no matplotlib. Every figure plots exactly one of these tables,
+so a test can check the plotted data against the table, and the report can print
+the same numbers the figures show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from invbench.core.spec import Dtype, Mode, Status
+from invbench.render.plots.style import order_backends
+from invbench.storage.results import KEY_COLUMNS, ResultSet
+
+# Fields a suite can vary; padding and the output size follow from them.
+SHAPE_FIELDS = (
+    "batch",
+    "channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "dilation",
+    "groups",
+)
+SWEEP_FIELDS = ("kernel_size", "batch", "channels", "height", "width", "stride", "dilation")
+FIELD_SYMBOL = {
+    "batch": "B",
+    "channels": "C",
+    "height": "H",
+    "width": "W",
+    "kernel_size": "K",
+    "stride": "s",
+    "dilation": "d",
+    "groups": "G",
+}
+FIELD_AXIS_LABEL = {
+    "batch": "batch size B",
+    "channels": "channels C",
+    "height": "input height H (px)",
+    "width": "input width W (px)",
+    "kernel_size": "kernel size K",
+    "stride": "stride s",
+    "dilation": "dilation d",
+}
+PANEL_KEYS = ("dtype", "mode")
+MIB = 1024.0**2
+
+
+class PlotError(ValueError):
+    """Input that cannot be plotted or tabulated; the CLI prints it on one line, exit 2."""
+
+
+def _order_index(values: Sequence[str], order: Sequence[str]) -> dict[str, int]:
+    known = {v: i for i, v in enumerate(order)}
+    return {v: known.get(v, len(order) + i) for i, v in enumerate(sorted(set(values)))}
+
+
+def panel_order(rows: pd.DataFrame) -> list[tuple[str, str]]:
+    """(dtype, mode) pairs present, in the Dtype and Mode enum orders."""
+    pairs = sorted({(str(d), str(m)) for d, m in zip(rows["dtype"], rows["mode"], strict=True)})
+    d_idx = _order_index([p[0] for p in pairs], [d.value for d in Dtype])
+    m_idx = _order_index([p[1] for p in pairs], [m.value for m in Mode])
+    return sorted(pairs, key=lambda p: (d_idx[p[0]], m_idx[p[1]]))
+
+
+def panel_title(dtype: str, mode: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """Title of one (dtype, mode) panel; empty when there is only one panel."""
+    return "" if len(pairs) <= 1 else f"{dtype}, {mode}"
+
+
+def labelled(rows: pd.DataFrame) -> pd.DataFrame:
+    """rows with a 'label' column: the case name, plus the shape fields that tell apart
+    rows sharing that name (e.g. a case run at two batch sizes)."""
+    out = rows.copy()
+    labels = out["case"].astype(str).tolist()
+    for case, group in out.groupby("case", sort=False):
+        shapes = group[list(SHAPE_FIELDS)].drop_duplicates()
+        if len(shapes) <= 1:
+            continue
+        varying = [f for f in SHAPE_FIELDS if shapes[f].nunique() > 1]
+        for idx in group.index:
+            pos = int(out.index.get_loc(idx))  # type: ignore[arg-type]
+            values = [str(out.at[idx, f]) for f in varying]
+            pairs = zip(varying, values, strict=True)
+            suffix = " ".join(FIELD_SYMBOL[f] + "=" + v for f, v in pairs)
+            labels[pos] = str(case) + " " + suffix
+    out["label"] = labels
+    return out
+
+
+def label_order(rows: pd.DataFrame) -> list[str]:
+    """Labels in the order their rows appear (the suite's order)."""
+    return list(dict.fromkeys(rows["label"].tolist()))
+
+
+def ok_rows(rs: ResultSet) -> pd.DataFrame:
+    rows = rs.rows
+    if rows.empty:
+        raise PlotError(f"{rs.directory} holds no result rows")
+    ok = rows[(rows["status"] == Status.OK.value) & rows["median_ms"].notna()]
+    if ok.empty:
+        raise PlotError(f"{rs.directory} has no rows with status ok to plot")
+    return labelled(ok).reset_index(drop=True)
+
+
+def all_rows(rs: ResultSet) -> pd.DataFrame:
+    """Every row (any status), labelled: figures mark the rows that did not run."""
+    return labelled(rs.rows).reset_index(drop=True)
+
+
+def health_warnings(rs: ResultSet) -> list[str]:
+    """'case (dtype, mode) backend: warnings' for every row that carries health warnings
+    (runs that record them have a 'warnings' column)."""
+    rows = rs.rows
+    if "warnings" not in rows.columns:
+        return []
+    out = []
+    for _, r in labelled(rows).iterrows():
+        text = r["warnings"]
+        if isinstance(text, str) and text.strip():
+            out.append(f"{r['label']} ({r['dtype']}, {r['mode']}) {r['backend']}: {text.strip()}")
+    return out
+
+
+def sample_map(rs: ResultSet) -> dict[tuple[Any, ...], np.ndarray]:
+    """Raw samples (ms) keyed by the KEY_COLUMNS tuple of their row."""
+    s = rs.samples
+    if s is None or s.empty or "ms" not in s.columns:
+        return {}
+    out: dict[tuple[Any, ...], np.ndarray] = {}
+    for key, group in s.groupby(list(KEY_COLUMNS), sort=False):
+        out[_norm_key(key)] = group["ms"].to_numpy(dtype=np.float64)
+    return out
+
+
+def _norm_key(key: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(int(v) if isinstance(v, np.integer) else v for v in key)
+
+
+def row_key(row: pd.Series) -> tuple[Any, ...]:
+    return _norm_key([row[k] for k in KEY_COLUMNS])
+
+
+def bootstrap_ratio_ci(
+    numerator: np.ndarray,
+    denominator: np.ndarray,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of median(numerator) / median(denominator).
+
+    Each sample set is resampled on its own (they are independent measurements).
+    NaN when either side has fewer than two samples. The seed is fixed so a figure
+    made twice from the same data is the same figure.
+    """
+    a = np.asarray(numerator, dtype=np.float64)
+    b = np.asarray(denominator, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    ma = np.median(a[rng.integers(0, len(a), size=(n_boot, len(a)))], axis=1)
+    mb = np.median(b[rng.integers(0, len(b), size=(n_boot, len(b)))], axis=1)
+    ratios = ma / mb
+    alpha = (1.0 - confidence) / 2
+    lo, hi = np.quantile(ratios, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------------------
+# One table per figure kind. Columns shared by all: dtype, mode, label, backend.
+
+
+def latency_table(rs: ResultSet) -> pd.DataFrame:
+    rows = ok_rows(rs)
+    cols = ["dtype", "mode", "label", "backend", "median_ms", "p20_ms", "p80_ms", "n_samples"]
+    return rows[cols].reset_index(drop=True)
+
+
+def backends_in(rs: ResultSet) -> list[str]:
+    return order_backends(set(rs.rows["backend"].astype(str)))
+
+
+def check_baseline(rs: ResultSet, baseline: str) -> None:
+    present = backends_in(rs)
+    if baseline not in present:
+        raise PlotError(
+            f"baseline backend {baseline!r} is not in {rs.directory} "
+            f"(backends there: {', '.join(present)})"
+        )
+    ok = ok_rows(rs)
+    if not (ok["backend"] == baseline).any():
+        raise PlotError(f"baseline backend {baseline!r} has no ok rows in {rs.directory}")
+
+
+def speedup_table(rs: ResultSet, baseline: str) -> pd.DataFrame:
+    """Baseline median over each other backend's median, per (dtype, mode, label).
+
+    ci_low/ci_high: bootstrap 95% CI of that ratio from the raw samples (NaN without).
+    """
+    check_baseline(rs, baseline)
+    rows = ok_rows(rs)
+    samples = sample_map(rs)
+    base = {
+        (r["dtype"], r["mode"], r["label"]): r
+        for _, r in rows[rows["backend"] == baseline].iterrows()
+    }
+    records = []
+    for _, r in rows.iterrows():
+        if r["backend"] == baseline:
+            continue
+        b = base.get((r["dtype"], r["mode"], r["label"]))
+        if b is None:
+            continue
+        speedup = float(b["median_ms"]) / float(r["median_ms"])
+        lo, hi = bootstrap_ratio_ci(
+            samples.get(row_key(b), np.empty(0)), samples.get(row_key(r), np.empty(0))
+        )
+        records.append(
+            {
+                "dtype": r["dtype"],
+                "mode": r["mode"],
+                "label": r["label"],
+                "backend": r["backend"],
+                "baseline": baseline,
+                "baseline_ms": float(b["median_ms"]),
+                "median_ms": float(r["median_ms"]),
+                "speedup": speedup,
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+    cols = [
+        "dtype",
+        "mode",
+        "label",
+        "backend",
+        "baseline",
+        "baseline_ms",
+        "median_ms",
+        "speedup",
+        "ci_low",
+        "ci_high",
+    ]
+    return pd.DataFrame(records, columns=cols)
+
+
+@dataclass(frozen=True)
+class PerfUnit:
+    name: str  # "TFLOP/s"
+    scale: float  # FLOP/s per unit
+
+
+PERF_UNITS = (
+    PerfUnit("TFLOP/s", 1e12),
+    PerfUnit("GFLOP/s", 1e9),
+    PerfUnit("MFLOP/s", 1e6),
+)
+
+
+def perf_unit(max_flops_per_s: float) -> PerfUnit:
+    """The largest unit in which the fastest point is at least 1."""
+    for unit in PERF_UNITS:
+        if max_flops_per_s >= unit.scale:
+            return unit
+    return PERF_UNITS[-1]
+
+
+def roofline_table(rs: ResultSet) -> pd.DataFrame:
+    """Arithmetic intensity (analytic FLOPs / fewest bytes) and achieved FLOP/s per row."""
+    rows = ok_rows(rs)
+    rows = rows[(rows["flops"] > 0) & (rows["bytes"] > 0)]
+    if rows.empty:
+        raise PlotError(f"{rs.directory}: no ok row has analytic flops and bytes for a roofline")
+    out = rows[["dtype", "mode", "label", "backend", "flops", "bytes", "median_ms"]].copy()
+    out["intensity"] = out["flops"].astype(float) / out["bytes"].astype(float)
+    out["flops_per_s"] = out["flops"].astype(float) / (out["median_ms"] * 1e-3)
+    out["gbps"] = out["bytes"].astype(float) / (out["median_ms"] * 1e-3) / 1e9
+    unit = perf_unit(float(out["flops_per_s"].max()))
+    out["perf"] = out["flops_per_s"] / unit.scale
+    out["perf_unit"] = unit.name
+    return out.reset_index(drop=True)
+
+
+def memory_table(rs: ResultSet) -> pd.DataFrame:
+    rows = ok_rows(rs)
+    rows = rows[rows["peak_mem_bytes"].notna()]
+    if rows.empty:
+        raise PlotError(f"{rs.directory}: no ok row has a peak memory measurement")
+    out = rows[["dtype", "mode", "label", "backend", "peak_mem_bytes", "mem_method"]].copy()
+    out["peak_mib"] = out["peak_mem_bytes"].astype(float) / MIB
+    return out.reset_index(drop=True)
+
+
+def sweep_field(rs: ResultSet) -> str | None:
+    """The one shape field that varies across the ok rows, or None when it is not a sweep."""
+    rows = ok_rows(rs)
+    varying = [f for f in SHAPE_FIELDS if rows[f].nunique() > 1]
+    if len(varying) == 1 and varying[0] in SWEEP_FIELDS:
+        return varying[0]
+    return None
+
+
+def sweep_table(rs: ResultSet) -> tuple[str, pd.DataFrame]:
+    field = sweep_field(rs)
+    if field is None:
+        rows = ok_rows(rs)
+        varying = [f for f in SHAPE_FIELDS if rows[f].nunique() > 1]
+        what = ", ".join(varying) if varying else "none"
+        raise PlotError(
+            f"{rs.directory} is not a sweep: a sweep varies exactly one of "
+            f"{', '.join(SWEEP_FIELDS)} (varying here: {what})"
+        )
+    rows = ok_rows(rs)
+    out = rows[["dtype", "mode", "backend", field, "median_ms", "p20_ms", "p80_ms"]].copy()
+    out = out.rename(columns={field: "x"})
+    out["field"] = field
+    out = out.sort_values(["dtype", "mode", "backend", "x"], kind="stable")
+    return field, out.reset_index(drop=True)
+
+
+def compare_table(a: ResultSet, b: ResultSet) -> pd.DataFrame:
+    """Rows present in both sets (equal KEY_COLUMNS, both ok): ratio = median_b / median_a.
+
+    ci_low/ci_high: bootstrap 95% CI of the ratio from the raw samples (NaN without).
+    """
+    ra, rb = ok_rows(a), ok_rows(b)
+    sa, sb = sample_map(a), sample_map(b)
+    index_b = {row_key(r): r for _, r in rb.iterrows()}
+    records = []
+    for _, r in ra.iterrows():
+        key = row_key(r)
+        other = index_b.get(key)
+        if other is None:
+            continue
+        lo, hi = bootstrap_ratio_ci(sb.get(key, np.empty(0)), sa.get(key, np.empty(0)))
+        records.append(
+            {
+                "dtype": r["dtype"],
+                "mode": r["mode"],
+                "label": r["label"],
+                "backend": r["backend"],
+                "a_ms": float(r["median_ms"]),
+                "b_ms": float(other["median_ms"]),
+                "ratio": float(other["median_ms"]) / float(r["median_ms"]),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+    cols = ["dtype", "mode", "label", "backend", "a_ms", "b_ms", "ratio", "ci_low", "ci_high"]
+    out = pd.DataFrame(records, columns=cols)
+    if out.empty:
+        raise PlotError(
+            f"{a.directory} and {b.directory} share no ok rows (same suite, case, backend, "
+            "device, dtype, mode and shape) to compare"
+        )
+    return out

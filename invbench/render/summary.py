@@ -1,0 +1,132 @@
+"""The readable table printed at the end of a run."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.table import Table
+
+from invbench.core.spec import Status
+from invbench.storage.results import ResultRow
+
+BASELINE_BACKEND = "unfold"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def fmt_ms(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 0.1:
+        return f"{ms * 1e3:.1f} us"
+    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
+
+
+def _in_display_order(rows: Sequence[ResultRow], backend_order: Sequence[str]) -> list[ResultRow]:
+    """Groups in the order they ran; inside a group, backends in backend_order."""
+    first: dict[tuple[str, str, str], int] = {}
+    for i, r in enumerate(rows):
+        first.setdefault((r.case, r.dtype, r.mode), i)
+    rank = {name: i for i, name in enumerate(backend_order)}
+    return sorted(
+        rows,
+        key=lambda r: (first[(r.case, r.dtype, r.mode)], rank.get(r.backend, len(rank)), r.model),
+    )
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def summary_table(
+    rows: Sequence[ResultRow], title: str = "", backend_order: Sequence[str] = ()
+) -> Table:
+    """One line per row, grouped by case; speed-up is the unfold median over this one.
+
+    Layer rows add their measured generation + aggregation medians; model rows show
+    the model with its backend, and images/s in place of GB/s.
+    """
+    unfold = {
+        (r.case, r.dtype, r.mode): r.median_ms
+        for r in rows
+        if r.backend == BASELINE_BACKEND and r.status == Status.OK and r.median_ms
+    }
+    table = Table(title=title or None, show_lines=False)
+    for col in ("case", "dtype", "mode", "backend"):
+        table.add_column(col, no_wrap=True)
+    models = any(r.level == "model" for r in rows)
+    split = any(r.gen_ms is not None for r in rows)
+    rate = "GB/s | img/s" if models else "GB/s"
+    extra = ("gen + agg",) if split else ()
+    for col in ("median", "p20-p80", *extra, rate, "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
+        table.add_column(col, justify="right", no_wrap=True)
+    previous = None
+    for r in _in_display_order(rows, backend_order):
+        group = (r.case, r.dtype, r.mode)
+        if previous is not None and group[0] != previous[0]:
+            table.add_section()
+        previous = group
+        backend = f"{r.model} ({r.backend})" if r.model else r.backend
+        if r.status != Status.OK:
+            table.add_row(
+                r.case,
+                r.dtype,
+                r.mode,
+                backend,
+                f"[yellow]{r.status}[/]",
+                _short(r.reason),
+                *[""] * (4 + len(extra)),
+            )
+            continue
+        base = unfold.get(group)
+        speed = f"{base / r.median_ms:.2f}x" if base and r.median_ms else "-"
+        err = f"{r.max_rel_err:.1e}" if r.max_rel_err is not None else "-"
+        parts = (
+            (f"{fmt_ms(r.gen_ms)} + {fmt_ms(r.agg_ms)}" if r.gen_ms is not None else "-",)
+            if split
+            else ()
+        )
+        if r.images_per_s is not None:
+            throughput = f"{r.images_per_s:.1f} img/s"
+        else:
+            throughput = f"{r.gbps:.3g}" if r.gbps is not None else "-"
+        table.add_row(
+            r.case,
+            r.dtype,
+            r.mode,
+            backend,
+            fmt_ms(r.median_ms),
+            f"{fmt_ms(r.p20_ms)} - {fmt_ms(r.p80_ms)}",
+            *parts,
+            throughput,
+            human_bytes(r.peak_mem_bytes),
+            err,
+            speed,
+        )
+    return table
+
+
+def health_table(rows: Sequence[ResultRow]) -> Table | None:
+    """The rows with health warnings, one line per warning; None when every row is clean."""
+    flagged = [r for r in rows if r.warnings]
+    if not flagged:
+        return None
+    table = Table(title="health warnings", show_lines=False)
+    for col in ("case", "dtype", "mode", "backend", "warning"):
+        table.add_column(col, no_wrap=col != "warning")
+    for r in flagged:
+        for i, warning in enumerate(r.warnings.split("; ")):
+            if i == 0:
+                table.add_row(r.case, r.dtype, r.mode, r.backend, warning)
+            else:
+                table.add_row("", "", "", "", warning)
+    return table

@@ -1,0 +1,277 @@
+"""The result record, its on-disk schema, and crash-safe storage.
+
+A run directory holds results.parquet and results.csv (one row per case x backend x
+dtype x mode), samples.parquet (every raw sample) and meta.json. All three tables
+are rewritten atomically (temporary file + rename) after every row, so a crash or
+Ctrl-C at any moment leaves the rows measured so far readable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from invbench.core.spec import Status
+
+RESULT_SCHEMA_VERSION = 1
+RESULTS_FILE = "results.parquet"
+CSV_FILE = "results.csv"
+SAMPLES_FILE = "samples.parquet"
+META_FILE = "meta.json"
+
+# Columns that identify a row: two runs' rows with equal keys measure the same thing.
+KEY_COLUMNS = (
+    "suite",
+    "case",
+    "backend",
+    "device",
+    "dtype",
+    "mode",
+    "batch",
+    "channels",
+    "height",
+    "width",
+    "kernel_size",
+    "stride",
+    "dilation",
+    "groups",
+    "padding",
+)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    suite: str
+    case: str
+    backend: str
+    kind: str
+    device: str
+    dtype: str
+    mode: str
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernel_size: int
+    stride: int
+    dilation: int
+    groups: int
+    padding: int
+    out_height: int
+    out_width: int
+    status: str
+    reason: str = ""
+    n_samples: int = 0
+    median_ms: float | None = None
+    p20_ms: float | None = None
+    p80_ms: float | None = None
+    min_ms: float | None = None
+    mean_ms: float | None = None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    stop_reason: str = ""
+    cache_mode: str = ""
+    timer: str = ""
+    compile_ms: float | None = None  # first call: JIT, compilation, autotuning
+    flops: int = 0
+    bytes: int = 0
+    tflops: float | None = None
+    gbps: float | None = None
+    peak_mem_bytes: int | None = None
+    mem_method: str = ""
+    max_rel_err: float | None = None
+    # How the samples were taken (see docs/measurement.md).
+    launch_hidden: bool = False  # samples enqueued behind a blocking kernel (short GPU kernels)
+    calls_per_sample: int = 1  # graph mode: calls captured per replay; samples are per call
+    # NVML telemetry over this row's timed batches; None where unavailable.
+    telemetry: str = ""  # "nvml", or "unavailable: <reason>"
+    sm_clock_mhz: float | None = None  # mean SM clock
+    mem_clock_mhz: float | None = None  # mean memory clock
+    temp_c_max: float | None = None
+    power_w_mean: float | None = None
+    gpu_util_pct: float | None = None  # mean GPU utilisation
+    energy_j: float | None = None  # energy counter difference over the timed batches
+    throttled: bool | None = None  # a power or thermal slowdown reason was active
+    throttle_reasons: str = ""  # every active clock-event reason but idle, comma-separated
+    nvml_mem_peak_bytes: int | None = None  # device memory used (NVML) while prepared or timed
+    roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
+    warnings: str = ""  # health warnings, "; "-separated
+    # layer and model levels (op rows keep the defaults)
+    level: str = "op"
+    model: str = ""  # model level: "rednet-50", "resnet-50", ...
+    gen_ms: float | None = None  # layer level: kernel generation alone (median, p20, p80)
+    gen_p20_ms: float | None = None
+    gen_p80_ms: float | None = None
+    agg_ms: float | None = None  # layer level: aggregation alone on the generated weight
+    agg_p20_ms: float | None = None
+    agg_p80_ms: float | None = None
+    images_per_s: float | None = None  # model level: batch / median
+
+    def __post_init__(self) -> None:
+        Status(self.status)  # raises on an unknown status
+        if self.status == Status.OK and self.median_ms is None:
+            raise ValueError("an ok row needs median_ms")
+
+    def key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, k) for k in KEY_COLUMNS)
+
+
+COLUMNS = tuple(f.name for f in fields(ResultRow))
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(ResultRow)}
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def row_from_record(record: Mapping[Any, Any]) -> ResultRow:
+    """A ResultRow from a stored record (a parquet row): NaN back to None, floats to ints."""
+    values: dict[str, Any] = {}
+    for name, typ in _FIELD_TYPES.items():
+        if name not in record:
+            continue  # a column added after the file was written: keep the default
+        value = record[name]
+        if _missing(value):
+            values[name] = "" if typ == "str" else None
+        elif typ.startswith("bool"):
+            values[name] = bool(value)
+        elif typ.startswith("int"):
+            values[name] = int(value)
+        elif typ.startswith("float"):
+            values[name] = float(value)
+        else:
+            values[name] = str(value) if typ == "str" else value
+    return ResultRow(**values)
+
+
+def rows_frame(rows: Sequence[ResultRow]) -> pd.DataFrame:
+    return pd.DataFrame([asdict(r) for r in rows], columns=list(COLUMNS))
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+class ResultWriter:
+    """Collects rows and raw samples; every add() leaves complete files on disk."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.rows: list[ResultRow] = []
+        self._samples: list[dict[str, Any]] = []
+
+    @classmethod
+    def resume(cls, directory: Path) -> ResultWriter:
+        """A writer holding the rows and samples already in directory; adds append to them."""
+        existing = load_results(directory)
+        writer = cls(directory)
+        writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
+        keys = {row.key() for row in writer.rows}
+        if not existing.samples.empty:
+            records = [
+                {str(k): v for k, v in r.items()} for r in existing.samples.to_dict("records")
+            ]
+            writer._samples = [r for r in records if tuple(r[k] for k in KEY_COLUMNS) in keys]
+        return writer
+
+    def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
+        self.rows.append(row)
+        key = dict(zip(KEY_COLUMNS, row.key(), strict=True))
+        self._samples.extend(
+            {**key, "sample": i, "ms": float(ms)} for i, ms in enumerate(samples_ms)
+        )
+        self.flush()
+
+    def flush(self) -> None:
+        # results.parquet goes last: a row is on disk only once its samples are, and a kill
+        # in between leaves samples without a row, which resume() drops.
+        samples = pd.DataFrame(self._samples, columns=[*KEY_COLUMNS, "sample", "ms"])
+        _atomic(self.directory / SAMPLES_FILE, lambda p: samples.to_parquet(p, index=False))
+        frame = rows_frame(self.rows)
+        _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
+        _atomic(self.directory / RESULTS_FILE, lambda p: frame.to_parquet(p, index=False))
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    directory: Path
+    rows: pd.DataFrame
+    samples: pd.DataFrame
+    meta: dict[str, Any]
+
+
+class ResultsError(ValueError):
+    pass
+
+
+def load_results(directory: Path) -> ResultSet:
+    """Read a run directory; a ResultsError says what is missing or from a newer schema."""
+    directory = Path(directory)
+    path = directory / RESULTS_FILE
+    if not path.exists():
+        raise ResultsError(f"{directory} holds no {RESULTS_FILE}: not an invbench result directory")
+    meta: dict[str, Any] = {}
+    if (directory / META_FILE).exists():
+        meta = json.loads((directory / META_FILE).read_text())
+    version = meta.get("schema_version", RESULT_SCHEMA_VERSION)
+    if version != RESULT_SCHEMA_VERSION:
+        raise ResultsError(
+            f"{directory} has result schema {version}; this invbench reads "
+            f"schema {RESULT_SCHEMA_VERSION}"
+        )
+    rows = pd.read_parquet(path)
+    samples_path = directory / SAMPLES_FILE
+    samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame()
+    return ResultSet(directory=directory, rows=rows, samples=samples, meta=meta)
+
+
+def _machine(meta: Mapping[str, Any]) -> tuple[Any, ...]:
+    gpus = tuple(d.get("name") for d in meta.get("cuda_devices") or [])
+    return (meta.get("host"), meta.get("cpu"), gpus)
+
+
+def combine_results(sets: Sequence[ResultSet]) -> ResultSet:
+    """Several runs of one machine as one set (e.g. a fwd run and a fwd+bwd run).
+
+    Rows are concatenated in order; a row key found in two runs, or runs from different
+    machines (host, CPU or GPU models), is a ResultsError. The meta is the first run's,
+    with ``combined_from`` listing every directory.
+    """
+    if not sets:
+        raise ResultsError("no result directories to combine")
+    if len(sets) == 1:
+        return sets[0]
+    first = sets[0]
+    for other in sets[1:]:
+        if _machine(other.meta) != _machine(first.meta):
+            raise ResultsError(
+                f"{other.directory} was measured on another machine than {first.directory}; "
+                "combine runs of one machine (compare runs of two)"
+            )
+    seen: dict[tuple[Any, ...], Path] = {}
+    for rs in sets:
+        for key in rs.rows[list(KEY_COLUMNS)].itertuples(index=False, name=None):
+            if key in seen:
+                what = ", ".join(f"{k}={v}" for k, v in zip(KEY_COLUMNS, key, strict=True))
+                raise ResultsError(f"the row {what} is in both {seen[key]} and {rs.directory}")
+            seen[key] = rs.directory
+    rows = pd.concat([rs.rows for rs in sets], ignore_index=True)
+    samples = pd.concat([rs.samples for rs in sets if not rs.samples.empty], ignore_index=True)
+    meta = dict(first.meta, combined_from=[str(rs.directory) for rs in sets])
+    return ResultSet(directory=first.directory, rows=rows, samples=samples, meta=meta)

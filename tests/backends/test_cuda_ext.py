@@ -1,0 +1,482 @@
+"""The cuda_ext / cuda_naive backends: forward and gradients against the float64 reference.
+
+CPU tests run everywhere (the first one builds the extension, ~20 s); the same
+checks on CUDA are marked gpu and skipped without a CUDA device.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import invbench
+from invbench.backends import extension_build
+from invbench.backends.base import poisoned_outputs
+from invbench.backends.registry import default_registry
+from invbench.core.spec import DeviceKind, Dtype, Geometry
+from invbench.operator.reference import involution_reference, relative_error
+
+HAS_CUDA = torch.cuda.is_available() and torch.version.cuda is not None
+
+# (B, C, H, W, K, stride, dilation, G, padding)
+SMALL_CASES = [
+    (2, 4, 5, 7, 1, 1, 1, 1, None),
+    (1, 4, 6, 5, 3, 1, 1, 2, None),
+    (2, 6, 7, 9, 3, 2, 1, 3, None),
+    (1, 4, 9, 6, 5, 1, 2, 4, None),  # G = C, dilation 2
+    (1, 2, 11, 8, 7, 3, 1, 1, None),
+    (1, 2, 12, 13, 3, 4, 3, 2, None),  # stride 4, dilation 3, G = C
+    (1, 3, 6, 7, 3, 1, 1, 1, 0),  # explicit padding 0
+    (1, 2, 7, 7, 3, 2, 1, 1, None),  # odd size, stride 2
+    (1, 2, 13, 12, 11, 1, 1, 2, None),  # K = 11
+    (1, 16, 6, 5, 3, 1, 1, 1, None),  # group width 16: the channel-vector CPU path
+    (1, 24, 5, 6, 3, 2, 2, 2, 1),  # group width 12: its generic variant
+]
+
+
+def _case_id(case: tuple[object, ...]) -> str:
+    b, c, h, w, k, s, d, g, p = case
+    return f"B{b}C{c}_{h}x{w}_K{k}s{s}d{d}G{g}p{p}"
+
+
+def _geometry(case: tuple[int | None, ...]) -> Geometry:
+    b, c, h, w, k, s, d, g, p = case
+    assert b and c and h and w and k and s and d and g
+    return Geometry(b, c, h, w, k, stride=s, dilation=d, groups=g, padding=p)
+
+
+def _inputs(
+    geom: Geometry, dtype: torch.dtype, device: str, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(geom.x_shape, generator=gen, dtype=torch.float64).to(device, dtype)
+    w = torch.randn(geom.weight_shape, generator=gen, dtype=torch.float64).to(device, dtype)
+    return x, w
+
+
+def _run(x: torch.Tensor, w: torch.Tensor, geom: Geometry, backend: str) -> torch.Tensor:
+    return invbench.involution(
+        x, w, stride=geom.stride, padding=geom.padding, dilation=geom.dilation, backend=backend
+    )
+
+
+def _devices() -> list[object]:
+    gpu = pytest.param(
+        "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA")]
+    )
+    return ["cpu", gpu]
+
+
+def _backends(device: str) -> list[str]:
+    return ["cuda_ext"] + (["cuda_naive"] if device == "cuda" else [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _built() -> None:
+    problem = extension_build.toolchain_problem(extension_build.cuda_build_wanted())
+    if problem is not None:
+        pytest.skip(f"extension cannot be built here: {problem}")
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("case", SMALL_CASES, ids=_case_id)
+def test_forward_and_gradcheck_float64(case: tuple[int | None, ...], device: str) -> None:
+    geom = _geometry(case)
+    for backend in _backends(device):
+        x, w = _inputs(geom, torch.float64, device)
+        expected = involution_reference(x, w, geom)
+        assert relative_error(_run(x, w, geom, backend), expected) < 1e-12
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        # Full Jacobians on small cases; a random projection (fast mode) on the large-K ones.
+        fast = x.numel() + w.numel() > 3000
+        assert torch.autograd.gradcheck(
+            lambda a, b, backend=backend: _run(a, b, geom, backend),
+            (x, w),
+            eps=1e-6,
+            atol=1e-7,
+            fast_mode=fast,
+        )
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize(
+    ("geom", "dtype", "tol"),
+    [
+        (Geometry(2, 64, 23, 17, 7, stride=1, groups=4), torch.float32, 1e-5),
+        (Geometry(2, 32, 30, 31, 7, stride=2, groups=2), torch.float32, 1e-5),
+        (Geometry(3, 48, 15, 14, 5, stride=1, dilation=2, groups=3), torch.float32, 1e-5),
+        (Geometry(1, 32, 7, 53, 5, stride=1, groups=2), torch.float32, 1e-5),  # wide rows
+        (Geometry(2, 64, 21, 19, 7, stride=2, groups=4), torch.bfloat16, 2e-2),
+        (Geometry(2, 64, 16, 20, 3, stride=1, groups=8), torch.float16, 3e-3),
+    ],
+    ids=["f32-K7s1", "f32-K7s2-odd", "f32-K5d2", "f32-wide", "bf16-K7s2", "f16-K3"],
+)
+def test_low_precision_against_float64(
+    geom: Geometry, dtype: torch.dtype, tol: float, device: str
+) -> None:
+    for backend in _backends(device):
+        x, w = _inputs(geom, dtype, device, seed=1)
+        x.requires_grad_(True)
+        w.requires_grad_(True)
+        out = _run(x, w, geom, backend)
+        assert out.dtype == dtype
+        grad_out = torch.randn_like(out)
+        gx, gw = torch.autograd.grad(out, (x, w), grad_out)
+        x64 = x.detach().double().requires_grad_(True)
+        w64 = w.detach().double().requires_grad_(True)
+        ref = involution_reference(x64, w64, geom)
+        rgx, rgw = torch.autograd.grad(ref, (x64, w64), grad_out.double())
+        assert relative_error(out, ref) < tol
+        assert relative_error(gx, rgx) < tol
+        assert relative_error(gw, rgw) < tol
+
+
+@pytest.mark.parametrize("device", _devices())
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
+def test_non_contiguous_inputs(layout: str, device: str) -> None:
+    geom = Geometry(2, 8, 9, 11, 3, stride=2, groups=2)
+    x, w = _inputs(geom, torch.float64, device, seed=2)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        x = x.transpose(2, 3).contiguous().transpose(2, 3)
+        w = w.transpose(4, 5).contiguous().transpose(4, 5)
+    else:
+        wide = torch.randn(2, 16, 9, 11, dtype=torch.float64, device=device)
+        x = wide[:, ::2]
+    assert not x.is_contiguous()
+    expected = involution_reference(x, w, geom)
+    for backend in _backends(device):
+        xr = x.detach().clone(memory_format=torch.preserve_format).requires_grad_(True)
+        assert not xr.is_contiguous() or layout == "sliced"
+        out = _run(xr, w, geom, backend)
+        assert relative_error(out, expected) < 1e-12
+        out.sum().backward()
+        xe = x.detach().clone().requires_grad_(True)
+        involution_reference(xe, w, geom).sum().backward()
+        assert xr.grad is not None and xe.grad is not None
+        assert relative_error(xr.grad, xe.grad) < 1e-12
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_every_output_element_is_written(device: str) -> None:
+    # K=1 with padding leaves a zero border: those outputs must be written, not skipped.
+    for geom in (
+        Geometry(2, 32, 13, 10, 5, stride=2, groups=2),
+        Geometry(1, 4, 5, 6, 1, stride=1, groups=2, padding=2),
+    ):
+        for backend in _backends(device):
+            x, w = _inputs(geom, torch.float32, device, seed=3)
+            x.requires_grad_(True)
+            w.requires_grad_(True)
+            with poisoned_outputs():
+                out = _run(x, w, geom, backend)
+                gx, gw = torch.autograd.grad(out, (x, w), torch.ones_like(out))
+            for t in (out, gx, gw):
+                assert torch.isfinite(t).all()
+            ref = involution_reference(x.detach(), w.detach(), geom)
+            assert relative_error(out, ref) < 1e-5
+
+
+def test_backend_passes_the_poison_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The ops allocate their outputs, so poisoning reaches them as a flag.
+    from invbench.backends import cuda_ext
+
+    real = cuda_ext.load_ops()
+    seen: list[bool] = []
+
+    class Spy:
+        def involution_fwd(self, *args: object) -> torch.Tensor:
+            seen.append(bool(args[-1]))
+            out: torch.Tensor = real.involution_fwd(*args)
+            return out
+
+    monkeypatch.setitem(cuda_ext._OPS, "ops", Spy())
+    geom = Geometry(1, 2, 4, 4, 3, groups=1)
+    x, w = _inputs(geom, torch.float32, "cpu")
+    _run(x, w, geom, "cuda_ext")
+    with poisoned_outputs():
+        _run(x, w, geom, "cuda_ext")
+    assert seen == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"stride": 0}, "stride"),
+        ({"dilation": -1}, "dilation"),
+        ({"padding": -2}, "padding"),
+        ({"x_shape": (1, 5, 8, 8)}, "divisible"),
+        ({"w_shape": (1, 2, 3, 3, 7, 8)}, "does not match"),
+        ({"w_dtype": torch.float64}, "dtype"),
+        ({"x_shape": (1, 4, 8)}, "4-D"),
+    ],
+)
+def test_invalid_inputs_raise_value_error(kwargs: dict[str, object], message: str) -> None:
+    x_shape = kwargs.pop("x_shape", (1, 4, 8, 8))
+    w_shape = kwargs.pop("w_shape", (1, 2, 3, 3, 8, 8))
+    w_dtype = kwargs.pop("w_dtype", torch.float32)
+    x = torch.randn(*x_shape)  # type: ignore[misc]
+    w = torch.randn(*w_shape, dtype=w_dtype)  # type: ignore[misc]
+    with pytest.raises(ValueError, match=message):
+        invbench.involution(x, w, backend="cuda_ext", **kwargs)  # type: ignore[arg-type]
+
+
+def test_odd_size_stride_2_never_reads_out_of_bounds() -> None:
+    # The official layer's pitfall: odd H at stride 2. A weight on the pooled grid
+    # (H // 2) is rejected; the conv grid ((H - 1) // 2 + 1) is computed exactly.
+    x = torch.randn(1, 4, 7, 9, dtype=torch.float64)
+    with pytest.raises(ValueError, match="does not match"):
+        invbench.involution(
+            x, torch.randn(1, 2, 3, 3, 3, 4, dtype=torch.float64), stride=2, backend="cuda_ext"
+        )
+    geom = Geometry(1, 4, 7, 9, 3, stride=2, groups=2)
+    w = torch.randn(geom.weight_shape, dtype=torch.float64)
+    out = invbench.involution(x, w, stride=2, backend="cuda_ext")
+    assert out.shape == (1, 4, 4, 5)
+    assert relative_error(out, involution_reference(x, w, geom)) < 1e-12
+
+
+def test_direct_op_checks_are_errors_not_crashes() -> None:
+    ops = torch.ops.invbench_ext
+    x = torch.randn(1, 4, 8, 8)
+    with pytest.raises(RuntimeError, match="does not match"):
+        ops.involution_fwd(x, torch.randn(1, 2, 3, 3, 9, 8), 1, 1, 1, False, False)
+    with pytest.raises(RuntimeError, match="stride"):
+        ops.involution_fwd(x, torch.randn(1, 2, 3, 3, 8, 8), 0, 1, 1, False, False)
+
+
+def test_torch_compile_matches_eager() -> None:
+    geom = Geometry(2, 8, 10, 9, 3, stride=1, groups=2)
+    x, w = _inputs(geom, torch.float32, "cpu", seed=4)
+
+    def layer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.relu(invbench.involution(a, b, backend="cuda_ext")) * 2.0
+
+    compiled = torch.compile(layer, backend="inductor", fullgraph=False)
+    xa, wa = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    xb, wb = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    eager_out = layer(xa, wa)
+    compiled_out = compiled(xb, wb)
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-6, atol=1e-6)
+    eager_out.sum().backward()
+    compiled_out.sum().backward()
+    assert xa.grad is not None and xb.grad is not None and wa.grad is not None
+    torch.testing.assert_close(xb.grad, xa.grad)
+    torch.testing.assert_close(wb.grad, wa.grad)
+
+
+def test_fake_tensor_shapes() -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    ops = torch.ops.invbench_ext
+    with FakeTensorMode():
+        x = torch.empty(2, 8, 9, 7)
+        w = torch.empty(2, 2, 3, 3, 5, 4)
+        out = ops.involution_fwd(x, w, 2, 1, 1, False, False)
+        assert out.shape == (2, 8, 5, 4)
+        gx = ops.involution_grad_input(out, w, 9, 7, 2, 1, 1, False, False)
+        assert gx.shape == (2, 8, 9, 7)
+        gw = ops.involution_grad_weight(out, x, 2, 3, 2, 1, 1, False, False)
+        assert gw.shape == (2, 2, 3, 3, 5, 4)
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_module_with_backward(device: str) -> None:
+    torch.manual_seed(5)
+    ref = invbench.Involution(32, kernel_size=7, stride=2, group_channels=16, backend="unfold")
+    ext = invbench.Involution(32, kernel_size=7, stride=2, group_channels=16, backend="cuda_ext")
+    ext.load_state_dict(ref.state_dict())
+    ref, ext = ref.to(device).double(), ext.to(device).double()
+    x = torch.randn(2, 32, 13, 12, dtype=torch.float64, device=device)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out_a, out_b = ref(xa), ext(xb)
+    assert relative_error(out_b, out_a) < 1e-12
+    out_a.square().sum().backward()
+    out_b.square().sum().backward()
+    assert xa.grad is not None and xb.grad is not None
+    assert relative_error(xb.grad, xa.grad) < 1e-12
+    for pa, pb in zip(ref.parameters(), ext.parameters(), strict=True):
+        assert pa.grad is not None and pb.grad is not None
+        assert relative_error(pb.grad, pa.grad) < 1e-10
+
+
+def test_availability() -> None:
+    reg = default_registry()
+    ext, naive = reg.get("cuda_ext"), reg.get("cuda_naive")
+    assert ext.availability(DeviceKind.CPU, Dtype.FLOAT32) is None
+    assert ext.availability(DeviceKind.CPU, Dtype.FLOAT64) is None
+    reason = naive.availability(DeviceKind.CPU, Dtype.FLOAT32)
+    assert reason is not None and "cpu" in reason
+    if not HAS_CUDA:
+        assert naive.availability(DeviceKind.CUDA, Dtype.FLOAT32) is not None
+        assert ext.availability(DeviceKind.CUDA, Dtype.FLOAT32) is not None
+
+
+def test_build_failure_reason_is_short() -> None:
+    log = (
+        "[1/2] c++ -c binding.cpp\nFAILED: binding.o\n"
+        "/some/dir/involution_cpu.cpp:12:3: error: 'foo' was not declared in this scope\n"
+        "   12 |   foo();\n      |   ^~~\nninja: build stopped: subcommand failed.\n"
+    )
+    reason = extension_build.key_error_lines(log)
+    assert reason == "involution_cpu.cpp:12:3: error: 'foo' was not declared in this scope"
+
+
+def test_cache_key_depends_on_sources(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from pathlib import Path
+
+    src = Path(str(tmp_path)) / "csrc"
+    shutil.copytree(extension_build.CSRC, src)
+    monkeypatch.setattr(extension_build, "CSRC", src)
+    before = extension_build.plan(False).name
+    (src / "involution_cpu.cpp").write_text((src / "involution_cpu.cpp").read_text() + "\n// x\n")
+    assert extension_build.plan(False).name != before
+
+
+def test_failed_build_is_an_unavailability_reason(tmp_path: object) -> None:
+    # A fresh process builds a deliberately broken copy of the sources.
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(str(tmp_path)) / "csrc"
+    shutil.copytree(extension_build.CSRC, src)
+    for name in extension_build.CPU_SOURCES:  # a missing include stops the compiler at once
+        path = src / name
+        path.write_text('#include "invbench_missing_header.h"\n' + path.read_text())
+    code = (
+        "import invbench.backends.extension_build as eb\n"
+        "from pathlib import Path\n"
+        f"eb.CSRC = Path({str(src)!r})\n"
+        "from invbench.backends.registry import builtin_registry\n"
+        "from invbench.core.spec import DeviceKind, Dtype\n"
+        "b = builtin_registry().get('cuda_ext')\n"
+        "try:\n"
+        "    eb.load(False)\n"
+        "except eb.ExtensionBuildError as e:\n"
+        "    print('RAISED', e)\n"
+        "print('REASON', b.availability(DeviceKind.CPU, Dtype.FLOAT32))\n"
+    )
+    env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=True,
+    )
+    lines = {ln.split(" ", 1)[0]: ln for ln in proc.stdout.splitlines() if " " in ln}
+    for key in ("RAISED", "REASON"):
+        assert "extension build failed" in lines[key]
+        assert ".cpp:1:10: fatal error: invbench_missing_header.h" in lines[key]
+        assert " -c " not in lines[key]  # the compiler's message, not the command line
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
+    # Both start on an empty cache; the file lock makes one build and the other load it.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import torch\n"
+        "from invbench.backends.cuda_ext import load_ops\n"
+        "ops = load_ops()\n"
+        "x = torch.randn(1, 2, 5, 5); w = torch.randn(1, 1, 3, 3, 5, 5)\n"
+        "print('OK', float(ops.involution_fwd(x, w, 1, 1, 1).abs().sum()) > 0)\n"
+    )
+    env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="2")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], results
+    assert all(out.strip() == "OK True" for out, _ in results), results
+    builds = sum(err.count("building the involution extension") for _, err in results)
+    assert builds == 1, results
+
+
+def test_stale_cache_entries_are_pruned_unless_in_use(tmp_path: object) -> None:
+    import fcntl
+    import os
+    import time
+    from pathlib import Path
+
+    root = Path(str(tmp_path)) / "ext"
+    now = time.time()
+    old = now - (extension_build.STALE_AFTER_DAYS + 1) * 86400
+
+    def entry(name: str, used: float | None) -> Path:
+        path = root / f"{extension_build.NAMESPACE}_cpu_{name}"
+        path.mkdir(parents=True)
+        (path / "lib.so").write_bytes(b"x")
+        if used is not None:
+            stamp = path / extension_build.LAST_USED
+            stamp.touch()
+            os.utime(stamp, (used, used))
+        return path
+
+    keep = entry("current", old)  # the entry just built is never removed
+    stale = entry("stale", old)
+    recent = entry("recent", now - 86400)
+    busy = entry("busy", old)
+    other = root / "not-ours"
+    other.mkdir()
+    with open(busy.with_suffix(".lock"), "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # another process loading it
+        removed = extension_build.prune_stale(keep, now=now)
+    assert removed == [stale]
+    assert not stale.exists() and not stale.with_suffix(".lock").exists()
+    assert keep.exists() and recent.exists() and busy.exists() and other.exists()
+
+
+def test_cuda_home_sees_through_an_nvcc_wrapper(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    root = Path(str(tmp_path))
+
+    def toolkit(path: Path) -> Path:
+        (path / "bin").mkdir(parents=True)
+        (path / "include").mkdir()
+        (path / "bin" / "nvcc").write_text("")
+        (path / "include" / "cuda_runtime.h").write_text("")
+        return path
+
+    wrapper_dir = root / "wrappers" / "bin"  # what torch would take: no toolkit above it
+    wrapper_dir.mkdir(parents=True)
+    (wrapper_dir / "nvcc").write_text('#!/bin/sh\nexec /opt/real/bin/nvcc "$@"\n')
+    old = toolkit(root / "local" / "cuda-12.8")
+    new = toolkit(root / "local" / "cuda-13.0")
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(wrapper_dir.parent))
+    monkeypatch.setattr(shutil, "which", lambda name: str(wrapper_dir / name))
+    monkeypatch.setattr(extension_build, "CUDA_SEARCH_ROOTS", (root / "local",))
+    assert extension_build.cuda_home() == new  # the newest toolkit, not the wrapper's folder
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(old))
+    assert extension_build.cuda_home() == old  # torch's own choice when it holds a toolkit
+    monkeypatch.setenv("CUDA_HOME", str(wrapper_dir.parent))
+    assert extension_build.cuda_home() is None  # an explicit CUDA_HOME is not second-guessed
