@@ -35,6 +35,7 @@ lint: setup
 	$(BIN)/ruff format --check invbench tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/mypy tools
+	$(BIN)/lint-imports
 
 gpu-check:
 	bash scripts/gpu-check.sh "$(OUT)" $(PHASE)

@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from invbench.backends.registry import default_registry
+from invbench.core.choices import CacheMode
 from invbench.core.spec import DeviceKind, Dtype, Mode
 from invbench.core.suites import find_suite
-from invbench.measure.timing import CacheMode, make_timer
+from invbench.measure.timing import make_timer
 from invbench.running.runner import make_workload
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -38,13 +38,13 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from invbench.analysis.compare import RUN_COLUMN, ComparePolicy, Comparison, compare_dirs
+from invbench.core.choices import Interleave
 from invbench.core.spec import Dtype, Mode, Status
 from invbench.core.stats import summarize
 from invbench.storage.results import (
@@ -60,11 +60,6 @@ from invbench.storage.results import (
 )
 
 SIDES = ("base", "head")
-
-
-class Interleave(StrEnum):
-    CASE = "case"  # one run per [[cases]] entry: base and head of a case seconds apart
-    SUITE = "suite"  # one run per whole suite: fewer processes, coarser alternation
 
 
 class AbError(ValueError):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Run the command line with argv (default: sys.argv[1:]); returns the exit status."""
     from invbench.cli.app import main as app_main
 

@@ -1,5 +1,4 @@
-"""Typer commands `plot` and `report`, and the `run --plot` hook: thin wrappers over
-invbench.render.plots and invbench.render.report. Registered in invbench.cli.app."""
+"""`invbench plot`, and the figures `invbench run --plot` makes after a run."""
 
 from __future__ import annotations
 
@@ -7,22 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from invbench.cli import console
+from invbench.cli.console import err, fail
+from invbench.core.choices import FigureKind, Format, Width
 from invbench.core.spec import Dtype, Mode
-from invbench.render.plots.data import PlotError
-from invbench.render.plots.make import FigureKind, Format, PlotRequest, load_sets, make_plots
-from invbench.render.plots.style import Width
-from invbench.render.report import ReportFormat, build_report, render, write_report
-from invbench.storage.results import ResultsError, combine_results
-
-_err = Console(stderr=True)
-_out = Console()
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"invbench: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def plot_command(
@@ -58,6 +46,9 @@ def plot_command(
     ] = None,
 ) -> None:
     """Figures for papers: latency, speed-up, roofline, memory, sweeps, A/B comparison."""
+    from invbench.render.plots.data import PlotError
+    from invbench.render.plots.make import PlotRequest, make_plots
+
     request = PlotRequest(
         results=results,
         kinds=kind or (FigureKind.ALL,),
@@ -72,48 +63,11 @@ def plot_command(
     try:
         outcome = make_plots(request)
     except PlotError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     for note in outcome.notes:
-        _err.print(f"note: {note}", markup=False, highlight=False)
+        err.print(f"note: {note}", markup=False, highlight=False)
     figures = [p for p in outcome.files if p.suffix.lstrip(".") in {f.value for f in Format}]
-    _out.print(f"{len(figures)} figure files written to {outcome.out_dir}", highlight=False)
-
-
-def report_command(
-    results: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Result directories of one machine (e.g. a fwd and a fwd+bwd run), "
-            "reported as one.",
-            show_default=False,
-        ),
-    ],
-    fmt: Annotated[
-        ReportFormat, typer.Option("--format", help="markdown, latex, html or csv.")
-    ] = ReportFormat.MARKDOWN,
-    output: Annotated[
-        Path | None, typer.Option(help="Write to this file (default: standard output).")
-    ] = None,
-    baseline: Annotated[
-        str | None, typer.Option(help="Backend the speed-ups are relative to (default: unfold).")
-    ] = None,
-    figures: Annotated[bool, typer.Option(help="Embed the figures in the HTML report.")] = True,
-) -> None:
-    """Tables of latency, speed-up, throughput and peak memory, best value per row in bold."""
-    try:
-        try:
-            rs = combine_results(load_sets(results))
-        except ResultsError as exc:
-            raise PlotError(str(exc)) from None
-        report = build_report(rs, baseline)
-        text = render(report, fmt, rs, baseline, figures)
-    except PlotError as exc:
-        raise _fail(str(exc)) from None
-    if output is None:
-        print(text, end="")
-    else:
-        write_report(text, output)
-        _out.print(f"{fmt.value} report written to {output}", highlight=False)
+    console.out.print(f"{len(figures)} figure files written to {outcome.out_dir}", highlight=False)
 
 
 def plot_after_run(directory: Path) -> None:
@@ -121,10 +75,13 @@ def plot_after_run(directory: Path) -> None:
 
     A run whose rows cannot be plotted (e.g. every row skipped) says why and goes on.
     """
+    from invbench.render.plots.data import PlotError
+    from invbench.render.plots.make import PlotRequest, make_plots
+
     try:
         outcome = make_plots(PlotRequest(results=[directory]))
     except PlotError as exc:
-        _err.print(f"invbench: no figures: {exc}", markup=False, highlight=False)
+        err.print(f"invbench: no figures: {exc}", markup=False, highlight=False)
         return
     figures = [p for p in outcome.files if p.suffix == ".png"]
-    _out.print(f"{len(figures)} figures written to {outcome.out_dir}", highlight=False)
+    console.out.print(f"{len(figures)} figures written to {outcome.out_dir}", highlight=False)

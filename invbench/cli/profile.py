@@ -4,46 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from invbench.backends.registry import default_registry
+from invbench.cli.console import err, fail, out
 from invbench.core.spec import Dtype, Mode
-from invbench.profiling.nsight import (
-    DEFAULT_NCU_LAUNCHES,
-    NsightCommand,
-    capture_argv,
-    kernel_filter,
-    ncu_command,
-    nsys_command,
-    run_command,
-)
-from invbench.profiling.profiling import (
-    BackendProfile,
-    ProfilePlan,
-    ProfileRequest,
-    capture,
-    default_out_dir,
-    plan_profile,
-    profile_backend,
-    summary,
-    write_tables,
-)
-from invbench.running.bench import UsageError
 
-out = Console()
-if not out.is_terminal:
-    out = Console(width=160)
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from invbench.profiling.nsight import NsightCommand
+    from invbench.profiling.profiling import BackendProfile, ProfilePlan
+
 TOP = 12  # kernels per backend shown on screen (the CSV has them all)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"invbench: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    return typer.Exit(2)
 
 
 def profile_command(
@@ -93,6 +66,26 @@ def profile_command(
     ] = False,
 ) -> None:
     """Profile one case: trace, per-kernel table, memory timeline; Nsight commands."""
+    from invbench.backends.registry import default_registry
+    from invbench.profiling.nsight import (
+        DEFAULT_NCU_LAUNCHES,
+        capture_argv,
+        kernel_filter,
+        ncu_command,
+        nsys_command,
+        run_command,
+    )
+    from invbench.profiling.profiling import (
+        ProfileRequest,
+        capture,
+        default_out_dir,
+        plan_profile,
+        profile_backend,
+        summary,
+        write_tables,
+    )
+    from invbench.running.bench import UsageError
+
     request = ProfileRequest(
         suite=suite,
         case=case,
@@ -111,7 +104,7 @@ def profile_command(
         if ncu_launches is not None and ncu_launches < 1:
             raise UsageError(f"--ncu-launches must be >= 1, got {ncu_launches}")
     except UsageError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if capture_only:
         for b in plan.backends:
             capture(plan, b)

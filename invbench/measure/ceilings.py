@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from invbench.measure.timing import CacheMode, make_timer
+from invbench.core.choices import CacheMode
+from invbench.measure.timing import make_timer
 
 # Sizes: large enough to leave the caches behind, small enough to take well under 2 s.
 _GPU_COPY_BYTES = 1 << 30

@@ -8,16 +8,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Protocol
 
 import torch
 
-
-class CacheMode(StrEnum):
-    COLD = "cold"  # L2 flushed before every sample, outside the timed region
-    HOT = "hot"  # back to back: the caches hold whatever the last call left
-    GRAPH = "graph"  # several calls captured in a CUDA graph, replayed back to back (hot)
+from invbench.core.choices import CacheMode
 
 
 class Timer(Protocol):

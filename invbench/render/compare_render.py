@@ -6,21 +6,14 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
 from invbench.analysis.compare import CHANGED, UNCHANGED, Comparison, RowComparison, Verdict
+from invbench.core.choices import OutputFormat
 from invbench.render.summary import fmt_ms
-
-
-class OutputFormat(StrEnum):
-    TABLE = "table"
-    MARKDOWN = "markdown"
-    JSON = "json"
-
 
 _STYLE = {
     Verdict.SLOWER: "bold red",

@@ -16,12 +16,12 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
 
+from invbench.core.choices import ReportFormat
 from invbench.core.spec import Status
 from invbench.render.plots.caption import caption_details, caption_line
 from invbench.render.plots.ceilings import measured_ceilings
@@ -37,13 +37,6 @@ from invbench.render.plots.data import (
 from invbench.storage.results import ResultSet
 
 DEFAULT_BASELINE = "unfold"
-
-
-class ReportFormat(StrEnum):
-    MARKDOWN = "markdown"
-    LATEX = "latex"
-    HTML = "html"
-    CSV = "csv"
 
 
 Best = Literal["min", "max"]

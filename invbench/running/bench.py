@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from invbench.backends.registry import Registry
+from invbench.core.choices import CacheMode
 from invbench.core.spec import DeviceKind, Dtype, Level, Mode
 from invbench.core.stats import StopPolicy
 from invbench.core.suites import Suite, find_suite
@@ -20,7 +21,6 @@ from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.environment import environment, git_state
 from invbench.measure.memory import return_freed_memory_to_os
 from invbench.measure.telemetry import gpu_processes
-from invbench.measure.timing import CacheMode
 from invbench.running.runner import Runner, RunPlan, default_sampler
 from invbench.storage.results import (
     META_FILE,

@@ -30,13 +30,14 @@ import torch
 
 from invbench.backends.base import Backend, Workload, poisoned_outputs
 from invbench.backends.registry import Registry
+from invbench.core.choices import CacheMode
 from invbench.core.spec import Case, DeviceKind, Dtype, Kind, Mode, Status
 from invbench.core.stats import StopPolicy, StopReason, summarize, warmup_calls
 from invbench.measure import nvtx
 from invbench.measure.health import row_warnings
 from invbench.measure.memory import measure_peak
 from invbench.measure.telemetry import NvmlSampler, nvml_index
-from invbench.measure.timing import CacheMode, Timer, capture_graph, graph_calls, make_timer
+from invbench.measure.timing import Timer, capture_graph, graph_calls, make_timer
 from invbench.operator.reference import involution_reference, relative_error
 from invbench.storage.results import KEY_COLUMNS, ResultRow
 

@@ -11,17 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from invbench.analysis.ab import (
-    AbError,
-    AbRequest,
-    Interleave,
-    merge_runs,
-    run_ab,
-    schedule,
-    split_suite,
-)
+from invbench.analysis.ab import AbError, AbRequest, merge_runs, run_ab, schedule, split_suite
 from invbench.analysis.compare import RUN_COLUMN, ComparePolicy, Verdict
 from invbench.cli.app import main
+from invbench.core.choices import Interleave
 from invbench.core.spec import DeviceKind, Mode
 from invbench.core.suites import SUITES_DIR, load_suite
 from invbench.render.compare_render import write_comparison_files

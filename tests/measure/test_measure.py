@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from invbench.backends.registry import Registry, builtin_registry
+from invbench.core.choices import CacheMode
 from invbench.core.spec import Dtype, Mode, Status
 from invbench.core.stats import StopPolicy, StopReason, summarize, warmup_calls
 from invbench.measure import telemetry
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.health import row_warnings
 from invbench.measure.telemetry import NvmlSampler, RowTelemetry, other_processes
-from invbench.measure.timing import CacheMode, CpuTimer
+from invbench.measure.timing import CpuTimer
 from invbench.running.bench import RunRequest, plan_run
 from invbench.running.runner import Runner, RunPlan
 from invbench.storage.results import ResultRow, row_from_record, rows_frame

@@ -10,11 +10,12 @@ import torch
 
 from invbench.backends.base import Closure, Workload
 from invbench.backends.registry import Registry
+from invbench.core.choices import CacheMode
 from invbench.core.spec import Dtype, Mode
 from invbench.core.stats import StopPolicy
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.telemetry import THROTTLE_MASK, nvml_index, reason_names
-from invbench.measure.timing import CacheMode, l2_cache_bytes
+from invbench.measure.timing import l2_cache_bytes
 from invbench.running.runner import Runner, RunPlan, default_sampler
 from invbench.storage.results import ResultRow
 from tests.measure_backends import TINY, _TestBackend

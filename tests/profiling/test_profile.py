@@ -602,7 +602,6 @@ def test_a_failing_backend_spares_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from invbench.backends.base import Closure, InvolutionBackend, Workload
-    from invbench.cli import profile as profile_cli
 
     class Broken(InvolutionBackend):
         name = "broken"
@@ -616,7 +615,7 @@ def test_a_failing_backend_spares_the_others(
 
     registry = builtin_registry()
     registry.register(Broken())
-    monkeypatch.setattr(profile_cli, "default_registry", lambda: registry)
+    monkeypatch.setattr("invbench.backends.registry.default_registry", lambda: registry)
     status, _, stderr = run_cli(
         [
             *("profile", "--suite", SUITE, "--case", CASE, "--backend", "broken"),

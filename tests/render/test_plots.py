@@ -15,10 +15,11 @@ import pandas as pd
 import pytest
 
 from invbench.cli.app import main
+from invbench.core.choices import FigureKind, Format, Width
 from invbench.render.plots import data as D
 from invbench.render.plots.ceilings import ceilings_for, datasheet_ceilings, measured_ceilings
-from invbench.render.plots.make import FigureKind, Format, PlotRequest, make_plots
-from invbench.render.plots.style import KNOWN_BACKENDS, MIN_FONT_PT, Width, backend_style
+from invbench.render.plots.make import PlotRequest, make_plots
+from invbench.render.plots.style import KNOWN_BACKENDS, MIN_FONT_PT, backend_style
 from invbench.storage.results import load_results
 
 matplotlib = pytest.importorskip("matplotlib")

@@ -14,15 +14,8 @@ import pandas as pd
 import pytest
 
 from invbench.cli.app import main
-from invbench.render.report import (
-    ReportFormat,
-    build_report,
-    fmt_number,
-    render,
-    to_csv,
-    to_latex,
-    to_markdown,
-)
+from invbench.core.choices import ReportFormat
+from invbench.render.report import build_report, fmt_number, render, to_csv, to_latex, to_markdown
 from invbench.storage.results import load_results
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

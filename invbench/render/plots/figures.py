@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
+from invbench.core.choices import Width
 from invbench.render.plots import data as D
 from invbench.render.plots.caption import caption_details, caption_line
 from invbench.render.plots.ceilings import Ceilings, ceilings_for
@@ -39,13 +40,7 @@ from invbench.render.plots.layout import (
     set_log_axis,
     status_marks,
 )
-from invbench.render.plots.style import (
-    EDGE_COLOR,
-    SMALL_PT,
-    Width,
-    backend_style,
-    order_backends,
-)
+from invbench.render.plots.style import EDGE_COLOR, SMALL_PT, backend_style, order_backends
 from invbench.storage.results import ResultSet
 
 P = ParamSpec("P")

@@ -20,13 +20,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
+from invbench.core.choices import Width
 from invbench.core.spec import Status
 from invbench.render.plots import data as D
 from invbench.render.plots.style import (
     EDGE_COLOR,
     PANEL_HEIGHT_IN,
     SMALL_PT,
-    Width,
     backend_style,
     rc_params,
 )

@@ -4,34 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from invbench.core.choices import FigureKind, Format, Width
 from invbench.render.plots.data import PlotError, check_baseline, sweep_field
-from invbench.render.plots.style import Width
 from invbench.storage.results import ResultsError, ResultSet, load_results
 
 if TYPE_CHECKING:
     from invbench.render.plots.figures import FigureResult
-
-
-class FigureKind(StrEnum):
-    LATENCY = "latency"
-    SPEEDUP = "speedup"
-    ROOFLINE = "roofline"
-    MEMORY = "memory"
-    SWEEP = "sweep"
-    COMPARE = "compare"
-    ALL = "all"
-
-
-class Format(StrEnum):
-    PNG = "png"
-    PDF = "pdf"
-    SVG = "svg"
 
 
 DEFAULT_BASELINE = "unfold"

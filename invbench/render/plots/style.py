@@ -12,20 +12,9 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
-
-class Width(StrEnum):
-    """Final printed width of a figure."""
-
-    SINGLE = "single"  # one column of a two-column paper
-    DOUBLE = "double"  # the full text width
-
-    @property
-    def inches(self) -> float:
-        return {"single": 3.5, "double": 7.0}[self.value]
-
+from invbench.core.choices import Width
 
 # Font sizes in points at the final printed size (figures are never rescaled).
 FONT_PT = 8.0

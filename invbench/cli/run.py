@@ -1,0 +1,165 @@
+"""`invbench run`: check, then time every backend on every case of a suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from invbench.cli.console import err, fail, out
+from invbench.core.choices import CacheMode
+from invbench.core.spec import Dtype, Mode
+
+if TYPE_CHECKING:
+    from invbench.backends.registry import Registry
+    from invbench.storage.results import ResultRow
+
+
+def run(
+    suite: Annotated[str, typer.Option(help="Suite name (suites/NAME.toml) or a .toml path.")] = (
+        "resnet-shapes"
+    ),
+    backend: Annotated[
+        list[str] | None, typer.Option(help="Backend to run (repeatable; default: all).")
+    ] = None,
+    case: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only this case of the suite (repeatable; default: all)."),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    dtype: Annotated[
+        list[Dtype] | None, typer.Option(help="Dtype (repeatable; default: the suite's).")
+    ] = None,
+    mode: Annotated[
+        list[Mode] | None, typer.Option(help="fwd or fwd+bwd (repeatable; default: the suite's).")
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size for every case.")] = None,
+    samples: Annotated[
+        int | None, typer.Option(help="Fixed samples per row (default: adaptive).")
+    ] = None,
+    cache: Annotated[
+        CacheMode,
+        typer.Option(help="GPU: cold (L2 flushed per sample), hot, or graph (CUDA-graph replay)."),
+    ] = CacheMode.COLD,
+    target_ci: Annotated[
+        float | None,
+        typer.Option(help="Stop when the median's 95% CI half-width is below this fraction."),
+    ] = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Per-row time cap in seconds (default: the suite's).")
+    ] = None,
+    isolate: Annotated[
+        bool,
+        typer.Option(help="Run each backend x case in a worker process (crash/hang -> a row)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="With --isolate: seconds a worker may take.")
+    ] = 600.0,
+    resume_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Finish the interrupted run in DIR with its recorded options; "
+            "rows already there are kept.",
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Result directory (default: results/SUITE/TIME-COMMIT)."),
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Make the default figures after the run.")] = False,
+) -> None:
+    """Check, then time every backend on every case of a suite."""
+    from invbench.backends.registry import default_registry
+    from invbench.running.bench import RunRequest, UsageError, default_out_dir, execute, plan_run
+
+    registry = default_registry()
+    request = RunRequest(
+        suite=suite,
+        backends=backend or (),
+        cases=case or (),
+        device=device,
+        dtypes=dtype or (),
+        modes=mode or (),
+        batch=batch,
+        samples=samples,
+        cache_mode=cache,
+        out=out_dir,
+        target_rel_ci=target_ci,
+        max_time_s=max_time,
+        isolate=isolate,
+        timeout_s=timeout,
+    )
+    if resume_dir is not None:
+        _resume(resume_dir, registry, plot)
+        return
+    try:
+        suite_obj, plan = plan_run(request, registry)
+    except UsageError as exc:
+        raise fail(str(exc)) from None
+    directory = out_dir or default_out_dir(suite_obj)
+    err.print(
+        f"[bold]{suite_obj.name}[/]: {len(plan.cases)} cases x {len(plan.backends)} backends x "
+        f"{len(plan.dtypes)} dtypes x {len(plan.modes)} modes on {plan.device} "
+        f"(batch {plan.cases[0].geometry.batch}) -> {directory}"
+    )
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("starting", total=plan.n_rows)
+        rows = execute(
+            suite_obj,
+            plan,
+            registry,
+            directory,
+            on_row=lambda row: progress.advance(task),
+            on_status=lambda text: progress.update(task, description=text),
+            request=request,
+        )
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
+
+
+def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
+    from invbench.backends.registry import default_registry
+    from invbench.cli.plot import plot_after_run
+    from invbench.render.summary import health_table, summary_table
+
+    out.print(summary_table(rows, title=title, backend_order=default_registry().names()))
+    health = health_table(rows)
+    if health is not None:
+        out.print(health)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    out.print(f"{len(rows)} rows ({tally}) written to {directory}", highlight=False)
+    if plot:  # the default figures into DIRECTORY/plots (invbench.cli.plot)
+        plot_after_run(directory)
+
+
+def _resume(directory: Path, registry: Registry, plot: bool) -> None:
+    from invbench.running.bench import UsageError, resume
+
+    err.print(f"resuming {directory} with the options it was started with")
+    progress = Progress(
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    )
+    with progress:
+        task = progress.add_task("starting", total=None)
+        try:
+            suite_obj, plan, rows = resume(
+                directory,
+                registry,
+                on_status=lambda text: progress.update(task, description=text),
+            )
+        except UsageError as exc:
+            raise fail(str(exc)) from None
+    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
