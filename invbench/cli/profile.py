@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from invbench.cli.console import err, fail, out
+from invbench.core.formatting import fmt_ms, human_bytes
 from invbench.core.spec import Dtype, Mode
 
 if TYPE_CHECKING:
@@ -183,27 +184,13 @@ def _names(plan: ProfilePlan) -> str:
     return ", ".join(b.name for b in plan.backends)
 
 
-def _us(value: float) -> str:
-    if abs(value) >= 1000:
-        return f"{value / 1000:.3f} ms"
-    return f"{value:.1f} us"
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
 def _print_kernels(plan: ProfilePlan, profiles: list[BackendProfile]) -> None:
     what = "kernels" if plan.device.type == "cuda" else "operators"
     if len(profiles) == 1:
         p = profiles[0]
         table = Table(
-            title=f"{p.backend}: {what} by {p.time_basis} ({_us(p.per_iter_us)} per iteration)"
+            title=f"{p.backend}: {what} by {p.time_basis} "
+            f"({fmt_ms(p.per_iter_us / 1e3)} per iteration)"
         )
         for col in ("name", "calls", "total", "mean", "per iter", "share"):
             table.add_column(col, justify="left" if col == "name" else "right")
@@ -213,9 +200,9 @@ def _print_kernels(plan: ProfilePlan, profiles: list[BackendProfile]) -> None:
             cells = [
                 r.name[:90],
                 str(r.calls),
-                _us(r.total_us),
-                _us(r.mean_us),
-                _us(r.per_iter_us),
+                fmt_ms(r.total_us / 1e3),
+                fmt_ms(r.mean_us / 1e3),
+                fmt_ms(r.per_iter_us / 1e3),
                 f"{r.share_pct:.1f}%",
             ]
             if plan.device.type == "cuda":
@@ -235,13 +222,13 @@ def _print_kernels(plan: ProfilePlan, profiles: list[BackendProfile]) -> None:
         for p in profiles:
             if i < len(p.kernels):
                 r = p.kernels[i]
-                cells += [r.name[:48], _us(r.per_iter_us), f"{r.share_pct:.1f}%"]
+                cells += [r.name[:48], fmt_ms(r.per_iter_us / 1e3), f"{r.share_pct:.1f}%"]
             else:
                 cells += ["", "", ""]
         table.add_row(*cells)
     total = ["total"]
     for p in profiles:
-        total += [p.time_basis, _us(p.per_iter_us), "100%"]
+        total += [p.time_basis, fmt_ms(p.per_iter_us / 1e3), "100%"]
     table.add_row(*total)
     out.print(table)
 
@@ -252,12 +239,13 @@ def _print_memory(p: BackendProfile) -> None:
         out.print(f"{p.backend}: no {t.device} allocations recorded", highlight=False)
         return
     out.print(
-        f"{p.backend}: memory peak {_bytes(t.peak_bytes)} above the start, at "
-        f"{_us(t.peak_time_us)} in {t.peak_op or '?'} ({t.peak_phase or 'no range'}); held by:",
+        f"{p.backend}: memory peak {human_bytes(t.peak_bytes)} above the start, at "
+        f"{fmt_ms(t.peak_time_us / 1e3)} in {t.peak_op or '?'} "
+        f"({t.peak_phase or 'no range'}); held by:",
         highlight=False,
     )
     for a in t.held_at_peak[:5]:
-        out.print(f"  {_bytes(a.bytes):>10}  from {a.op or '?'}", highlight=False)
+        out.print(f"  {human_bytes(a.bytes):>10}  from {a.op or '?'}", highlight=False)
 
 
 def _print_phases(p: BackendProfile) -> None:
@@ -267,9 +255,9 @@ def _print_phases(p: BackendProfile) -> None:
     for r in p.phases:
         table.add_row(
             r.phase,
-            _us(r.per_iter_us),
+            fmt_ms(r.per_iter_us / 1e3),
             f"{r.share_pct:.1f}%",
-            _bytes(r.peak_bytes),
-            _bytes(r.allocated_bytes_per_iter),
+            human_bytes(r.peak_bytes),
+            human_bytes(r.allocated_bytes_per_iter),
         )
     out.print(table)

@@ -14,7 +14,10 @@ from typing import Any
 import torch
 
 from invbench.core.choices import CacheMode
+from invbench.measure.ceiling_record import copy_gbps
 from invbench.measure.timing import make_timer
+
+__all__ = ["copy_bandwidth", "copy_gbps", "matmul_throughput", "measure_ceilings"]
 
 # Sizes: large enough to leave the caches behind, small enough to take well under 2 s.
 _GPU_COPY_BYTES = 1 << 30
@@ -69,11 +72,3 @@ def measure_ceilings(device: torch.device) -> dict[str, Any]:
     if gpu:
         torch.cuda.empty_cache()
     return out
-
-
-def copy_gbps(ceilings: dict[str, Any] | None) -> float | None:
-    """The measured copy bandwidth of a ceilings record, or None."""
-    if not ceilings or not ceilings.get("copy"):
-        return None
-    value = ceilings["copy"].get("gbps")
-    return float(value) if value else None

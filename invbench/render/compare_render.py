@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +12,7 @@ from rich.table import Table
 
 from invbench.analysis.compare import CHANGED, UNCHANGED, Comparison, RowComparison, Verdict
 from invbench.core.choices import OutputFormat
-from invbench.render.summary import fmt_ms
+from invbench.core.formatting import fmt_ms, md_escape
 
 _STYLE = {
     Verdict.SLOWER: "bold red",
@@ -33,10 +32,6 @@ def _label(row: RowComparison) -> list[str]:
     return [str(k["case"]), str(k["backend"]), str(k["dtype"]), str(k["mode"]), str(k["device"])]
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None or math.isnan(value) else fmt_ms(value)
-
-
 def _ci(row: RowComparison) -> str:
     if row.ci_low is None or row.ci_high is None:
         return "-"
@@ -48,8 +43,8 @@ def _p(row: RowComparison) -> str:
 
 
 def _cells(row: RowComparison) -> list[str]:
-    base = _ms(row.base_median_ms) if row.base_status == "ok" else (row.base_status or "absent")
-    head = _ms(row.head_median_ms) if row.head_status == "ok" else (row.head_status or "absent")
+    base = fmt_ms(row.base_median_ms) if row.base_status == "ok" else (row.base_status or "absent")
+    head = fmt_ms(row.head_median_ms) if row.head_status == "ok" else (row.head_status or "absent")
     return [*_label(row), base, head, row.change, _ci(row), _p(row), row.note]
 
 
@@ -90,14 +85,10 @@ def rich_table(c: Comparison) -> Table:
     return table
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 def _md_table(rows: Sequence[RowComparison]) -> list[str]:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for row in rows:
-        lines.append("| " + " | ".join(_md_escape(x) for x in _cells(row)) + " |")
+        lines.append("| " + " | ".join(md_escape(x) for x in _cells(row)) + " |")
     return lines
 
 
@@ -107,7 +98,7 @@ def markdown(c: Comparison) -> str:
     unchanged = [r for r in sorted_rows(c.rows) if r.verdict in UNCHANGED]
     lines = [f"**invbench**: {c.headline()}", "", subtitle(c) + ".", ""]
     for warning in c.warnings:
-        lines += [f"> **Warning:** {_md_escape(warning)}: the runs may not be comparable.", ""]
+        lines += [f"> **Warning:** {md_escape(warning)}: the runs may not be comparable.", ""]
     if changed:
         lines += [*_md_table(changed), ""]
     else:

@@ -22,9 +22,10 @@ from typing import Any, Literal
 import pandas as pd
 
 from invbench.core.choices import ReportFormat
+from invbench.core.formatting import md_escape
 from invbench.core.spec import Status
+from invbench.measure.ceiling_record import measured_ceilings
 from invbench.render.plots.caption import caption_details, caption_line
-from invbench.render.plots.ceilings import measured_ceilings
 from invbench.render.plots.data import (
     MIB,
     PlotError,
@@ -281,23 +282,19 @@ def _cell_text(v: Cell) -> str:
     return v
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
 def markdown_table(t: Table) -> str:
     header = ["case", "dtype", "mode"]
     for b in t.backends:
         header.extend(f"{b} {m.header} ({m.unit})" for m in t.metrics)
     lines = [
-        "| " + " | ".join(_md_escape(h) for h in header) + " |",
+        "| " + " | ".join(md_escape(h) for h in header) + " |",
         "|" + "|".join([":---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
     ]
     for row in t.rows:
-        cells = [_md_escape(x) for x in row]
+        cells = [md_escape(x) for x in row]
         for b in t.backends:
             for m in t.metrics:
-                text = _md_escape(_cell_text(t.cell(row, b, m.key)))
+                text = md_escape(_cell_text(t.cell(row, b, m.key)))
                 cells.append(f"**{text}**" if t.is_best(row, b, m) else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -312,7 +309,7 @@ def to_markdown(report: Report) -> str:
     out += ["Bold: the best value of each row.", ""]
     if report.warnings:
         out += ["## Health warnings", ""]
-        out += [f"- {_md_escape(w)}" for w in report.warnings]
+        out += [f"- {md_escape(w)}" for w in report.warnings]
         out += [""]
     out += ["## Run", ""]
     out += [f"- {line}" for line in report.details]

@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from rich.table import Table
 
+from invbench.core.formatting import fmt_ms, human_bytes
 from invbench.core.spec import Status
 from invbench.storage.results import ResultRow
 
 BASELINE_BACKEND = "unfold"
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None or (isinstance(n, float) and math.isnan(n)):
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def fmt_ms(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 0.1:
-        return f"{ms * 1e3:.1f} us"
-    return f"{ms:.3f} ms" if ms < 10 else f"{ms:.1f} ms"
 
 
 def _in_display_order(rows: Sequence[ResultRow], backend_order: Sequence[str]) -> list[ResultRow]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from invbench.render.plots.ceilings import gpu_name
+from invbench.measure.ceiling_record import gpu_name
 from invbench.render.plots.data import health_warnings
 from invbench.storage.results import ResultSet
 

@@ -179,7 +179,7 @@ def bootstrap_ratio_ci(
 # One table per figure kind. Columns shared by all: dtype, mode, label, backend.
 
 
-def latency_table(rs: ResultSet) -> pd.DataFrame:
+def latency_points(rs: ResultSet) -> pd.DataFrame:
     rows = ok_rows(rs)
     cols = ["dtype", "mode", "label", "backend", "median_ms", "p20_ms", "p80_ms", "n_samples"]
     return rows[cols].reset_index(drop=True)

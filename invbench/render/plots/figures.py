@@ -24,13 +24,12 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from invbench.core.choices import Width
+from invbench.measure.ceiling_record import Ceilings, ceilings_for
 from invbench.render.plots import data as D
 from invbench.render.plots.caption import caption_details, caption_line
-from invbench.render.plots.ceilings import Ceilings, ceilings_for
 from invbench.render.plots.layout import (
     STATUS_SHORT,
     finite,
-    fmt_number,
     grouped_bars,
     in_panel,
     legend,
@@ -39,6 +38,7 @@ from invbench.render.plots.layout import (
     print_rc,
     set_log_axis,
     status_marks,
+    tick_label,
 )
 from invbench.render.plots.style import EDGE_COLOR, SMALL_PT, backend_style, order_backends
 from invbench.storage.results import ResultSet
@@ -129,7 +129,7 @@ def styled(make: Callable[P, FigureResult]) -> Callable[P, FigureResult]:
 
 @styled
 def latency_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureResult:
-    table = D.latency_table(rs)
+    table = D.latency_points(rs)
     rows = D.all_rows(rs)
     pairs = panels(table)
     line = caption_line(rs, rows)
@@ -264,8 +264,8 @@ def roofline_figure(rs: ResultSet, width: Width, caption: bool = True) -> Figure
         _draw_roofs(ax, ceilings, dtype, unit, (x_lo, x_hi), (y_lo, y_hi))
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_number(v)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: fmt_number(v)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: tick_label(v)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: tick_label(v)))
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(which="major", zorder=0)
@@ -309,11 +309,6 @@ def _ceiling_sentence(ceilings: Ceilings | None) -> str:
         )
     for dtype, c in sorted(ceilings.compute.items()):
         parts.append(f"{dtype} compute roof {_fmt_si(c.value, 'FLOP/s')} ({c.marked})")
-    if ceilings.compute_any is not None:
-        parts.append(
-            f"compute roof {_fmt_si(ceilings.compute_any.value, 'FLOP/s')}"
-            f" ({ceilings.compute_any.marked})"
-        )
     return f"Ceilings of {ceilings.device}: " + "; ".join(parts) + "."
 
 

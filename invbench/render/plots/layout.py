@@ -233,7 +233,7 @@ def nice_ticks(lo: float, hi: float, ratio_axis: bool) -> tuple[list[float], flo
     return sorted({below, *inside, above}), below, above
 
 
-def fmt_number(v: float) -> str:
+def tick_label(v: float) -> str:
     if v == 0:
         return "0"
     if abs(v) >= 1e4 or abs(v) < 1e-3:
@@ -250,7 +250,7 @@ def set_log_axis(
         mid = math.sqrt(lo * hi)
         lo, hi = mid / 1.6, mid * 1.6
     ticks, lo, hi = nice_ticks(lo, hi, ratio)
-    fmt = FuncFormatter(lambda v, _pos: f"{fmt_number(v)}{suffix}")
+    fmt = FuncFormatter(lambda v, _pos: f"{tick_label(v)}{suffix}")
     if axis == "y":
         ax.set_yscale("log")
         ax.set_ylim(lo, hi)
