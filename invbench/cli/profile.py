@@ -15,7 +15,7 @@ from invbench.core.spec import Dtype, Mode
 
 if TYPE_CHECKING:
     from invbench.profiling.nsight import NsightCommand
-    from invbench.profiling.profiling import BackendProfile, ProfilePlan
+    from invbench.profiling.plan import BackendProfile, ProfilePlan
 
 TOP = 12  # kernels per backend shown on screen (the CSV has them all)
 
@@ -76,15 +76,8 @@ def profile_command(
         nsys_command,
         run_command,
     )
-    from invbench.profiling.profiling import (
-        ProfileRequest,
-        capture,
-        default_out_dir,
-        plan_profile,
-        profile_backend,
-        summary,
-        write_tables,
-    )
+    from invbench.profiling.plan import ProfileRequest, default_out_dir, plan_profile
+    from invbench.profiling.profiling import capture, profile_backend, summary, write_tables
     from invbench.running.bench import UsageError
 
     request = ProfileRequest(

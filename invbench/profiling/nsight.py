@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from invbench.profiling.profiling import CAPTURE_RANGE, KernelRow, ProfilePlan
+from invbench.profiling.plan import CAPTURE_RANGE, KernelRow, ProfilePlan
 
 # ncu's launch count when the backend's kernels per iteration are unknown (CPU profile).
 DEFAULT_NCU_LAUNCHES = 16

@@ -28,14 +28,14 @@ from invbench.profiling.nsight import (
     nsys_command,
     run_command,
 )
-from invbench.profiling.profiling import (
+from invbench.profiling.plan import (
     CAPTURE_RANGE,
     OUTSIDE_OPS,
     KernelRow,
     ProfileRequest,
-    iter_range,
     plan_profile,
 )
+from invbench.profiling.steps import iter_range
 
 SUITE, CASE = "smoke", "k3-g2"  # B=2, C=8, 12x10, K=3, stride 1, G=2 at the suite's batch
 ITERS = 3
@@ -477,7 +477,7 @@ def _kernel(name: str, duration: float) -> Any:
 
 
 def test_device_kernel_table_from_cuda_events() -> None:
-    from invbench.profiling.profiling import device_kernel_table
+    from invbench.profiling.tables import device_kernel_table
 
     events = [
         _ev("aten::im2col", kernels=[_kernel("im2col_kernel", 30.0)]),
@@ -499,7 +499,8 @@ def test_gpu_phases_count_kernels_launched_from_other_threads(tmp_path: Path) ->
     import torch
 
     from invbench.profiling.memory_timeline import memory_timeline
-    from invbench.profiling.profiling import phase_range, phase_table
+    from invbench.profiling.steps import phase_range
+    from invbench.profiling.tables import phase_table
 
     plan = dataclasses.replace(
         _plan(), device=torch.device("cuda"), layer=True, mode=Mode.FWD_BWD, iters=1
