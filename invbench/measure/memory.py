@@ -48,6 +48,7 @@ def return_freed_memory_to_os() -> None:
         return
     libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
     libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
+    libc.malloc_trim(0)  # and hand back what is already free in the heap
 
 
 def measure_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
@@ -67,6 +68,9 @@ def measure_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
         peak = torch.cuda.max_memory_allocated(device) - base
         del result
         return PeakMemory(max(peak, 0), "torch-cuda-peak")
+    # Whatever ran before in this process (another row, another test) may have left
+    # freed pages resident, which the call would reuse without growing RSS.
+    return_freed_memory_to_os()
     _CLEAR_REFS.write_text("5")
     base = _proc_kib("VmRSS")
     result = fn()
