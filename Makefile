@@ -1,17 +1,20 @@
 # Two commands do all the set-up:
 #   make run    create .venv, install invbench, run `invbench run --suite resnet-shapes`
 #   make test   create .venv, install invbench with its dev tools, run the tests
-# `make gpu-check OUT=dir [PHASE=ops|levels]` runs the GPU checks with the python that has torch.
+# On a GPU machine, with the python that has torch (no virtual environment, no downloads):
+#   make first-light OUT=dir                    correctness, the timer, a small timing slice (6 min)
+#   make gpu-check [OUT=dir] [PHASE=tests|ops|levels]   the full check, 8 minutes a phase
+# OUT is never inside the tree: first-light requires it, gpu-check defaults to one under /tmp.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 SUITE  ?= resnet-shapes
 ARGS   ?=
-OUT    ?= results/gpu/check
+OUT    ?=
 PHASE  ?= all
 
-.PHONY: setup run test lint gpu-check clean
+.PHONY: setup run test lint first-light gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -36,6 +39,10 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/mypy tools
 	$(BIN)/lint-imports
+
+first-light:
+	@[ -n "$(OUT)" ] || { echo "make first-light: OUT=dir is required (a folder outside the tree)" >&2; exit 2; }
+	bash scripts/first-light.sh "$(OUT)"
 
 gpu-check:
 	bash scripts/gpu-check.sh "$(OUT)" $(PHASE)

@@ -90,6 +90,7 @@ class StopReason(StrEnum):
     FIXED = "fixed"  # the requested number of samples
     CONVERGED = "converged"  # CI of the median narrower than the target
     TIME_CAP = "time-cap"  # per-case time cap reached first
+    RESOLUTION = "resolution"  # CI within the timer's resolution, which is over the target
 
 
 @dataclass(frozen=True)
@@ -100,23 +101,32 @@ class StopPolicy:
     max_time_s: float = 2.0
     target_rel_ci: float = 0.01
 
-    def decide(self, samples_ms: Sequence[float], elapsed_s: float = 0.0) -> StopReason | None:
+    def decide(
+        self, samples_ms: Sequence[float], elapsed_s: float = 0.0, floor_ms: float = 0.0
+    ) -> StopReason | None:
         """Why to stop now, or None to keep sampling.
 
         The minimum time counts measured time (the sum of the samples); the cap counts
         the larger of that and elapsed_s, the wall time spent sampling (cache flushes,
         synchronisation and telemetry included), so a slow sampling loop still ends.
+
+        floor_ms is the least CI half-width the timer can resolve (half its tick): the
+        CI never counts as narrower. Where that floor alone is over the target, the
+        rule stops once the CI is within the floor (``resolution``): more samples cannot
+        make the timer finer.
         """
         n = len(samples_ms)
         if self.samples is not None:
             return StopReason.FIXED if n >= self.samples else None
         total_s = sum(samples_ms) / 1e3
-        if (
-            n >= self.min_samples
-            and total_s >= self.min_time_s
-            and summarize(samples_ms).rel_ci_half_width <= self.target_rel_ci
-        ):
-            return StopReason.CONVERGED
+        if n >= self.min_samples and total_s >= self.min_time_s:
+            s = summarize(samples_ms)
+            half = (s.ci_high - s.ci_low) / 2
+            allowed = self.target_rel_ci * s.median
+            if max(half, floor_ms) <= allowed:
+                return StopReason.CONVERGED
+            if floor_ms > allowed and half <= floor_ms:
+                return StopReason.RESOLUTION
         if max(total_s, elapsed_s) >= self.max_time_s and n >= min(self.min_samples, 3):
             return StopReason.TIME_CAP
         return None

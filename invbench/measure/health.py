@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from invbench.core.stats import Summary
@@ -19,8 +20,14 @@ def row_warnings(
     other_processes: int | None,
     notes: Sequence[str] = (),
     target_rel_ci: float | None = None,
+    floor_ms: float = 0.0,
+    host_ms: float | None = None,
 ) -> list[str]:
-    """Every warning that applies, each a short self-explaining phrase."""
+    """Every warning that applies, each a short self-explaining phrase.
+
+    floor_ms is the timer's least CI half-width (invbench.measure.timing.ci_floor_ms);
+    host_ms the median host time per call (GPU rows).
+    """
     out = list(notes)
     if summary is not None:
         if summary.rel_iqr > SPREAD_LIMIT:
@@ -29,10 +36,19 @@ def row_warnings(
             out.append(
                 f"short: median {summary.median * 1e3:.2f} us < {SHORT_KERNEL_MS * 1e3:g} us"
             )
-        if target_rel_ci is not None and summary.rel_ci_half_width > target_rel_ci:
+        half = max((summary.ci_high - summary.ci_low) / 2, floor_ms)
+        rel_half = half / summary.median if summary.median > 0 else math.inf
+        if target_rel_ci is not None and floor_ms > target_rel_ci * summary.median:
             out.append(
-                f"unconverged: median CI +/-{summary.rel_ci_half_width:.1%} > target "
-                f"{target_rel_ci:.1%}"
+                f"timer-bound: the timer resolves +/-{floor_ms * 1e3:.2g} us, "
+                f"{floor_ms / summary.median:.1%} of the median (> target {target_rel_ci:.1%})"
+            )
+        elif target_rel_ci is not None and rel_half > target_rel_ci:
+            out.append(f"unconverged: median CI +/-{rel_half:.1%} > target {target_rel_ci:.1%}")
+        if host_ms is not None and host_ms > summary.median:
+            out.append(
+                f"launch-bound: the host takes {host_ms * 1e3:.1f} us per call to enqueue "
+                f"{summary.median * 1e3:.1f} us of GPU work"
             )
     if telemetry.throttled:
         out.append(f"throttled: {telemetry.throttle_reasons}")

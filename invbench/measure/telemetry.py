@@ -2,18 +2,23 @@
 
 Static facts of every GPU for meta.json (nvml_devices), the processes on a GPU, and
 NvmlSampler, which polls clocks, power, temperature, utilisation, memory and
-throttle reasons from a background thread while a case runs. Without NVML (no
-NVIDIA driver, or the library missing) every function returns a reason instead of
-raising.
+throttle reasons from a background thread while a case runs. Clocks, power and
+throttling of a row come from busy readings only: taken while the GPU was running a
+timed batch (the timer says when), never across the idle gaps between batches, where
+the SM clock drops. Without NVML (no NVIDIA driver, or the library missing) every
+function returns a reason instead of raising.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import statistics
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -110,6 +115,7 @@ class Reading:
     mem_used_bytes: int | None
     reasons: int | None
     timing: bool  # taken while the label's samples were being timed
+    busy: bool = False  # and while the GPU was still running one of its batches
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,8 @@ class RowTelemetry:
     throttle_reasons: str = ""
     nvml_mem_peak_bytes: int | None = None
     n_readings: int = 0
+    busy_readings: int = 0  # readings the clocks, power and throttling are summarised over
+    energy_resolution_s: float | None = None  # the energy counter's update period
 
     def row_fields(self) -> dict[str, Any]:
         """The result-row columns this telemetry fills (both runners use it)."""
@@ -141,6 +149,8 @@ class RowTelemetry:
             throttled=self.throttled,
             throttle_reasons=self.throttle_reasons,
             nvml_mem_peak_bytes=self.nvml_mem_peak_bytes,
+            nvml_busy_readings=self.busy_readings,
+            energy_resolution_s=self.energy_resolution_s,
         )
 
 
@@ -208,13 +218,28 @@ def other_processes(
     return max(0, len(processes) - len(own)), processes
 
 
+# Energy is reported only over timed windows at least this many counter updates long:
+# a counter that steps every 100 ms cannot split 50 ms of work between two backends.
+ENERGY_MIN_UPDATES = 10
+
+
 class NvmlSampler:
     """Polls one GPU from a background thread and files each reading under a label.
 
     The runner opens a window per backend (window(label, timing=...)); readings taken
-    inside it count for that backend's row. Energy is the difference of NVML's energy
-    counter across the timing windows. Without NVML, `reason` says why and every row
-    gets RowTelemetry(source='unavailable: ...').
+    inside a timing window count for that backend's clocks, power and throttling only
+    while the timer holds busy() open and the GPU is still running the batch. The
+    timer enters busy() when it starts waiting for a batch, which takes one reading
+    at once (last_batch_sm_mhz: the clock of that batch). Windows opened for preparing
+    a backend count for its memory only.
+
+    A sampler that no timer reports busy time to counts every reading of the timing
+    windows instead (one at each window's start and the polls), as older runners did.
+
+    Energy is the difference of NVML's energy counter across the timing windows. The
+    counter's update period is learnt from the polls (energy_resolution_s); a row gets
+    energy only when its timed windows span ENERGY_MIN_UPDATES updates. Without NVML,
+    `reason` says why and every row gets RowTelemetry(source='unavailable: ...').
     """
 
     def __init__(
@@ -223,19 +248,27 @@ class NvmlSampler:
         interval_s: float = 0.02,
         ignore_pids: Iterable[int] = (),
         unavailable: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.index = index
         self.interval_s = interval_s
         self.ignore_pids = tuple(ignore_pids)
         self.reason: str | None = None
         self.max_sm_clock_mhz: float | None = None
+        self.last_batch_sm_mhz: float | None = None
+        self.clock = clock
         self._nv: Any = None
         self._handle: Any = None
         self._lock = threading.Lock()
         self._label: str | None = None
         self._timing = False
+        self._busy_fn: Callable[[], bool] | None = None
+        self._hooked = False  # a timer reports busy time (else: every timing reading counts)
         self._readings: dict[str, list[Reading]] = {}
         self._energy_mj: dict[str, float] = {}
+        self._energy_window_s: dict[str, float] = {}
+        self._energy_last: float | None = None
+        self._energy_steps: list[float] = []  # when the counter was seen to change
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if unavailable is not None:
@@ -249,8 +282,8 @@ class NvmlSampler:
         except Exception as exc:
             self.reason = f"NVML unavailable: {exc}"
         if self._nv is not None:
-            clock = _try(lambda: self._nv.nvmlDeviceGetMaxClockInfo(self._handle, 1))
-            self.max_sm_clock_mhz = float(clock) if clock else None
+            clock_mhz = _try(lambda: self._nv.nvmlDeviceGetMaxClockInfo(self._handle, 1))
+            self.max_sm_clock_mhz = float(clock_mhz) if clock_mhz else None
             reasons = getattr(self._nv, "nvmlDeviceGetCurrentClocksEventReasons", None)
             self._reasons_fn = reasons or self._nv.nvmlDeviceGetCurrentClocksThrottleReasons
 
@@ -281,10 +314,35 @@ class NvmlSampler:
     def energy_mj(self) -> float | None:
         return _try(lambda: float(self._nv.nvmlDeviceGetTotalEnergyConsumption(self._handle)))
 
-    def _record(self) -> None:
-        reading = self.read()
+    @property
+    def energy_resolution_s(self) -> float | None:
+        """The energy counter's update period (median of the intervals seen), or None."""
         with self._lock:
-            if self._label is not None:
+            steps = list(self._energy_steps)
+        if len(steps) < 3:
+            return None
+        return statistics.median(b - a for a, b in itertools.pairwise(steps))
+
+    def _watch_energy(self) -> None:
+        value = self.energy_mj()
+        if value is None:
+            return
+        now = self.clock()
+        with self._lock:
+            if self._energy_last is not None and value != self._energy_last:
+                self._energy_steps = [*self._energy_steps[-31:], now]
+            self._energy_last = value
+
+    def _record(self) -> None:
+        self._watch_energy()
+        with self._lock:
+            busy_fn = self._busy_fn if self._timing else None
+        reading = self.read()
+        if busy_fn is not None:
+            reading = replace(reading, busy=bool(busy_fn()))  # still busy once read
+        with self._lock:
+            wanted = reading.busy or not self._timing or not self._hooked
+            if self._label is not None and wanted:
                 self._readings.setdefault(self._label, []).append(reading)
 
     def _loop(self) -> None:
@@ -305,49 +363,94 @@ class NvmlSampler:
 
     @contextlib.contextmanager
     def window(self, label: str, timing: bool) -> Iterator[None]:
-        """File readings under label while the block runs (one reading at the start)."""
+        """File readings under label while the block runs.
+
+        A preparing window (timing=False) takes one reading at once (memory); a timing
+        window takes none itself: its readings come from busy().
+        """
         if not self.available:
             yield
             return
         with self._lock:
             self._label, self._timing = label, timing
-        self._record()
+        if not timing or not self._hooked:
+            self._record()
+        t0 = self.clock()
         e0 = self.energy_mj() if timing else None
         try:
             yield
         finally:
             e1 = self.energy_mj() if timing else None
+            spent = self.clock() - t0
             with self._lock:
-                self._label = None
+                self._label, self._timing, self._busy_fn = None, False, None
                 if e0 is not None and e1 is not None:
                     self._energy_mj[label] = self._energy_mj.get(label, 0.0) + e1 - e0
+                    self._energy_window_s[label] = self._energy_window_s.get(label, 0.0) + spent
+
+    @contextlib.contextmanager
+    def busy(self, still_busy: Callable[[], bool]) -> Iterator[None]:
+        """The GPU is running a timed batch while the block runs (the timer waits in it).
+
+        One reading is taken at once; it counts, and sets last_batch_sm_mhz, only if
+        still_busy() holds once it is read.
+        """
+        self.last_batch_sm_mhz = None
+        if not self.available:
+            yield
+            return
+        self._hooked = True
+        with self._lock:
+            timing = self._timing and self._label is not None
+            self._busy_fn = still_busy if timing else None
+        if timing:
+            reading = replace(self.read(), busy=bool(still_busy()))
+            if reading.busy:
+                self.last_batch_sm_mhz = reading.sm_mhz
+                with self._lock:
+                    if self._label is not None:
+                        self._readings.setdefault(self._label, []).append(reading)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy_fn = None
 
     def take(self, label: str) -> RowTelemetry:
         """Aggregate and forget the readings filed under label."""
         if not self.available:
             return RowTelemetry(source=f"unavailable: {self.reason}")
+        resolution = self.energy_resolution_s
         with self._lock:
             readings = self._readings.pop(label, [])
             energy = self._energy_mj.pop(label, None)
-        timed = [r for r in readings if r.timing] or readings
-        masks = [r.reasons for r in timed if r.reasons is not None]
+            window_s = self._energy_window_s.pop(label, 0.0)
+        if resolution is None or window_s < ENERGY_MIN_UPDATES * resolution:
+            energy = None  # too short a window for the counter's steps
+        if self._hooked:
+            busy = [r for r in readings if r.busy]
+        else:  # no timer reports busy time: every reading of the timing windows
+            busy = [r for r in readings if r.timing] or readings
+        masks = [r.reasons for r in busy if r.reasons is not None]
         mask = 0
         for m in masks:
             mask |= m
-        temps = [r.temp_c for r in timed if r.temp_c is not None]
+        temps = [r.temp_c for r in busy if r.temp_c is not None]
         mems = [r.mem_used_bytes for r in readings if r.mem_used_bytes is not None]
         return RowTelemetry(
             source="nvml",
-            sm_clock_mhz=_mean([r.sm_mhz for r in timed]),
-            mem_clock_mhz=_mean([r.mem_mhz for r in timed]),
+            sm_clock_mhz=_mean([r.sm_mhz for r in busy]),
+            mem_clock_mhz=_mean([r.mem_mhz for r in busy]),
             temp_c_max=max(temps) if temps else None,
-            power_w_mean=_mean([r.power_w for r in timed]),
-            gpu_util_pct=_mean([r.util_pct for r in timed]),
+            power_w_mean=_mean([r.power_w for r in busy]),
+            gpu_util_pct=_mean([r.util_pct for r in busy]),
             energy_j=energy / 1e3 if energy is not None else None,
             throttled=bool(mask & THROTTLE_MASK) if masks else None,
             throttle_reasons=",".join(reason_names(mask)),
             nvml_mem_peak_bytes=max(mems) if mems else None,
             n_readings=len(readings),
+            busy_readings=sum(r.busy for r in readings),
+            energy_resolution_s=resolution,
         )
 
     def other_processes(self) -> int | None:

@@ -20,7 +20,11 @@ import pandas as pd
 
 from invbench.core.spec import Status
 
-RESULT_SCHEMA_VERSION = 1
+# 2: float32 rows without TF32 unless asked (tf32), cudnn_benchmark, host_ms, launch_reruns,
+#    clock_dropped, nvml_busy_readings, energy_resolution_s; the L2 flush reads instead of
+#    writing; clocks over busy time only. Version-1 directories load with these columns at
+#    their defaults (see migrate_rows).
+RESULT_SCHEMA_VERSION = 2
 RESULTS_FILE = "results.parquet"
 CSV_FILE = "results.csv"
 SAMPLES_FILE = "samples.parquet"
@@ -90,6 +94,12 @@ class ResultRow:
     # How the samples were taken (see docs/measurement.md).
     launch_hidden: bool = False  # samples enqueued behind a blocking kernel (short GPU kernels)
     calls_per_sample: int = 1  # graph mode: calls captured per replay; samples are per call
+    host_ms: float | None = None  # GPU rows: median host time to enqueue one call
+    launch_reruns: int | None = None  # exposed batches thrown away and timed again
+    clock_dropped: int = 0  # samples dropped by --min-clock (batches under the clock floor)
+    # Float32 precision policy while the row ran.
+    tf32: bool | None = None  # TF32 allowed in float32 matmuls and convolutions (--tf32)
+    cudnn_benchmark: bool | None = None  # cuDNN chose its algorithms by timing them
     # NVML telemetry over this row's timed batches; None where unavailable.
     telemetry: str = ""  # "nvml", or "unavailable: <reason>"
     sm_clock_mhz: float | None = None  # mean SM clock
@@ -101,6 +111,8 @@ class ResultRow:
     throttled: bool | None = None  # a power or thermal slowdown reason was active
     throttle_reasons: str = ""  # every active clock-event reason but idle, comma-separated
     nvml_mem_peak_bytes: int | None = None  # device memory used (NVML) while prepared or timed
+    nvml_busy_readings: int = 0  # readings taken while the GPU ran a timed batch
+    energy_resolution_s: float | None = None  # energy counter's update period
     roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
     warnings: str = ""  # health warnings, "; "-separated
     # layer and model levels (op rows keep the defaults)
@@ -180,6 +192,11 @@ class ResultWriter:
     def resume(cls, directory: Path) -> ResultWriter:
         """A writer holding the rows and samples already in directory; adds append to them."""
         existing = load_results(directory)
+        if "migrated_from" in existing.meta:
+            raise ResultsError(
+                f"{directory} was written with result schema {existing.meta['migrated_from']}; "
+                "finish it with the invbench version that started it"
+            )
         writer = cls(directory)
         writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
         keys = {row.key() for row in writer.rows}
@@ -230,15 +247,47 @@ def load_results(directory: Path) -> ResultSet:
     if (directory / META_FILE).exists():
         meta = json.loads((directory / META_FILE).read_text())
     version = meta.get("schema_version", RESULT_SCHEMA_VERSION)
-    if version != RESULT_SCHEMA_VERSION:
+    if not isinstance(version, int) or not 1 <= version <= RESULT_SCHEMA_VERSION:
         raise ResultsError(
             f"{directory} has result schema {version}; this invbench reads "
-            f"schema {RESULT_SCHEMA_VERSION}"
+            f"schemas 1 to {RESULT_SCHEMA_VERSION}"
         )
-    rows = pd.read_parquet(path)
+    rows = migrate_rows(pd.read_parquet(path), version)
+    if version != RESULT_SCHEMA_VERSION:
+        meta = dict(meta, migrated_from=version)
     samples_path = directory / SAMPLES_FILE
     samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame()
     return ResultSet(directory=directory, rows=rows, samples=samples, meta=meta)
+
+
+# What a column added in a schema version holds in rows written before it.
+_ADDED_IN: dict[int, dict[str, Any]] = {
+    2: {
+        "host_ms": None,
+        "launch_reruns": None,
+        "clock_dropped": 0,
+        # version 1 left torch's defaults: cuDNN could use TF32 for float32 convolutions
+        "tf32": None,
+        "cudnn_benchmark": None,
+        "nvml_busy_readings": 0,
+        "energy_resolution_s": None,
+    }
+}
+
+
+def migrate_rows(rows: pd.DataFrame, version: int) -> pd.DataFrame:
+    """Rows of an older schema with the columns added since, at what they stood for then.
+
+    A version-1 row's ``tf32`` and ``cudnn_benchmark`` are unknown (empty): torch's
+    defaults let cuDNN use TF32, and the baselines switched autotuning on as they built.
+    """
+    rows = rows.copy()
+    for added, columns in _ADDED_IN.items():
+        if version < added:
+            for name, value in columns.items():
+                if name not in rows.columns:
+                    rows[name] = pd.Series([value] * len(rows), index=rows.index, dtype=object)
+    return rows
 
 
 def _machine(meta: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -16,7 +16,7 @@ from invbench.backends.registry import default_registry
 from invbench.cli.app import app, main
 from invbench.core.spec import DeviceKind, Dtype, Level
 from invbench.core.suites import find_suite
-from invbench.storage.results import COLUMNS, KEY_COLUMNS
+from invbench.storage.results import COLUMNS, KEY_COLUMNS, RESULT_SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +57,7 @@ def check_run_dir(out: Path, backends: list[str]) -> pd.DataFrame:
     for _, r in rows.iterrows():
         key = tuple(r[k] for k in KEY_COLUMNS)
         assert per_row.loc[key] == pytest.approx(r.median_ms)
-    assert meta["schema_version"] == 1
+    assert meta["schema_version"] == RESULT_SCHEMA_VERSION
     assert meta["run"]["status"] == "complete" and meta["run"]["rows"] == n_rows
     assert meta["torch"] and meta["cpu"] and "commit" in meta["git"]
     assert "nvml" in meta and "command_line" in meta
