@@ -15,6 +15,7 @@ import torch
 
 from invbench.core.choices import CacheMode
 from invbench.measure.ceiling_record import copy_gbps
+from invbench.measure.precision import tf32_in_effect
 from invbench.measure.timing import make_timer
 
 __all__ = ["copy_bandwidth", "copy_gbps", "matmul_throughput", "measure_ceilings"]
@@ -43,12 +44,18 @@ def copy_bandwidth(device: torch.device, nbytes: int) -> dict[str, Any]:
 
 
 def matmul_throughput(device: torch.device, n: int, dtype: torch.dtype) -> dict[str, Any]:
-    """An n x n x n matmul at the backends' default precision settings."""
+    """An n x n x n matmul under the precision settings in force (the run's policy).
+
+    ``tf32`` records whether a float32 matmul could use TF32: its ceiling is then the
+    tensor cores', not the float32 units'.
+    """
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     b = torch.randn(n, n, generator=gen).to(device=device, dtype=dtype)
     ms = _median_ms(lambda: a @ b, device)
-    return {"tflops": 2 * n**3 / ms / 1e9, "n": n, "dtype": str(dtype).removeprefix("torch.")}
+    name = str(dtype).removeprefix("torch.")
+    tf32 = tf32_in_effect(name, device.type)
+    return {"tflops": 2 * n**3 / ms / 1e9, "n": n, "dtype": name, "tf32": tf32}
 
 
 def measure_ceilings(device: torch.device) -> dict[str, Any]:
