@@ -406,8 +406,8 @@ def test_sampler_summarises_readings_and_detects_throttling(
     assert tele.source == "nvml" and tele.n_readings >= 2 and tele.busy_readings >= 2
     assert tele.sm_clock_mhz == sm_mhz and tele.power_w_mean == 300.0
     assert sampler.last_batch_sm_mhz == sm_mhz
-    # the counter steps at every read here, every poll (5 ms): 50 ms is under 10 steps
-    assert tele.energy_j is None
+    # the counter steps at every read here, so its period is about the 5 ms poll interval
+    # (whether 50 ms of window span 10 such steps depends on the machine's load)
     assert tele.energy_resolution_s is not None and tele.energy_resolution_s < 0.05
     assert tele.throttled is throttled
     assert tele.nvml_mem_peak_bytes == 3 << 30
