@@ -1,0 +1,1 @@
+"""Analysis over stored results: comparisons, A/B runs and the history over commits."""
