@@ -2,7 +2,8 @@
 
 Both revisions are checked out with `git worktree add --detach` into a temporary
 directory (the user's checkout, index and uncommitted changes are never touched)
-and removed afterwards. Each run is a worker process, started with that
+and removed afterwards (invbench.running.revisions does that for `ab` and for
+`history backfill`). Each run is a worker process, started with that
 worktree as working directory and first on PYTHONPATH, so it imports its own
 invbench and reads its own suites/, and runs `invbench run` through the
 revision's `invbench.cli.main(argv)`. Every run gets a fresh process: what a
@@ -25,13 +26,8 @@ sample came from); a row that is not ok in any run stays not ok.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-import select
-import shutil
-import subprocess
 import sys
 import tempfile
 import tomllib
@@ -47,23 +43,30 @@ from invbench.analysis.compare import RUN_COLUMN, ComparePolicy, Comparison, com
 from invbench.core.choices import Interleave
 from invbench.core.spec import Dtype, Mode, Status
 from invbench.core.stats import summarize
+from invbench.running.revisions import (
+    RevisionError,
+    repo_root,
+    resolve_revision,
+    run_argv,
+    run_in_worker,
+    suite_file,
+    worktrees,
+)
 from invbench.storage.results import (
     KEY_COLUMNS,
     META_FILE,
     SAMPLES_FILE,
     ResultRow,
-    ResultsError,
     ResultSet,
     ResultWriter,
-    load_results,
     write_json,
 )
 
 SIDES = ("base", "head")
 
 
-class AbError(ValueError):
-    """Something that stops an A/B run; the CLI prints it on one line and exits 2."""
+# Something that stops an A/B run; the CLI prints it on one line and exits 2.
+AbError = RevisionError
 
 
 @dataclass(frozen=True)
@@ -95,26 +98,6 @@ class AbResult:
 
 
 # -- git ----------------------------------------------------------------------
-
-
-def _git(repo: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise AbError(f"git {' '.join(args)}: {exc}") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        raise AbError(f"git {' '.join(args)}: {last}")
-    return done.stdout.strip()
-
-
-def resolve_revision(repo: Path, rev: str) -> str:
-    try:
-        return _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-    except AbError:
-        raise AbError(f"{rev!r} is not a commit of the repository at {repo}") from None
 
 
 # -- suite chunks -------------------------------------------------------------
@@ -167,18 +150,6 @@ def dump_toml(data: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def suite_file(worktree: Path, suite: str) -> Path:
-    path = Path(suite)
-    if path.suffix == ".toml":
-        if not path.is_file():
-            raise AbError(f"suite file {suite} does not exist")
-        return path.resolve()
-    candidate = worktree / "suites" / f"{suite}.toml"
-    if not candidate.is_file():
-        raise AbError(f"this revision has no suite {suite!r} (no suites/{suite}.toml)")
-    return candidate
-
-
 def split_suite(path: Path, device: str = "cpu") -> dict[str, str]:
     """One suite text per [[cases]] entry that runs on device ("cpu" or "cuda"), in file order.
 
@@ -224,121 +195,16 @@ def schedule(names: Sequence[str], repeats: int) -> list[tuple[str, str, int]]:
 
 def run_args(request: AbRequest, suite_path: Path, out: Path) -> list[str]:
     """argv of `invbench run` for one chunk."""
-    args = ["run", "--suite", str(suite_path)]
-    args += ["--device", request.device, "--out", str(out)]
-    for b in request.backends:
-        args += ["--backend", b]
-    for d in request.dtypes:
-        args += ["--dtype", Dtype(d).value]
-    for m in request.modes:
-        args += ["--mode", Mode(m).value]
-    if request.batch is not None:
-        args += ["--batch", str(request.batch)]
-    if request.samples is not None:
-        args += ["--samples", str(request.samples)]
-    return args
-
-
-# The loop each side's worker process runs: argv lines in, {"rc": N} lines out. It
-# imports the revision's own invbench.cli (the worktree is first on sys.path) and
-# calls its main(argv); everything main prints goes to stderr (a log file).
-_WORKER = """
-import contextlib, json, sys
-reply = sys.stdout
-from invbench.cli import main
-reply.write(json.dumps({"ready": True}) + "\\n"); reply.flush()
-for line in sys.stdin:
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            rc = main(json.loads(line))
-        except SystemExit as exc:
-            rc = exc.code if isinstance(exc.code, int) else 1
-        except BaseException as exc:
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-            rc = 1
-    reply.write(json.dumps({"rc": rc}) + "\\n"); reply.flush()
-"""
-
-
-class Worker:
-    """A process that imports one revision's invbench and runs `invbench run` on request."""
-
-    def __init__(self, python: str, worktree: Path, log: Path, label: str) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(worktree), env.get("PYTHONPATH", "")) if p
-        )
-        self.label = label
-        self.log = log
-        self._log = open(log, "w")  # noqa: SIM115 - closed in close()
-        try:
-            self.proc = subprocess.Popen(
-                [python, "-c", _WORKER],
-                cwd=worktree,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=self._log,
-                text=True,
-            )
-        except OSError as exc:
-            self._log.close()
-            raise AbError(f"{label}: cannot start {python}: {exc}") from None
-
-    def _reply(self, timeout_s: float, what: str) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line:
-            if not ready:
-                self.proc.kill()
-            raise AbError(f"{what}: {'no answer' if not ready else 'exited'}; {self._tail()}")
-        return dict(json.loads(line))
-
-    def _tail(self) -> str:
-        self._log.flush()
-        lines = [ln for ln in self.log.read_text().splitlines() if ln.strip()]
-        return lines[-1].strip() if lines else "no output"
-
-    def wait_ready(self, timeout_s: float) -> None:
-        self._reply(timeout_s, f"{self.label}: importing invbench")
-
-    def run(self, argv: Sequence[str], timeout_s: float, what: str) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(list(argv)) + "\n")
-            self.proc.stdin.flush()
-        except OSError:
-            raise AbError(f"{what}: worker exited; {self._tail()}") from None
-        rc = self._reply(timeout_s, what).get("rc")
-        if rc != 0:
-            raise AbError(f"{what} failed (exit {rc}): {self._tail()}")
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-def check_commit(out: Path, commit: str, label: str) -> ResultSet:
-    """The run's result set, after checking it was made by the revision's own code."""
-    try:
-        results = load_results(out)
-    except ResultsError as exc:
-        raise AbError(f"{label}: {exc}") from None
-    got = (results.meta.get("git") or {}).get("commit")
-    if got != commit:
-        raise AbError(
-            f"{label} ran invbench from commit {got}, not {commit}: the revision's own "
-            "code was not the one imported"
-        )
-    return results
+    return run_argv(
+        suite_path,
+        out,
+        device=request.device,
+        backends=request.backends,
+        dtypes=request.dtypes,
+        modes=request.modes,
+        batch=request.batch,
+        samples=request.samples,
+    )
 
 
 # -- merging ------------------------------------------------------------------
@@ -417,7 +283,7 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
     status = on_status or (lambda text: None)
     if request.repeats < 1:
         raise AbError(f"--repeats must be >= 1, got {request.repeats}")
-    repo = Path(_git(request.repo, "rev-parse", "--show-toplevel"))
+    repo = repo_root(request.repo)
     commits = {
         "base": resolve_revision(repo, request.base_rev),
         "head": resolve_revision(repo, request.head_rev),
@@ -426,13 +292,12 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
     out = (request.out or default_out(commits["base"], commits["head"])).resolve()
     if out.exists() and any(out.iterdir()):
         raise AbError(f"{out} exists and is not empty")
-    tmp = Path(tempfile.mkdtemp(prefix="invbench-ab-"))
-    worktrees: dict[str, Path] = {}
-    try:
-        for side in SIDES:
-            path = tmp / side
-            _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commits[side])
-            worktrees[side] = path
+    with (
+        worktrees(repo, [commits[side] for side in SIDES]) as paths,
+        tempfile.TemporaryDirectory(prefix="invbench-ab-") as tmp_name,
+    ):
+        tmp = Path(tmp_name)
+        trees = dict(zip(SIDES, paths, strict=True))
         chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
         device_kind = request.device
         if device_kind == "auto":
@@ -441,7 +306,7 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
             device_kind = "cuda" if torch.cuda.is_available() else "cpu"
         for side in SIDES:
             try:
-                source = suite_file(worktrees[side], request.suite)
+                source = suite_file(trees[side], request.suite)
             except AbError as exc:
                 raise AbError(f"{side} revision {revs[side]!r}: {exc}") from None
             if request.interleave is Interleave.SUITE:
@@ -460,20 +325,18 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
             label = f"[{i}/{len(plan)}] {side} {revs[side]} ({commits[side][:8]}) {name}"
             status(label)
             run_dir = out / "runs" / f"{i:03d}-{side}"
-            worker = Worker(request.python, worktrees[side], run_dir.with_suffix(".log"), label)
-            try:
-                worker.wait_ready(request.timeout_s)
-                worker.run(run_args(request, chunks[side][name], run_dir), request.timeout_s, label)
-            finally:
-                worker.close()
-            done[side].append(check_commit(run_dir, commits[side], label))
-    finally:
-        for path in worktrees.values():
-            with contextlib.suppress(AbError):
-                _git(repo, "worktree", "remove", "--force", str(path))
-        shutil.rmtree(tmp, ignore_errors=True)
-        with contextlib.suppress(AbError):
-            _git(repo, "worktree", "prune")
+            argv = run_args(request, chunks[side][name], run_dir)
+            done[side].append(
+                run_in_worker(
+                    request.python,
+                    trees[side],
+                    argv,
+                    run_dir,
+                    commits[side],
+                    label,
+                    request.timeout_s,
+                )
+            )
     dirs = {}
     for side in SIDES:
         dirs[side] = merge_runs(

@@ -11,7 +11,18 @@ import sys
 
 import typer
 
-from invbench.cli import ab, compare, env, export, listing, plot, profile, report, run
+from invbench.cli import (
+    ab,
+    compare,
+    env,
+    export,
+    history,
+    listing,
+    plot,
+    profile,
+    report,
+    run,
+)
 from invbench.cli.console import err
 
 try:  # newer typer vendors click; older releases depend on it
@@ -34,6 +45,7 @@ app.command("export")(export.export_command)
 app.command("plot")(plot.plot_command)
 app.command("report")(report.report_command)
 app.command("profile")(profile.profile_command)
+app.add_typer(history.app, name="history")
 
 
 def main(argv: list[str] | None = None) -> int:

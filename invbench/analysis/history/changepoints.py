@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,9 +74,9 @@ class Segment:
     start: int
     stop: int  # exclusive
     level_ms: float  # median of its points
-    noise: float  # relative between-commit noise (robust sigma of log values)
-    low_ms: float  # the noise band
-    high_ms: float
+    noise: float | None  # relative between-run noise (robust sigma of log run medians)
+    low_ms: float | None  # the noise band; None without an estimate of the noise
+    high_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Analysis:
     series: Series
     steps: tuple[Step, ...]
     segments: tuple[Segment, ...]
-    noise: float  # the series' relative noise, from consecutive differences
+    noise: float | None  # the series' relative noise, from consecutive differences
 
     @property
     def regressions(self) -> tuple[Step, ...]:
@@ -99,10 +100,17 @@ def robust_noise(log_values: np.ndarray) -> float:
     return max(1.4826 * mad / math.sqrt(2.0), NOISE_FLOOR)
 
 
-def _segment_noise(log_values: np.ndarray, fallback: float) -> float:
-    if log_values.size < 4:
+def _segment_noise(points: Sequence[Point], fallback: float | None) -> float | None:
+    """Robust sigma of the log run medians of a segment: the spread a run lands in.
+
+    Every run counts (a commit run three times gives three values); with fewer than
+    three runs the series' noise from consecutive differences stands in, and with
+    fewer than three commits in the series there is no estimate at all.
+    """
+    runs = np.log(np.array([ms for p in points for ms in p.run_ms], dtype=np.float64))
+    if runs.size < 3:
         return fallback
-    mad = float(np.median(np.abs(log_values - np.median(log_values))))
+    mad = float(np.median(np.abs(runs - np.median(runs))))
     return max(1.4826 * mad, NOISE_FLOOR)
 
 
@@ -164,13 +172,16 @@ def analyse(series: Series, policy: Policy | None = None) -> Analysis:
     policy = policy or Policy()
     values = series.values
     y = np.log(values)
-    noise = robust_noise(y)
+    noise = robust_noise(y) if y.size >= 3 else None
     cuts = find_steps(y, policy)
     bounds = [0, *cuts, len(values)]
     segments = []
     for lo, hi in itertools.pairwise(bounds):
         level = float(np.median(values[lo:hi]))
-        seg_noise = _segment_noise(y[lo:hi], noise)
+        seg_noise = _segment_noise(series.points[lo:hi], noise)
+        if seg_noise is None:
+            segments.append(Segment(lo, hi, level, None, None, None))
+            continue
         spread = math.exp(policy.band_sigmas * seg_noise)
         segments.append(Segment(lo, hi, level, seg_noise, level / spread, level * spread))
     steps = []

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from invbench.results import KEY_COLUMNS
+from invbench.storage.results import KEY_COLUMNS
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from invbench.analysis.history.machine import Machine, machine_of
-from invbench.results import KEY_COLUMNS, ResultsError, load_results
+from invbench.storage.results import KEY_COLUMNS, ResultsError, load_results
 
 SCHEMA_VERSION = 1
 DB_FILE = "history.sqlite"

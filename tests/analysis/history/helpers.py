@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from invbench.results import META_FILE, ResultRow, ResultWriter, write_json
+from invbench.storage.results import META_FILE, ResultRow, ResultWriter, write_json
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures" / "history"
 CPU_META: dict[str, Any] = {

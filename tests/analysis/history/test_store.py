@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from invbench.analysis.history.store import DB_FILE, Filters, HistoryError, HistoryStore
-from invbench.results import (
+from invbench.storage.results import (
     KEY_COLUMNS,
     META_FILE,
     RESULTS_FILE,
