@@ -36,13 +36,14 @@ def series_table(analyses: Sequence[Analysis], title: str = "history") -> Table:
     table = Table(title=title)
     for col in ("suite", "case", "backend", "dtype", "mode", "machine", "commits"):
         table.add_column(col, justify="right" if col == "commits" else "left")
-    for col in ("latest", "level", "noise band", "noise", "steps"):
-        table.add_column(col, justify="right")
-    table.add_column("over commits (oldest left)")
+    for col in ("latest", "level", "noise band", "noise"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("steps", overflow="fold")
+    table.add_column("over commits (oldest left)", no_wrap=True)
     for a in analyses:
         s = a.series
         seg = a.segments[-1]
-        steps = ", ".join(f"{st.size:+.0%}@{st.bad.commit[:8]}" for st in a.steps) or "-"
+        steps = ", ".join(f"{st.size:+.0%}@{st.bad.commit[:7]}" for st in a.steps) or "-"
         table.add_row(
             s.suite,
             str(s.key["case"]),
@@ -56,7 +57,7 @@ def series_table(analyses: Sequence[Analysis], title: str = "history") -> Table:
             _band(a),
             "?" if seg.noise is None else f"±{seg.noise:.1%}",
             steps,
-            sparkline(list(s.values)),
+            sparkline(list(s.values), width=24),
         )
     return table
 

@@ -9,6 +9,7 @@ from invbench.analysis.history.changepoints import Analysis
 from invbench.render.plots.style import backend_style
 
 _XML_HEAD = re.compile(r"^.*?(?=<svg)", re.S)
+_METADATA = re.compile(r"<metadata>.*?</metadata>\s*", re.S)
 
 
 def range_anchor(good: str, bad: str) -> str:
@@ -64,4 +65,4 @@ def series_svg(analysis: Analysis, step_urls: list[str]) -> str:
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
         finally:
             plt.close(fig)
-    return _XML_HEAD.sub("", buf.getvalue(), count=1)
+    return _METADATA.sub("", _XML_HEAD.sub("", buf.getvalue(), count=1), count=1)

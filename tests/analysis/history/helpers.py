@@ -9,7 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from invbench.storage.results import META_FILE, ResultRow, ResultWriter, write_json
+from invbench.storage.results import (
+    KEY_COLUMNS,
+    META_FILE,
+    RESULTS_FILE,
+    SAMPLES_FILE,
+    ResultRow,
+    rows_frame,
+    write_json,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "fixtures" / "history"
 CPU_META: dict[str, Any] = {
@@ -67,12 +75,16 @@ def write_run(
     samples: int = 5,
     extra_rows: Sequence[ResultRow] = (),
 ) -> Path:
-    """A run directory: one ok row per backend with `samples` samples around its median."""
-    writer = ResultWriter(out)
-    for backend, ms in medians.items():
-        writer.add(row(backend, ms), list(np.full(samples, ms)))
-    for r in extra_rows:
-        writer.add(r)
+    """A run directory: one ok row per backend with `samples` samples at its median."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [row(backend, ms) for backend, ms in medians.items()] + list(extra_rows)
+    frame = rows_frame(rows)
+    frame.to_parquet(out / RESULTS_FILE, index=False)
+    ok = frame[frame["status"] == "ok"]
+    sampled = ok.loc[ok.index.repeat(samples), [*KEY_COLUMNS, "median_ms"]]
+    sampled = sampled.rename(columns={"median_ms": "ms"}).reset_index(drop=True)
+    sampled.insert(len(KEY_COLUMNS), "sample", np.tile(np.arange(samples), len(ok)))
+    sampled.to_parquet(out / SAMPLES_FILE, index=False)
     full = {
         **CPU_META,
         **(meta or {}),
