@@ -12,7 +12,7 @@ from rich.table import Table
 from invbench.analysis.history.changepoints import Analysis, Step
 from invbench.analysis.history.links import range_url
 from invbench.analysis.history.series import sparkline
-from invbench.render.summary import fmt_ms
+from invbench.core.formatting import fmt_ms
 
 
 def _band(analysis: Analysis) -> str:

@@ -11,7 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "pandas", "matplotlib", "scipy", "pyarrow", "triton", "numpy")
-COMMANDS = ("run", "list", "env", "compare", "ab", "export", "plot", "report", "profile")
+COMMANDS = (
+    "run", "list", "env", "compare", "ab", "export", "plot", "report", "profile", "history",
+    "history add", "history show", "history regressions", "history publish", "history backfill",
+)  # fmt: skip
 
 
 def _modules_after(argv: list[str]) -> dict[str, object]:
@@ -29,7 +32,7 @@ def _modules_after(argv: list[str]) -> dict[str, object]:
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("argv", [["--help"], *([c, "--help"] for c in COMMANDS)])
+@pytest.mark.parametrize("argv", [["--help"], *([*c.split(), "--help"] for c in COMMANDS)])
 def test_help_imports_nothing_heavy(argv: list[str]) -> None:
     result = _modules_after(argv)
     assert result["rc"] == 0

@@ -72,7 +72,7 @@ def build_series(rows: pd.DataFrame) -> list[Series]:
     """Series from store rows (HistoryStore.rows with ok_only=True), in the rows' order."""
     if rows.empty:
         return []
-    rows = rows.sort_values(["commit_time", "run_time", "run_id"], kind="stable")
+    # The store's order (commit time, then commits in its history, then run time) is kept.
     out: list[Series] = []
     for group_key, group in rows.groupby(["machine_id", *KEY_COLUMNS], sort=False):
         machine_id, *values = (_plain(v) for v in group_key)

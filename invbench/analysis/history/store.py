@@ -65,7 +65,7 @@ CREATE TABLE IF NOT EXISTS machines (
     machine_id TEXT PRIMARY KEY, label TEXT NOT NULL, fields TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, commit_sha TEXT NOT NULL, commit_time TEXT NOT NULL,
-    subject TEXT NOT NULL, run_time TEXT NOT NULL, suite TEXT NOT NULL,
+    commit_depth INTEGER, subject TEXT NOT NULL, run_time TEXT NOT NULL, suite TEXT NOT NULL,
     source TEXT NOT NULL, added_at TEXT NOT NULL, meta TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (
     run_id TEXT NOT NULL REFERENCES runs(run_id), machine_id TEXT NOT NULL,
@@ -136,23 +136,30 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def commit_info(repo: Path | None, commit: str) -> tuple[str | None, str]:
-    """(committer date in ISO form, subject) of a commit, or (None, "") when git cannot tell."""
-    if repo is None:
-        return None, ""
+def _git(repo: Path, *args: str) -> list[str] | None:
     try:
         done = subprocess.run(
-            ["git", "-C", str(repo), "show", "-s", "--format=%cI%n%s", commit],
-            capture_output=True,
-            text=True,
-            timeout=30,
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30
         )
     except (OSError, subprocess.SubprocessError):
-        return None, ""
-    lines = done.stdout.splitlines()
-    if done.returncode != 0 or not lines:
-        return None, ""
-    return lines[0].strip(), (lines[1].strip() if len(lines) > 1 else "")
+        return None
+    return done.stdout.splitlines() if done.returncode == 0 and done.stdout.strip() else None
+
+
+def commit_info(repo: Path | None, commit: str) -> tuple[str | None, int | None, str]:
+    """(committer date in ISO form, commits in its history, subject) of a commit.
+
+    The count orders commits made within the same second (a rebase, a scripted series);
+    (None, None, "") when git cannot tell.
+    """
+    if repo is None:
+        return None, None, ""
+    shown = _git(repo, "show", "-s", "--format=%cI%n%s", commit)
+    if shown is None:
+        return None, None, ""
+    count = _git(repo, "rev-list", "--count", commit)
+    depth = int(count[0]) if count else None
+    return shown[0].strip(), depth, (shown[1].strip() if len(shown) > 1 else "")
 
 
 class HistoryStore:
@@ -247,7 +254,7 @@ class HistoryStore:
         records = [{str(k): _clean(v) for k, v in r.items()} for r in rows.to_dict("records")]
         run_id = hashlib.sha256((_canonical(meta) + _canonical(records)).encode()).hexdigest()[:16]
         samples = self._samples_by_key(results.samples)
-        commit_time, subject = commit_info(repo, commit)
+        commit_time, depth, subject = commit_info(repo, commit)
         run_time = str(meta.get("utc_time") or "")
         machines: dict[str, Machine] = {}
         values = []
@@ -279,11 +286,12 @@ class HistoryStore:
                 [(m.id, m.label, _canonical(m.fields)) for m in machines.values()],
             )
             con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run_id,
                     commit,
                     commit_time or run_time,
+                    depth,
                     subject,
                     run_time,
                     str(rows["suite"].iloc[0]),
@@ -311,8 +319,8 @@ class HistoryStore:
     def runs(self) -> pd.DataFrame:
         with self._connect(write=False) as con:
             return pd.read_sql_query(
-                "SELECT run_id, commit_sha, commit_time, subject, run_time, suite, source, "
-                "added_at FROM runs ORDER BY commit_time, run_time",
+                "SELECT run_id, commit_sha, commit_time, commit_depth, subject, run_time, suite, "
+                "source, added_at FROM runs ORDER BY commit_time, commit_depth, run_time",
                 con,
             )
 
@@ -328,9 +336,9 @@ class HistoryStore:
         columns = ", ".join(f"r.{_q(c)}" for c in (*KEY_COLUMNS, *STAT_COLUMNS))
         sql = (
             f"SELECT r.run_id, r.machine_id, m.label AS machine, {columns}, "
-            "u.commit_sha, u.commit_time, u.subject, u.run_time "
+            "u.commit_sha, u.commit_time, u.commit_depth, u.subject, u.run_time "
             "FROM rows r JOIN runs u USING (run_id) JOIN machines m USING (machine_id) "
-            f"WHERE {where} ORDER BY u.commit_time, u.run_time, u.run_id"
+            f"WHERE {where} ORDER BY u.commit_time, u.commit_depth, u.run_time, u.run_id"
         )
         with self._connect(write=False) as con:
             return pd.read_sql_query(sql, con, params=params)

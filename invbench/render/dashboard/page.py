@@ -10,8 +10,8 @@ from pathlib import Path
 from invbench.analysis.history.changepoints import Analysis
 from invbench.analysis.history.links import range_url
 from invbench.analysis.history.series import Point
+from invbench.core.formatting import fmt_ms
 from invbench.render.dashboard.graph import range_anchor, series_svg
-from invbench.render.summary import fmt_ms
 
 FILTERS = ("suite", "backend", "case", "dtype", "mode", "machine")
 
