@@ -39,6 +39,11 @@ at::Tensor grad_weight_cpu(const at::Tensor& grad_out, const at::Tensor& x, int6
   return gw;
 }
 
+std::string cpu_kernel_path(const std::string& request, at::ScalarType dtype) {
+  cpu::use_isa(request);
+  return cpu::kernel_path(dtype);
+}
+
 }  // namespace
 }  // namespace invbench
 
@@ -52,6 +57,8 @@ TORCH_LIBRARY(invbench_ext, m) {
   m.def(
       "involution_grad_weight(Tensor grad_out, Tensor x, int groups, int kernel_size, int stride, "
       "int padding, int dilation, bool naive=False, bool poison=False) -> Tensor");
+  // Which vectorised CPU path the kernels of this dtype run; a request forces one.
+  m.def("cpu_kernel_path(str request, ScalarType dtype) -> str", &invbench::cpu_kernel_path);
 }
 
 TORCH_LIBRARY_IMPL(invbench_ext, CPU, m) {

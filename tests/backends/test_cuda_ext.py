@@ -132,6 +132,81 @@ def test_low_precision_against_float64(
         assert relative_error(gw, rgw) < tol
 
 
+# (B, C, H, W, K, stride, dilation, G, padding): odd sizes, every stride 1-4 and
+# dilation 1-3, K 1-11, padding 0, rows shorter and longer than a vector, group widths
+# that fill the channel blocks and ones that leave a remainder.
+SIMD_CASES = [
+    (2, 32, 13, 11, 7, 1, 1, 2, None),
+    (1, 32, 15, 37, 7, 2, 1, 2, None),
+    (1, 24, 9, 19, 3, 3, 2, 2, 0),
+    (1, 20, 12, 13, 5, 4, 3, 4, None),
+    (1, 18, 17, 9, 11, 1, 1, 1, None),
+    (1, 16, 7, 7, 1, 1, 1, 2, 2),
+    (1, 36, 10, 23, 9, 1, 2, 2, None),
+    (1, 16, 8, 9, 3, 2, 3, 1, 0),
+]
+
+
+def _cpu_paths() -> list[str]:
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    paths = []
+    for path in ("avx512", "avx2", "generic"):
+        try:
+            paths.append(ops.cpu_kernel_path(path, torch.float32))
+        except RuntimeError:
+            continue  # this CPU lacks it
+    ops.cpu_kernel_path("auto", torch.float32)
+    return paths
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("case", SIMD_CASES, ids=_case_id)
+def test_every_cpu_kernel_path_against_float64(
+    case: tuple[int | None, ...], dtype: torch.dtype
+) -> None:
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    geom = _geometry(case)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    x, w = _inputs(geom, torch.float64, "cpu", seed=6)
+    grad_out = torch.randn(geom.out_shape, generator=torch.Generator().manual_seed(7)).double()
+    x64, w64 = x.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    ref = involution_reference(x64, w64, geom)
+    rgx, rgw = torch.autograd.grad(ref, (x64, w64), grad_out)
+    paths = _cpu_paths()
+    assert "generic" in paths
+    try:
+        for path in paths:
+            assert ops.cpu_kernel_path(path, dtype) == path
+            for layout in (torch.contiguous_format, torch.channels_last):
+                xl = x.to(dtype).contiguous(memory_format=layout).requires_grad_(True)
+                wl = w.to(dtype).requires_grad_(True)
+                with poisoned_outputs():
+                    out = _run(xl, wl, geom, "cuda_ext")
+                    gx, gw = torch.autograd.grad(out, (xl, wl), grad_out.to(dtype))
+                for got, want in ((out, ref), (gx, rgx), (gw, rgw)):
+                    assert got.dtype == dtype
+                    assert relative_error(got, want) < tol, (path, layout)
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
+def test_cpu_kernel_path_is_reported_and_checked() -> None:
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    best = ops.cpu_kernel_path("", torch.float32)
+    assert best in ("avx512", "avx2", "generic")
+    assert ops.cpu_kernel_path("", torch.float64) == "scalar"
+    with pytest.raises(RuntimeError, match="unknown CPU kernel path"):
+        ops.cpu_kernel_path("sse9", torch.float32)
+    assert ops.cpu_kernel_path("generic", torch.float32) == "generic"
+    assert ops.cpu_kernel_path("auto", torch.bfloat16) == best
+
+
 @pytest.mark.parametrize("device", _devices())
 @pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced"])
 def test_non_contiguous_inputs(layout: str, device: str) -> None:

@@ -1,0 +1,511 @@
+// The vectorised CPU kernels, written once for every instruction-set path.
+//
+// Deliberately no include guard: involution_cpu_simd.cpp includes this file once per
+// path, each time inside its own namespace and compiler target region, after defining
+// `Vec` there (the vector type, its width L and load/store/fma).
+//
+// Layout of the work (all three ops):
+// - SIMD runs across output pixels of one row (input pixels for grad_x): a vector is
+//   L adjacent columns; a micro-kernel covers NV vectors (NV = 2, or 1 on rows of at
+//   most L columns, so 7-pixel rows fill 7 of 8 lanes).
+// - A task is (batch, group, block of rows), so the weights and the input halo of
+//   the block are staged once, converted to float and zero-padded, into per-thread
+//   buffers that stay in L2; boundaries, padding and dilation then cost nothing in
+//   the inner loops. At stride s the staged input rows are split into s column
+//   phases, so every vector load is contiguous.
+// - forward and grad_x share one micro-kernel: a vector of per-pixel weights is
+//   loaded once per tap and used by CB channels (register blocking over channels).
+//   grad_weight keeps TB taps' accumulators in registers and loads each grad_out
+//   vector once per channel for all of them (register blocking over taps).
+// - Blocks of rows are sized so every thread gets several equal tasks.
+
+template <int CB, int NV>
+inline void mk_shared(float* __restrict out, int64_t os, const float* A, const int64_t* aoff,
+                      const float* B, int64_t bs, const int64_t* boff, int64_t nt) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::L;
+  V acc[CB][NV];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) acc[c][n] = Vec::zero();
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* a = A + aoff[t];
+    const float* b = B + boff[t];
+    V av[NV];
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) av[n] = Vec::load(a + n * L);
+#pragma GCC unroll 16
+    for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 2
+      for (int n = 0; n < NV; ++n)
+        acc[c][n] = Vec::fma(av[n], Vec::load(b + c * bs + n * L), acc[c][n]);
+  }
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c)
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) Vec::store(out + c * os + n * L, acc[c][n]);
+}
+
+// out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], t < TB.
+template <int TB, int NV>
+inline void mk_taps(float* __restrict out, int64_t os, const float* G, int64_t gs, const float* X,
+                    int64_t xs, const int64_t* boff, int64_t nc) {
+  using V = typename Vec::V;
+  constexpr int L = Vec::L;
+  V acc[TB][NV];
+  int64_t off[TB];
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) {
+    off[t] = boff[t];
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) acc[t][n] = Vec::zero();
+  }
+  for (int64_t c = 0; c < nc; ++c) {
+    const float* g = G + c * gs;
+    const float* x = X + c * xs;
+    V gv[NV];
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) gv[n] = Vec::load(g + n * L);
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t)
+#pragma GCC unroll 2
+      for (int n = 0; n < NV; ++n)
+        acc[t][n] = Vec::fma(gv[n], Vec::load(x + off[t] + n * L), acc[t][n]);
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t)
+#pragma GCC unroll 2
+    for (int n = 0; n < NV; ++n) Vec::store(out + t * os + n * L, acc[t][n]);
+}
+
+constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kernel, NV = 2
+
+// Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.
+// Channel c of the result goes to out + c * os.
+inline void shared_block(int cb, int nv, float* out, int64_t os, const float* A, const int64_t* aoff,
+                         const float* B, int64_t bs, const int64_t* boff, int64_t nt) {
+  if (nv == 2) {
+    if (cb == kChanBlock) return mk_shared<kChanBlock, 2>(out, os, A, aoff, B, bs, boff, nt);
+    return mk_shared<1, 2>(out, os, A, aoff, B, bs, boff, nt);
+  }
+  if (cb == 2 * kChanBlock) return mk_shared<2 * kChanBlock, 1>(out, os, A, aoff, B, bs, boff, nt);
+  return mk_shared<1, 1>(out, os, A, aoff, B, bs, boff, nt);
+}
+
+inline void taps_block(int tb, int nv, float* out, int64_t os, const float* G, int64_t gs,
+                       const float* X, int64_t xs, const int64_t* boff, int64_t nc) {
+  if (tb == 9) {
+    if (nv == 2) return mk_taps<9, 2>(out, os, G, gs, X, xs, boff, nc);
+    return mk_taps<9, 1>(out, os, G, gs, X, xs, boff, nc);
+  }
+  if (nv == 2) return mk_taps<7, 2>(out, os, G, gs, X, xs, boff, nc);
+  return mk_taps<7, 1>(out, os, G, gs, X, xs, boff, nc);
+}
+
+template <typename T>
+inline float to_float(T v) {
+  return static_cast<float>(v);
+}
+
+// Vector stores: the staged rows are short, a memset call per row costs more than the fill.
+inline void zero_fill(float* dst, int64_t n) {
+  int64_t q = 0;
+  for (; q + Vec::L <= n; q += Vec::L) Vec::store(dst + q, Vec::zero());
+  for (; q < n; ++q) dst[q] = 0.f;
+}
+
+// dst[q] = src[first + q * step] for indices inside [0, n), else 0; src null: all 0.
+template <typename T>
+inline void stage_row(float* __restrict dst, const T* __restrict src, int64_t n, int64_t first,
+                      int64_t step, int64_t count) {
+  if (src == nullptr) return zero_fill(dst, count);
+  // q with 0 <= first + q * step < n
+  int64_t lo = first >= 0 ? 0 : (-first + step - 1) / step;
+  int64_t hi = n - 1 - first < 0 ? 0 : (n - 1 - first) / step + 1;
+  hi = std::min(hi, count);
+  lo = std::min(lo, hi);
+  zero_fill(dst, lo);
+  if (step == 1) {
+    const T* s = src + first;
+    int64_t q = lo;
+    if constexpr (std::is_same_v<T, float>)  // vector copies: these rows are too short for memcpy
+      for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, Vec::load(s + q));
+    for (; q < hi; ++q) dst[q] = to_float(s[q]);
+  } else {
+    for (int64_t q = lo; q < hi; ++q) dst[q] = to_float(src[first + q * step]);
+  }
+  zero_fill(dst + hi, count - hi);
+}
+
+template <typename T>
+inline void write_row(T* __restrict dst, const float* __restrict src, int64_t n, int64_t step) {
+  if (step == 1) {
+    int64_t k = 0;
+    if constexpr (std::is_same_v<T, float>)
+      for (; k + Vec::L <= n; k += Vec::L) Vec::store(dst + k, Vec::load(src + k));
+    for (; k < n; ++k) dst[k] = static_cast<T>(src[k]);
+  } else {
+    for (int64_t k = 0; k < n; ++k) dst[k * step] = static_cast<T>(src[k]);
+  }
+}
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Software prefetch of the next task's inputs, spread over the current task's rows:
+// the weights are read from planes K*K apart, too many streams for the hardware
+// prefetchers, and without this the staging copies wait on memory.
+class Prefetcher {
+ public:
+  void clear() {
+    blocks_.clear();
+    lines_ = issued_ = 0;
+    block_ = 0;
+    offset_ = 0;
+  }
+  template <typename T>
+  void add(const T* p, int64_t count) {
+    if (count <= 0) return;
+    const int64_t bytes = count * int64_t(sizeof(T));
+    blocks_.push_back({reinterpret_cast<const char*>(p), bytes});
+    lines_ += (bytes + 63) / 64;
+  }
+  // Issues cache lines up to the share (k + 1) / n of all lines added since clear().
+  void step(int64_t k, int64_t n) {
+    const int64_t upto = lines_ * (k + 1) / n;
+    for (; issued_ < upto && block_ < blocks_.size(); ++issued_) {
+      __builtin_prefetch(blocks_[block_].first + offset_, 0, 3);
+      offset_ += 64;
+      if (offset_ >= blocks_[block_].second) {
+        ++block_;
+        offset_ = 0;
+      }
+    }
+  }
+
+ private:
+  std::vector<std::pair<const char*, int64_t>> blocks_;
+  int64_t lines_ = 0, issued_ = 0, offset_ = 0;
+  size_t block_ = 0;
+};
+
+// Rows per task: at most 8, equal blocks, and at least 4 tasks per thread when possible.
+inline int64_t row_block(int64_t outer, int64_t rows) {
+  const int64_t want = 4 * std::max<int64_t>(1, at::get_num_threads());
+  int64_t blocks = ceil_div(rows, 8);
+  while (outer * blocks < want && blocks < rows) ++blocks;
+  return ceil_div(rows, blocks);
+}
+
+// Stages the input rows [y0, y0 + rows) of channels [c0, c0 + Cg) into
+// dst[cc * cs + (r * s + ph) * QW + q] = x[c][y0 + r][q * s + ph - pad] (0 outside).
+// At stride > 1 a row is first copied whole (zero-padded) into rowbuf (s * QW floats),
+// then split into its s column phases: two vector shuffles per 2 L floats at stride 2.
+template <typename T>
+void stage_input(float* dst, int64_t cs, int64_t QW, const T* x, const InvShape& S, int64_t c0,
+                 int64_t y0, int64_t rows, float* rowbuf) {
+  const int64_t s = S.stride, Cg = S.group_channels();
+  for (int64_t cc = 0; cc < Cg; ++cc) {
+    const T* plane = x + (c0 + cc) * S.H * S.W;
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t y = y0 + r;
+      const T* row = (y >= 0 && y < S.H) ? plane + y * S.W : nullptr;
+      float* out = dst + cc * cs + r * s * QW;
+      if (s == 1) {
+        stage_row(out, row, S.W, -S.pad, 1, QW);
+        continue;
+      }
+      if (row == nullptr) {
+        zero_fill(out, s * QW);
+        continue;
+      }
+      stage_row(rowbuf, row, S.W, -S.pad, 1, s * QW);
+      if (s == 2) {
+        for (int64_t q = 0; q < QW; q += Vec::L) Vec::split2(rowbuf + 2 * q, out + q, out + QW + q);
+      } else {
+        for (int64_t ph = 0; ph < s; ++ph)
+          for (int64_t q = 0; q < QW; ++q) out[ph * QW + q] = rowbuf[q * s + ph];
+      }
+    }
+  }
+}
+
+struct Tiling {
+  int nv;         // vectors per micro-kernel
+  int64_t chunk;  // columns per micro-kernel
+  int64_t padded; // columns rounded up to chunks
+};
+
+inline Tiling tiling(int64_t cols) {
+  const int nv = cols > Vec::L ? 2 : 1;
+  const int64_t chunk = nv * Vec::L;
+  return {nv, chunk, ceil_div(cols, chunk) * chunk};
+}
+
+inline int chan_block(int nv, int64_t left) {
+  const int full = nv == 2 ? kChanBlock : 2 * kChanBlock;
+  return left >= full ? full : 1;
+}
+
+// The input rows [y0, y0 + rows) of channels [c0, c0 + Cg), clipped to the image.
+template <typename T>
+void prefetch_input(Prefetcher& pf, const T* x, const InvShape& S, int64_t c0, int64_t y0,
+                    int64_t rows) {
+  const int64_t lo = std::max<int64_t>(y0, 0), hi = std::min(S.H, y0 + rows);
+  for (int64_t cc = 0; cc < S.group_channels(); ++cc)
+    pf.add(x + ((c0 + cc) * S.H + lo) * S.W, (hi - lo) * S.W);
+}
+
+// A task: batch b, group g (bg = b * G + g), rows [r0, r1) of its row blocks.
+struct Task {
+  int64_t bg, g, b, r0, r1, c0;
+};
+
+inline Task task_of(int64_t t, int64_t blocks, int64_t R, int64_t rows, const InvShape& S) {
+  const int64_t blk = t % blocks, bg = t / blocks, g = bg % S.G, b = bg / S.G;
+  return {bg, g, b, blk * R, std::min(rows, blk * R + R), b * S.C + g * S.group_channels()};
+}
+
+template <typename T>
+void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
+  const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
+  const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
+  const Tiling tl = tiling(Wo);
+  const int64_t QW = ceil_div(tl.padded + (K - 1) * d / s + 1, Vec::L) * Vec::L;
+  const int64_t R = row_block(S.B * S.G, S.Ho), blocks = ceil_div(S.Ho, R);
+  const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;  // channel stride of the stage
+  const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
+  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> xst(Cg * xs), wst(R * KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
+    std::vector<float> rowbuf(s * QW);
+    // Tap offsets into the stages for the block's first row; row ii adds ii * KK * padded
+    // (weights) and ii * s * s * QW (input).
+    std::vector<int64_t> aoff(KK), boff(KK);
+    for (int64_t u = 0; u < K; ++u)
+      for (int64_t v = 0; v < K; ++v) {
+        aoff[u * K + v] = (u * K + v) * tl.padded;
+        boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
+      }
+    Prefetcher pf;
+    for (int64_t t = begin; t < end; ++t) {
+      const Task k = task_of(t, blocks, R, S.Ho, S);
+      const int64_t nr = k.r1 - k.r0;
+      stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
+      for (int64_t uv = 0; uv < KK; ++uv)
+        for (int64_t ii = 0; ii < nr; ++ii)
+          stage_row(wst.data() + (ii * KK + uv) * tl.padded, w + (k.bg * KK + uv) * HWo + (k.r0 + ii) * Wo,
+                    Wo, 0, 1, tl.padded);
+      pf.clear();
+      if (t + 1 < end) {
+        const Task n = task_of(t + 1, blocks, R, S.Ho, S);
+        for (int64_t uv = 0; uv < KK; ++uv)
+          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
+        prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
+      }
+      const int64_t nch = ceil_div(Wo, tl.chunk);
+      for (int64_t ii = 0; ii < nr; ++ii) {
+        const float* wrow = wst.data() + ii * KK * tl.padded;
+        const float* xrow = xst.data() + ii * s * s * QW;
+        for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
+          pf.step(ii * nch + j0 / tl.chunk, nr * nch);
+          const int64_t n = std::min(tl.chunk, Wo - j0);
+          for (int64_t cc = 0; cc < Cg;) {
+            const int cb = chan_block(tl.nv, Cg - cc);
+            T* dst = out + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo + j0;
+            if constexpr (std::is_same_v<T, float>) {
+              if (n == tl.chunk) {  // whole vectors: straight into the output
+                shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff.data(), xrow + cc * xs + j0, xs,
+                             boff.data(), KK);
+                cc += cb;
+                continue;
+              }
+            }
+            shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff.data(),
+                         xrow + cc * xs + j0, xs, boff.data(), KK);
+            for (int q = 0; q < cb; ++q) write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
+            cc += cb;
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
+  const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
+  const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
+  const Tiling tl = tiling(Wo);
+  const int64_t QW = ceil_div(tl.padded + (K - 1) * d / s + 1, Vec::L) * Vec::L;
+  const int64_t R = row_block(S.B * S.G, S.Ho), blocks = ceil_div(S.Ho, R);
+  const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;
+  const int64_t gs = R * tl.padded;
+  const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
+  // Taps per micro-kernel: 7 or 9, whichever pads K*K less (dummy taps repeat tap 0).
+  const int tb = ceil_div(KK, 9) * 9 < ceil_div(KK, 7) * 7 ? 9 : 7;
+  const int64_t ntaps = ceil_div(KK, tb) * tb;
+  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> xst(Cg * xs), gst(Cg * gs), tmp(9 * tl.chunk), rowbuf(s * QW);
+    std::vector<int64_t> boff(ntaps, 0);  // as in the forward; row ii adds ii * s * s * QW
+    for (int64_t u = 0; u < K; ++u)
+      for (int64_t v = 0; v < K; ++v) boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
+    Prefetcher pf;
+    for (int64_t t = begin; t < end; ++t) {
+      const Task k = task_of(t, blocks, R, S.Ho, S);
+      const int64_t nr = k.r1 - k.r0;
+      stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
+      for (int64_t cc = 0; cc < Cg; ++cc)
+        for (int64_t ii = 0; ii < nr; ++ii)
+          stage_row(gst.data() + cc * gs + ii * tl.padded, go + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo,
+                    Wo, 0, 1, tl.padded);
+      pf.clear();
+      if (t + 1 < end) {
+        const Task n = task_of(t + 1, blocks, R, S.Ho, S);
+        for (int64_t cc = 0; cc < Cg; ++cc) pf.add(go + (n.c0 + cc) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
+        prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
+      }
+      const int64_t nch = ceil_div(Wo, tl.chunk);
+      for (int64_t ii = 0; ii < nr; ++ii) {
+        const float* xrow = xst.data() + ii * s * s * QW;
+        for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
+          pf.step(ii * nch + j0 / tl.chunk, nr * nch);
+          const int64_t n = std::min(tl.chunk, Wo - j0);
+          for (int64_t t0 = 0; t0 < KK; t0 += tb) {
+            T* dst = gw + (k.bg * KK + t0) * HWo + (k.r0 + ii) * Wo + j0;
+            if constexpr (std::is_same_v<T, float>) {
+              if (n == tl.chunk && t0 + tb <= KK) {
+                taps_block(tb, tl.nv, dst, HWo, gst.data() + ii * tl.padded + j0, gs, xrow + j0, xs,
+                           boff.data() + t0, Cg);
+                continue;
+              }
+            }
+            taps_block(tb, tl.nv, tmp.data(), tl.chunk, gst.data() + ii * tl.padded + j0, gs,
+                       xrow + j0, xs, boff.data() + t0, Cg);
+            for (int64_t q = 0; q < tb && t0 + q < KK; ++q)
+              write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
+          }
+        }
+      }
+    }
+  });
+}
+
+// grad_x as a gather: input row y, column phase z0 (columns z = z0 + s * m) receives
+// from the taps (u, v) whose output pixel (n, j) = ((y + pad - u*d) / s, (z + pad - v*d) / s)
+// is whole; j = m + bv with bv = (z0 + pad - v*d) / s, so each tap is a shifted,
+// contiguous read of staged weights (per input row) and staged grad_out (per channel).
+template <typename T>
+void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
+  const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
+  const int64_t P = S.pad, Wo = S.Wo, HWo = S.Ho * S.Wo, HW = S.H * S.W, span = (K - 1) * d;
+  const Tiling tl = tiling(ceil_div(S.W, s));
+  const int64_t b_lo = floor_div(P - span, s), b_hi = floor_div(s - 1 + P, s);
+  const int64_t JW = tl.padded + b_hi - b_lo;
+  const int64_t R = row_block(S.B * S.G, S.H), blocks = ceil_div(S.H, R);
+  const int64_t gs = ((R - 1 + span) / s + 2) * JW;
+  // grad_out rows [n0, n1] that input rows [y0, y1) receive from
+  const auto out_rows = [&](const Task& k) {
+    const int64_t first = k.r0 + P - span;
+    return std::pair<int64_t, int64_t>(first > 0 ? ceil_div(first, s) : 0,
+                                       std::min(S.Ho - 1, floor_div(k.r1 - 1 + P, s)));
+  };
+  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
+    std::vector<int64_t> aoff(KK), boff(KK), rowoff(K);
+    // Per column phase z0: the taps v it receives from and their staged column.
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> vcols(s);
+    for (int64_t z0 = 0; z0 < s; ++z0)
+      for (int64_t v = 0; v < K; ++v) {
+        const int64_t num = z0 + P - v * d;
+        if (num % s == 0) vcols[z0].push_back({v, num / s - b_lo});
+      }
+    Prefetcher pf;
+    for (int64_t t = begin; t < end; ++t) {
+      const Task k = task_of(t, blocks, R, S.H, S);
+      const auto [n0, n1] = out_rows(k);
+      for (int64_t cc = 0; cc < Cg; ++cc)
+        for (int64_t n = n0; n <= n1; ++n)
+          stage_row(gst.data() + cc * gs + (n - n0) * JW, go + (k.c0 + cc) * HWo + n * Wo, Wo, b_lo, 1,
+                    JW);
+      pf.clear();
+      if (t + 1 < end) {
+        const Task nx = task_of(t + 1, blocks, R, S.H, S);
+        const auto [m0, m1] = out_rows(nx);
+        if (m1 >= m0) {
+          for (int64_t uv = 0; uv < KK; ++uv) pf.add(w + (nx.bg * KK + uv) * HWo + m0 * Wo, (m1 - m0 + 1) * Wo);
+          for (int64_t cc = 0; cc < Cg; ++cc) pf.add(go + (nx.c0 + cc) * HWo + m0 * Wo, (m1 - m0 + 1) * Wo);
+        }
+      }
+      for (int64_t y = k.r0; y < k.r1; ++y) {
+        const int64_t yy = y - k.r0;
+        pf.step(yy, k.r1 - k.r0);
+        for (int64_t u = 0; u < K; ++u) {
+          const int64_t iy = y + P - u * d;
+          rowoff[u] = -1;
+          if (iy < 0 || iy % s != 0 || iy / s >= S.Ho) continue;
+          rowoff[u] = iy / s - n0;
+          for (int64_t v = 0; v < K; ++v)
+            stage_row(wst.data() + (yy * KK + u * K + v) * JW,
+                      w + (k.bg * KK + u * K + v) * HWo + (iy / s) * Wo, Wo, b_lo, 1, JW);
+        }
+        for (int64_t z0 = 0; z0 < std::min(s, S.W); ++z0) {
+          int64_t nt = 0;
+          for (int64_t u = 0; u < K; ++u) {
+            if (rowoff[u] < 0) continue;
+            for (const auto& [v, col] : vcols[z0]) {
+              aoff[nt] = (yy * KK + u * K + v) * JW + col;
+              boff[nt] = rowoff[u] * JW + col;
+              ++nt;
+            }
+          }
+          const int64_t M = ceil_div(S.W - z0, s);
+          for (int64_t m0 = 0; m0 < M; m0 += tl.chunk) {
+            const int64_t n = std::min(tl.chunk, M - m0);
+            for (int64_t cc = 0; cc < Cg;) {
+              const int cb = chan_block(tl.nv, Cg - cc);
+              shared_block(cb, tl.nv, tmp.data(), tl.chunk, wst.data() + m0, aoff.data(),
+                           gst.data() + cc * gs + m0, gs, boff.data(), nt);
+              for (int q = 0; q < cb; ++q)
+                write_row(gx + (k.c0 + cc + q) * HW + y * S.W + z0 + s * m0,
+                          tmp.data() + q * tl.chunk, n, s);
+              cc += cb;
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
+// Float32, bfloat16 and float16; float64 has its own exact kernels (involution_cpu.cpp).
+template <typename F>
+void dispatch_float_types(const at::Tensor& t, F&& f) {
+  switch (t.scalar_type()) {
+    case at::kFloat: return f(float());
+    case at::kBFloat16: return f(c10::BFloat16());
+    case at::kHalf: return f(c10::Half());
+    default: TORCH_CHECK(false, "involution: no vectorised CPU kernel for ", t.scalar_type());
+  }
+}
+
+void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s) {
+  dispatch_float_types(x, [&](auto tag) {
+    using T = decltype(tag);
+    forward_t<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(), out.mutable_data_ptr<T>(), s);
+  });
+}
+
+void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx, const InvShape& s) {
+  dispatch_float_types(go, [&](auto tag) {
+    using T = decltype(tag);
+    grad_input_t<T>(go.const_data_ptr<T>(), w.const_data_ptr<T>(), gx.mutable_data_ptr<T>(), s);
+  });
+}
+
+void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s) {
+  dispatch_float_types(go, [&](auto tag) {
+    using T = decltype(tag);
+    grad_weight_t<T>(go.const_data_ptr<T>(), x.const_data_ptr<T>(), gw.mutable_data_ptr<T>(), s);
+  });
+}

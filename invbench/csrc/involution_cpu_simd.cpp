@@ -1,0 +1,100 @@
+// Instantiates the vectorised kernels (involution_cpu_kernels.h) once per
+// instruction-set path, each inside a compiler target region, so one portable build
+// holds them all and involution_cpu.cpp picks one at run time from the CPU's features.
+#include "involution_cpu_simd.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#if defined(__GNUC__) && !defined(__clang__)
+// The staged rows are short (tens of floats): GCC would turn the fill and copy loops
+// into memset/memmove calls that cost more than the loops.
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+namespace invbench::cpu {
+
+namespace generic {
+// Four lanes through the compiler's vector extension: SSE2 on x86-64, NEON on arm64.
+struct Vec {
+  typedef float V __attribute__((vector_size(16)));
+  static constexpr int L = 4;
+  static constexpr int REGS = 16;
+  static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
+  static V load(const float* p) {
+    V v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+  }
+  static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static V fma(V a, V b, V c) { return a * b + c; }
+  // even[k] = src[2k], odd[k] = src[2k + 1], k < L
+  static void split2(const float* src, float* even, float* odd) {
+    for (int k = 0; k < L; ++k) {
+      even[k] = src[2 * k];
+      odd[k] = src[2 * k + 1];
+    }
+  }
+};
+#include "involution_cpu_kernels.h"
+}  // namespace generic
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#define INVBENCH_TARGET_BEGIN(t) \
+  _Pragma("clang attribute push(__attribute__((target(" t "))), apply_to = function)")
+#define INVBENCH_TARGET_END _Pragma("clang attribute pop")
+#else
+#define INVBENCH_PRAGMA(x) _Pragma(#x)
+#define INVBENCH_TARGET_BEGIN(t) _Pragma("GCC push_options") INVBENCH_PRAGMA(GCC target(t))
+#define INVBENCH_TARGET_END _Pragma("GCC pop_options")
+#endif
+
+// Eight float lanes (256 bits); REGS is how many vector registers the target has.
+#define INVBENCH_VEC256(regs)                                                     \
+  struct Vec {                                                                    \
+    using V = __m256;                                                             \
+    static constexpr int L = 8;                                                   \
+    static constexpr int REGS = regs;                                             \
+    static V zero() { return _mm256_setzero_ps(); }                               \
+    static V load(const float* p) { return _mm256_loadu_ps(p); }                  \
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }                  \
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
+    static void split2(const float* src, float* even, float* odd) {               \
+      const V a = load(src), b = load(src + 8);                                   \
+      store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(                         \
+                      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));   \
+      store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(                          \
+                     _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));    \
+    }                                                                             \
+  };
+
+INVBENCH_TARGET_BEGIN("avx2,fma,f16c")
+namespace avx2 {
+INVBENCH_VEC256(16)
+#include "involution_cpu_kernels.h"
+}  // namespace avx2
+INVBENCH_TARGET_END
+
+INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
+namespace avx512 {
+INVBENCH_VEC256(32)
+#include "involution_cpu_kernels.h"
+}  // namespace avx512
+INVBENCH_TARGET_END
+
+#endif
+
+}  // namespace invbench::cpu

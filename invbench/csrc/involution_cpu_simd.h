@@ -1,0 +1,41 @@
+// Vectorised CPU kernels of involution: which instruction-set paths exist and the
+// entry points of each. The kernels themselves are in involution_cpu_kernels.h,
+// compiled once per path (involution_cpu_simd.cpp); the path is chosen at run time
+// from the CPU's features (involution_cpu.cpp).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "involution_shape.h"
+
+namespace invbench::cpu {
+
+// Fastest first. Avx512: 8-lane float vectors with AVX-512VL's 32 registers (on CPUs
+// that split 512-bit operations in two halves, 256-bit vectors run as fast and waste
+// fewer lanes on short rows). Avx2: the same with 16 registers. Generic: 4-lane
+// vectors through the compiler's vector extension (SSE2 on x86-64, NEON on arm64).
+enum class Isa { Avx512, Avx2, Generic };
+
+const char* isa_name(Isa isa);
+
+// Float32, bfloat16 and float16 tensors, contiguous; float accumulation. Every
+// element of the output is written.
+#define INVBENCH_CPU_SIMD_ENTRY_POINTS                                                          \
+  void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s);   \
+  void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx,                   \
+                  const InvShape& s);                                                          \
+  void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s);
+
+namespace generic {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+}
+#if defined(__x86_64__) || defined(_M_X64)
+namespace avx2 {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+}
+namespace avx512 {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+}
+#endif
+
+}  // namespace invbench::cpu
