@@ -69,6 +69,10 @@ class Backend(abc.ABC):
         pass with work.grad_out and returns (out, grad_x, grad_weight).
         """
 
+    def variant(self, device: DeviceKind, dtype: Dtype) -> str:
+        """Which of its code paths the backend runs for this device and dtype ("": one path)."""
+        return ""
+
     def cost(self, geom: Geometry, dtype: Dtype, mode: Mode) -> flops.Cost:
         """Analytic FLOPs and fewest bytes of what the closure computes."""
         return flops.involution_cost(geom, dtype.itemsize, mode)

@@ -159,6 +159,13 @@ class CudaExtBackend(InvolutionBackend):
         load_ops()  # the build (first use only) stays out of the timed closure
         return super().build(work)
 
+    def variant(self, device: DeviceKind, dtype: Dtype) -> str:
+        """On a CPU: the vector path the kernels chose at run time (avx512, avx2, generic)."""
+        if device is not DeviceKind.CPU or "ops" not in _OPS:
+            return ""
+        path: str = _OPS["ops"].cpu_kernel_path("", getattr(torch, dtype.value))
+        return path
+
 
 class CudaNaiveBackend(CudaExtBackend):
     name = "cuda_naive"

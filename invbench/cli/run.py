@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -130,9 +131,15 @@ def run(
 def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
     from invbench.backends.registry import default_registry
     from invbench.cli.plot import plot_after_run
+    from invbench.measure.ceiling_record import measured_ceilings
     from invbench.render.summary import health_table, summary_table
+    from invbench.storage.results import META_FILE
 
-    out.print(summary_table(rows, title=title, backend_order=default_registry().names()))
+    meta_path = directory / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    ceilings = measured_ceilings(meta, rows[0].device) if rows else None
+    order = default_registry().names()
+    out.print(summary_table(rows, title=title, backend_order=order, ceilings=ceilings))
     health = health_table(rows)
     if health is not None:
         out.print(health)

@@ -146,3 +146,18 @@ def ceilings_for(meta: Mapping[str, Any], device: str) -> Ceilings | None:
         return None
     name = gpu_name(meta)
     return datasheet_ceilings(name) if name else None
+
+
+def roof_ms(ceilings: Ceilings | None, flops: float, nbytes: float, dtype: str) -> float | None:
+    """The fastest a row could run: the larger of its bytes over the bandwidth ceiling and
+    its FLOPs over the compute ceiling of its dtype, in ms (a ceiling that is missing, such
+    as a dtype whose matmul was not measured, drops out); None without any ceiling."""
+    if ceilings is None:
+        return None
+    times = []
+    if ceilings.bandwidth is not None and nbytes > 0:
+        times.append(nbytes / (ceilings.bandwidth.value * 1e9))
+    compute = ceilings.compute_for(dtype)
+    if compute is not None and flops > 0:
+        times.append(flops / compute.value)
+    return max(times) * 1e3 if times else None

@@ -24,7 +24,7 @@ import pandas as pd
 from invbench.core.choices import ReportFormat
 from invbench.core.formatting import md_escape
 from invbench.core.spec import Status
-from invbench.measure.ceiling_record import measured_ceilings
+from invbench.measure.ceiling_record import measured_ceilings, roof_ms
 from invbench.render.plots.caption import caption_details, caption_line
 from invbench.render.plots.data import (
     MIB,
@@ -182,7 +182,8 @@ def speedup_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame, baseline
 
 
 def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Table:
-    """GB/s of the fewest bytes the op must move, and % of the measured memory floor."""
+    """GB/s of the fewest bytes the op must move, % of the measured memory floor, and % of
+    the roof (bytes over the copy bandwidth or FLOPs over the matmul peak, the larger)."""
     device = str(ok["device"].iloc[0])
     ceilings = measured_ceilings(rs.meta, device)
     bandwidth = ceilings.bandwidth.value if ceilings and ceilings.bandwidth else None
@@ -190,6 +191,8 @@ def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Ta
     metrics = [Metric("gbps", "throughput", "GB/s", "max")]
     if bandwidth is not None or has_frac:
         metrics.append(Metric("floor_pct", "of floor", "%"))
+    if ceilings is not None:
+        metrics.append(Metric("roof_pct", "of roof", "%", "max"))
     backends = [b for b in backends_in(rs) if (ok["backend"] == b).any()]
     note = (
         f"Floor: the fewest bytes over the measured copy bandwidth ({bandwidth:.0f} GB/s)."
@@ -207,6 +210,11 @@ def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Ta
         backends,
         _row_keys(every),
     )
+    if ceilings is not None:
+        note += (
+            " Roof: the larger of those bytes over the copy bandwidth and the FLOPs over"
+            " the measured matmul peak of the row's dtype (bandwidth alone where none)."
+        )
     table.note = note
     for _, r in ok.iterrows():
         k, b = _key(r), str(r["backend"])
@@ -218,6 +226,9 @@ def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Ta
             table.cells[(k, b, "floor_pct")] = gbps / bandwidth * 100
         elif has_frac and pd.notna(r["roofline_frac"]):
             table.cells[(k, b, "floor_pct")] = float(r["roofline_frac"]) * 100
+        roof = roof_ms(ceilings, float(r["flops"]), float(r["bytes"]), str(r["dtype"]))
+        if roof is not None:
+            table.cells[(k, b, "roof_pct")] = roof / float(r["median_ms"]) * 100
     _mark_failures(table, every)
     return table
 

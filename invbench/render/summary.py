@@ -8,6 +8,7 @@ from rich.table import Table
 
 from invbench.core.formatting import fmt_ms, human_bytes
 from invbench.core.spec import Status
+from invbench.measure.ceiling_record import Ceilings, roof_ms
 from invbench.storage.results import ResultRow
 
 BASELINE_BACKEND = "unfold"
@@ -30,12 +31,17 @@ def _short(text: str, width: int = 48) -> str:
 
 
 def summary_table(
-    rows: Sequence[ResultRow], title: str = "", backend_order: Sequence[str] = ()
+    rows: Sequence[ResultRow],
+    title: str = "",
+    backend_order: Sequence[str] = (),
+    ceilings: Ceilings | None = None,
 ) -> Table:
     """One line per row, grouped by case; speed-up is the unfold median over this one.
 
     Layer rows add their measured generation + aggregation medians; model rows show
-    the model with its backend, and images/s in place of GB/s.
+    the model with its backend, and images/s in place of GB/s. With the run's ceilings,
+    "roof" is the row's share of its roof (measure.ceiling_record.roof_ms: bytes over the
+    copy bandwidth or FLOPs over the matmul peak, whichever is larger).
     """
     unfold = {
         (r.case, r.dtype, r.mode): r.median_ms
@@ -49,7 +55,17 @@ def summary_table(
     split = any(r.gen_ms is not None for r in rows)
     rate = "GB/s | img/s" if models else "GB/s"
     extra = ("gen + agg",) if split else ()
-    for col in ("median", "p20-p80", *extra, rate, "peak mem", "rel err", f"vs {BASELINE_BACKEND}"):
+    roof = ("roof",) if ceilings is not None else ()
+    for col in (
+        "median",
+        "p20-p80",
+        *extra,
+        rate,
+        *roof,
+        "peak mem",
+        "rel err",
+        "vs " + BASELINE_BACKEND,
+    ):
         table.add_column(col, justify="right", no_wrap=True)
     previous = None
     for r in _in_display_order(rows, backend_order):
@@ -66,7 +82,7 @@ def summary_table(
                 backend,
                 f"[yellow]{r.status}[/]",
                 _short(r.reason),
-                *[""] * (4 + len(extra)),
+                *[""] * (4 + len(extra) + len(roof)),
             )
             continue
         base = unfold.get(group)
@@ -77,6 +93,10 @@ def summary_table(
             if split
             else ()
         )
+        share: tuple[str, ...] = ()
+        if roof:
+            floor = roof_ms(ceilings, r.flops, r.bytes, r.dtype) if r.level == "op" else None
+            share = (f"{floor / r.median_ms:.0%}" if floor and r.median_ms else "-",)
         if r.images_per_s is not None:
             throughput = f"{r.images_per_s:.1f} img/s"
         else:
@@ -90,6 +110,7 @@ def summary_table(
             f"{fmt_ms(r.p20_ms)} - {fmt_ms(r.p80_ms)}",
             *parts,
             throughput,
+            *share,
             human_bytes(r.peak_mem_bytes),
             err,
             speed,

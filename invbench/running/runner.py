@@ -405,6 +405,7 @@ class Runner:
             timer=self.timer.method,
             launch_hidden=launch_hidden,
             calls_per_sample=arm.calls,
+            variant=arm.backend.variant(DeviceKind(base["device"]), Dtype(base["dtype"])),
             **tele.row_fields(),
         )
         if arm.error is not None:

@@ -115,6 +115,9 @@ class ResultRow:
     energy_resolution_s: float | None = None  # energy counter's update period
     roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
     warnings: str = ""  # health warnings, "; "-separated
+    # the code path the backend ran, when it has several (cuda_ext on a CPU: its vector
+    # instruction set, avx512 / avx2 / generic, or scalar for float64)
+    variant: str = ""
     # layer and model levels (op rows keep the defaults)
     level: str = "op"
     model: str = ""  # model level: "rednet-50", "resnet-50", ...

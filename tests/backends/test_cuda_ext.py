@@ -199,6 +199,9 @@ def test_cpu_kernel_path_is_reported_and_checked() -> None:
 
     ops = cuda_ext.load_ops()
     best = ops.cpu_kernel_path("", torch.float32)
+    backend = default_registry().get("cuda_ext")
+    assert backend.variant(DeviceKind.CPU, Dtype.FLOAT32) == best  # what result rows record
+    assert backend.variant(DeviceKind.CPU, Dtype.FLOAT64) == "scalar"
     assert best in ("avx512", "avx2", "generic")
     assert ops.cpu_kernel_path("", torch.float64) == "scalar"
     with pytest.raises(RuntimeError, match="unknown CPU kernel path"):

@@ -130,6 +130,42 @@ def test_throughput_against_a_measured_floor(tmp_path: Path) -> None:
     assert "of floor (%)" not in plain and "% of floor omitted" in plain
 
 
+def test_share_of_the_roof_takes_the_larger_of_both_ceilings(tmp_path: Path) -> None:
+    from invbench.render.summary import summary_table
+    from invbench.storage.results import row_from_record
+
+    run = tmp_path / "run"
+    shutil.copytree(RESNET, run)
+    meta = json.loads((run / "meta.json").read_text())
+    # 4 GB/s and 40 GFLOP/s: rows above 10 FLOP/byte are compute-bound, the others not
+    meta["ceilings"] = {"copy": {"gbps": 4.0}, "matmul": [{"tflops": 0.04, "dtype": "float32"}]}
+    (run / "meta.json").write_text(json.dumps(meta))
+    rs = load_results(run)
+    tables = parse_markdown_tables(to_markdown(build_report(rs)))
+    tput = next(t for title, t in tables.items() if title.startswith("Throughput"))
+    ok = _ok(rs)
+    bounds = set()
+    for _, r in ok.iterrows():
+        row = tput[tput["case"] == r["case"]].iloc[0]
+        memory_ms, compute_ms = r["bytes"] / 4e9 * 1e3, r["flops"] / 40e9 * 1e3
+        roof = max(memory_ms, compute_ms) if r["dtype"] == "float32" else memory_ms
+        bounds.add(compute_ms > memory_ms)
+        want = roof / r["median_ms"] * 100
+        assert _number(row[f"{r['backend']} of roof (%)"]) == pytest.approx(want, rel=5e-3)
+    assert bounds == {True, False}  # both ceilings decided some row
+    from invbench.measure.ceiling_record import measured_ceilings
+
+    table = summary_table(
+        [row_from_record(rec) for rec in rs.rows.to_dict("records")],
+        ceilings=measured_ceilings(rs.meta, "cpu"),
+    )
+    out = StringIO()
+    from rich.console import Console
+
+    Console(file=out, width=250).print(table)
+    assert "roof" in out.getvalue() and "%" in out.getvalue()
+
+
 def test_failed_rows_show_their_status(tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(RESNET, run)
