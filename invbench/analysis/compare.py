@@ -393,6 +393,8 @@ def compare_rows(
             for side, r in (("base", base), ("head", head))
             if r["status"] != Status.OK and r.get("reason")
         ]
+        if len(reasons) == 2 and base["reason"] == head["reason"]:
+            reasons = [base["reason"]]  # both sides give the same reason: say it once
         verdict = Verdict.BROKEN if bs == Status.OK and hs in FAILED else Verdict.NOT_OK
         return RowComparison(**common, verdict=verdict, note="; ".join(reasons))
     s = compare_runs(base_samples or [], head_samples or [], policy)
@@ -449,6 +451,13 @@ def compare_results(
             f"result schema {base_side.schema_version} (base) vs {head_side.schema_version} "
             "(head): re-run both sides with the same invbench version"
         )
+    for column, default in (("suite", "?"), ("level", "op")):  # rows of these never match
+        b, h = (
+            ", ".join(sorted(set(rs.rows[column].astype(str)))) if column in rs.rows else default
+            for rs in (base, head)
+        )
+        if b != h:
+            raise CompareError(f"base is {column} {b} but head is {column} {h}: no row can match")
     brows, hrows = _rows_by_key(base), _rows_by_key(head)
     bsamples, hsamples = _samples_by_key(base), _samples_by_key(head)
     keys = list(brows) + [k for k in hrows if k not in brows]

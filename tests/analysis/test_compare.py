@@ -266,3 +266,28 @@ def test_results_copied_compare_as_same(spin_runs: tuple[Path, Path], tmp_path: 
     base, _ = spin_runs
     copy = shutil.copytree(base, tmp_path / "copy")
     assert {r.verdict for r in compare_dirs(base, copy).rows} == {Verdict.SAME}
+
+
+def test_different_suites_or_levels_are_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    samples = list(noisy(20))
+    base = write_dir(tmp_path / "base", [(row("a"), samples)])
+    other_suite = write_dir(tmp_path / "suite", [(row("a", suite="smoke"), samples)])
+    other_level = write_dir(tmp_path / "level", [(row("a", level="layer"), samples)])
+    for head, words in ((other_suite, "suite synthetic"), (other_level, "level op")):
+        with pytest.raises(CompareError, match=words):
+            compare_dirs(base, head)
+        assert main(["compare", str(base), str(head)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("invbench: error:"), err
+
+
+def test_a_reason_both_sides_give_is_said_once(tmp_path: Path) -> None:
+    reason = "triton runs on the CPU only in its interpreter"
+    base = write_dir(tmp_path / "base", [(row("t", "skipped", reason=reason), [])])
+    head = write_dir(tmp_path / "head", [(row("t", "skipped", reason=reason), [])])
+    assert compare_dirs(base, head).rows[0].note == reason
+    # a different reason on one side keeps both, labelled
+    head2 = write_dir(tmp_path / "head2", [(row("t", "error", reason="boom"), [])])
+    assert compare_dirs(base, head2).rows[0].note == f"base: {reason}; head: boom"
