@@ -61,6 +61,10 @@ class Backend(abc.ABC):
             return f"{self.name} does not support {dtype.value}"
         return None
 
+    def timing_notes(self, device: DeviceKind) -> tuple[str, ...]:
+        """Warnings every row this backend times on device carries (none by default)."""
+        return ()
+
     @abc.abstractmethod
     def build(self, work: Workload) -> Closure:
         """Allocate, compile or load whatever is needed; return the closure to time.

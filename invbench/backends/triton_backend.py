@@ -24,6 +24,10 @@ from invbench.core.spec import DeviceKind, Dtype, Geometry
 
 NOT_INSTALLED = "triton is not installed (pip install invbench[triton])"
 NO_CUDA = "no CUDA device (set TRITON_INTERPRET=1 before importing triton to run on the CPU)"
+INTERPRETED = (
+    "interpreted: TRITON_INTERPRET=1 times Triton's interpreter, not a compiled kernel; "
+    "compare this row with nothing"
+)
 CPU_NEEDS_INTERPRETER = (
     "triton runs on the CPU only in its interpreter "
     "(set TRITON_INTERPRET=1 before importing triton)"
@@ -86,6 +90,9 @@ class TritonBackend(InvolutionBackend):
         if dtype is not None and dtype not in self.dtypes:
             return f"triton supports float32, float16 and bfloat16, not {dtype.value}"
         return super().availability(device, dtype)
+
+    def timing_notes(self, device: DeviceKind) -> tuple[str, ...]:
+        return (INTERPRETED,) if interpreter_enabled() else ()
 
     def apply(self, x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
         out = _TritonInvolution.apply(x, weight, geom)  # type: ignore[no-untyped-call]

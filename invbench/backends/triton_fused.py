@@ -43,6 +43,11 @@ class TritonFusedBackend(Backend):
             return "runs on CUDA; on the CPU only under the Triton interpreter (TRITON_INTERPRET=1)"
         return super().availability(device, dtype)
 
+    def timing_notes(self, device: DeviceKind) -> tuple[str, ...]:
+        from invbench.backends.triton_backend import INTERPRETED
+
+        return (INTERPRETED,) if interpreter_on() else ()
+
     def build(self, work: Workload) -> Closure:
         raise ValueError(f"{self.name} runs at the layer and model levels only")
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -101,10 +104,11 @@ def run(
     except UsageError as exc:
         raise fail(str(exc)) from None
     directory = out_dir or default_out_dir(suite_obj)
+    batches = ", ".join(str(b) for b in sorted({c.geometry.batch for c in plan.cases}))
     err.print(
         f"[bold]{suite_obj.name}[/]: {len(plan.cases)} cases x {len(plan.backends)} backends x "
         f"{len(plan.dtypes)} dtypes x {len(plan.modes)} modes on {plan.device} "
-        f"(batch {plan.cases[0].geometry.batch}) -> {directory}"
+        f"(batch {batches}) -> {directory}"
     )
     progress = Progress(
         TextColumn("{task.description}"),
@@ -114,7 +118,7 @@ def run(
         console=err,
         transient=True,
     )
-    with progress:
+    with _interrupt_says_how_to_resume(directory), progress:
         task = progress.add_task("starting", total=plan.n_rows)
         rows = execute(
             suite_obj,
@@ -126,6 +130,36 @@ def run(
             request=request,
         )
     _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
+
+
+def rows_on_disk(directory: Path) -> int:
+    """How many result rows the run directory holds (0 before the first is written)."""
+    import pyarrow.parquet as pq
+
+    from invbench.storage.results import RESULTS_FILE
+
+    path = directory / RESULTS_FILE
+    try:
+        return pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
+    except (OSError, ValueError):  # half-written by the interrupted process
+        return 0
+
+
+@contextmanager
+def _interrupt_says_how_to_resume(directory: Path) -> Iterator[None]:
+    """Ctrl-C: say how many rows were kept, where, and the command that finishes the run."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = rows_on_disk(directory)
+        err.print(
+            f"interrupted: {kept} row{'s' if kept != 1 else ''} kept in {directory}; "
+            f"finish the run with: invbench run --resume {shlex.quote(str(directory))}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
 
 
 def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
@@ -159,7 +193,7 @@ def _resume(directory: Path, registry: Registry, plot: bool) -> None:
     progress = Progress(
         TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
     )
-    with progress:
+    with _interrupt_says_how_to_resume(directory), progress:
         task = progress.add_task("starting", total=None)
         try:
             suite_obj, plan, rows = resume(

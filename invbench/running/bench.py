@@ -152,7 +152,8 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         policy=policy,
         warmup_ms=settings.warmup_ms,
         seed=settings.seed,
-        cache_mode=request.cache_mode,
+        # the CPU has no cache flush or graph replay: every CPU row is timed hot
+        cache_mode=request.cache_mode if device.type == "cuda" else CacheMode.HOT,
         isolate=request.isolate,
         timeout_s=request.timeout_s,
     )

@@ -443,6 +443,7 @@ class LevelRunner:
             tele,
             self.sampler.max_sm_clock_mhz,
             self._other_processes,
+            arm.backend.timing_notes(self.device_kind),
             target_rel_ci=policy.target_rel_ci if policy.samples is None else None,
         )
         return ResultRow(

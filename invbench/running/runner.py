@@ -336,6 +336,7 @@ class Runner:
             mem_method=mem_method,
             estimate_ms=estimate,
             cache_mode=self.timer.cache_mode,
+            notes=list(backend.timing_notes(self.device_kind)),
         )
         gpu = self.plan.device.type == "cuda"
         if gpu and self.timer.cache_mode is CacheMode.GRAPH:

@@ -28,6 +28,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -339,3 +340,33 @@ def test_registered_and_imported_lazily() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert result.stdout.split() == ["involution", "False"]
+
+
+def test_rows_timed_in_the_interpreter_say_so(tmp_path: Path) -> None:
+    from invbench.backends.registry import Registry
+    from invbench.backends.triton_backend import INTERPRETED
+    from invbench.backends.unfold import UnfoldBackend
+    from invbench.core.spec import Case, Mode, Status
+    from invbench.core.stats import StopPolicy
+    from invbench.running.runner import Runner, RunPlan
+    from invbench.storage.results import ResultWriter, load_results
+
+    registry = Registry()
+    registry.register(UnfoldBackend())
+    registry.register(TritonBackend())
+    geom = Geometry(batch=1, channels=4, height=6, width=5, kernel_size=3, groups=2)
+    plan = RunPlan(
+        cases=(Case("t", "c", geom),),
+        backends=("unfold", "triton"),
+        dtypes=(Dtype.FLOAT32,),
+        modes=(Mode.FWD,),
+        device=torch.device("cpu"),
+        policy=StopPolicy(samples=2),
+        warmup_ms=0.0,
+    )
+    Runner(plan, registry, ResultWriter(tmp_path)).run()
+    rows = load_results(tmp_path).rows.set_index("backend")
+    assert (rows.status == Status.OK.value).all()
+    assert INTERPRETED in rows.loc["triton", "warnings"]
+    assert "interpreted" not in rows.loc["unfold", "warnings"]
+    assert TritonBackend().timing_notes(DeviceKind.CPU) == (INTERPRETED,)

@@ -147,3 +147,19 @@ def test_unfold_peak_memory_covers_its_temporary(tmp_path: Path) -> None:
     assert row.flops == 2 * geom.numel("out") * 49
     assert row.bytes == 4 * (geom.numel("x") + geom.numel("weight") + geom.numel("out"))
     assert row.max_rel_err is not None and row.max_rel_err < 1e-5
+
+
+class Annotated(UnfoldBackend):
+    name = "annotated"
+    description = "unfold with a timing note"
+
+    def timing_notes(self, device: DeviceKind) -> tuple[str, ...]:
+        return (f"interpreted on {device.value}",)
+
+
+def test_a_backends_timing_notes_are_row_warnings(tmp_path: Path) -> None:
+    rows = run(tmp_path, make_registry(Annotated()), [Case("t", "c", GEOM)])
+    by = {r.backend: r for r in rows}
+    assert by["annotated"].status == Status.OK
+    assert by["annotated"].warnings.split("; ")[0] == "interpreted on cpu"
+    assert "interpreted" not in by["unfold"].warnings
