@@ -166,15 +166,16 @@ def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> N
     from invbench.backends.registry import default_registry
     from invbench.cli.plot import plot_after_run
     from invbench.measure.ceiling_record import measured_ceilings
-    from invbench.render.summary import health_table, summary_table
-    from invbench.storage.results import META_FILE
+    from invbench.render.health import health_table
+    from invbench.render.summary import summary_table
+    from invbench.storage.results import CSV_FILE, META_FILE
 
     meta_path = directory / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     ceilings = measured_ceilings(meta, rows[0].device) if rows else None
     order = default_registry().names()
     out.print(summary_table(rows, title=title, backend_order=order, ceilings=ceilings))
-    health = health_table(rows)
+    health = health_table(rows, where=str(directory / CSV_FILE))
     if health is not None:
         out.print(health)
     counts: dict[str, int] = {}

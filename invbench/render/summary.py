@@ -116,20 +116,3 @@ def summary_table(
             speed,
         )
     return table
-
-
-def health_table(rows: Sequence[ResultRow]) -> Table | None:
-    """The rows with health warnings, one line per warning; None when every row is clean."""
-    flagged = [r for r in rows if r.warnings]
-    if not flagged:
-        return None
-    table = Table(title="health warnings", show_lines=False)
-    for col in ("case", "dtype", "mode", "backend", "warning"):
-        table.add_column(col, no_wrap=col != "warning")
-    for r in flagged:
-        for i, warning in enumerate(r.warnings.split("; ")):
-            if i == 0:
-                table.add_row(r.case, r.dtype, r.mode, r.backend, warning)
-            else:
-                table.add_row("", "", "", "", warning)
-    return table
