@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from invbench.cli.console import fail, out
-from invbench.core.spec import DeviceKind
+from invbench.core.spec import DeviceKind, Dtype
 
 
 def list_(
@@ -32,24 +32,25 @@ def list_(
             raise fail(str(exc)) from None
     table = Table(title="backends")
     for col in ("name", "kind", "dtypes", *(f"on {k.value}" for k in kinds), "description"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name", overflow="fold")
     for b in registry:
         avail = [b.availability(k) or "[green]available[/]" for k in kinds]
-        dtypes = ",".join(sorted(d.value for d in b.dtypes))
+        dtypes = ", ".join(d.value for d in Dtype if d in b.dtypes)  # wraps, never cut
         table.add_row(b.name, b.kind.value, dtypes, *avail, b.description)
     out.print(table)
     for name, problem in registry.load_errors.items():
         out.print(f"[red]plug-in {name!r} failed to load:[/] {problem}")
-    suites = Table(title="suites")
-    for col in ("name", "cases", "description"):
-        suites.add_column(col)
+    suites = Table(title="suites (case names are what --case and profile --case take)")
+    for col in ("name", "level", "cases", "description"):
+        suites.add_column(col, no_wrap=col == "name", overflow="fold")
     seen: dict[str, Path] = {}
     for directory in reversed(suite_dirs()):
         seen.update(available_suites(directory))
     for name, path in seen.items():
         try:
             s = load_suite(path)
-            suites.add_row(name, str(len(s.cases)), s.description)
+            cases = f"{len(s.cases)}: {', '.join(c.name for c in s.cases)}"
+            suites.add_row(name, s.level.value, cases, s.description)
         except ValueError as exc:
-            suites.add_row(name, "[red]invalid[/]", str(exc))
+            suites.add_row(name, "", "[red]invalid[/]", str(exc))
     out.print(suites)

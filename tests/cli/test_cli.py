@@ -173,3 +173,13 @@ def test_list_and_env() -> None:
     assert env.exit_code == 0, env.output
     info = json.loads(env.output)
     assert info["torch"] and "nvml" in info and "nvcc" in info and "ninja" in info
+
+
+def test_list_shows_whole_dtypes_and_the_case_names_of_each_suite() -> None:
+    listed = CliRunner().invoke(app, ["list", "--device", "cpu"])
+    assert listed.exit_code == 0, listed.output
+    unfold = next(line for line in listed.output.splitlines() if line.startswith("│ unfold "))
+    assert "float64" in unfold and "…" not in listed.output
+    smoke = next(line for line in listed.output.splitlines() if line.startswith("│ smoke "))
+    assert "2: k3-g2, k5-s2-d2" in smoke
+    assert "layer2/k3" in listed.output  # the names --case and profile --case take
