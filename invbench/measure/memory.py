@@ -11,6 +11,22 @@ from pathlib import Path
 import torch
 
 _STATUS = Path("/proc/self/status")
+_MMAP_THRESHOLD = 1 << 16  # glibc: blocks this large are mmapped and unmapped when freed
+
+# The smallest peak each method can tell from nothing. rss-hwm sees only memory the
+# process newly makes resident: blocks under glibc's mmap threshold come from the heap,
+# whose pages still resident (partly used by other objects) can absorb them, so a
+# smaller peak (often 0 B) says nothing about the call.
+RESOLUTION_BYTES = {"rss-hwm": _MMAP_THRESHOLD, "torch-cuda-peak": 1}
+
+
+def below_resolution(peak_bytes: float | None, method: str) -> bool:
+    """Whether a recorded peak is under what its method can resolve."""
+    if peak_bytes is None or peak_bytes != peak_bytes:  # None or NaN: nothing recorded
+        return False
+    return peak_bytes < RESOLUTION_BYTES.get(method, 1)
+
+
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
@@ -46,8 +62,8 @@ def return_freed_memory_to_os() -> None:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return
-    libc.mallopt(-3, 1 << 16)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
-    libc.mallopt(-1, 1 << 16)  # M_TRIM_THRESHOLD
+    libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
+    libc.mallopt(-1, _MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
     libc.malloc_trim(0)  # and hand back what is already free in the heap
 
 

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -307,9 +308,10 @@ def test_memory_bars_match_rows(resnet) -> None:
     (ax,) = _panel_axes(result.figure)
     rows = resnet.rows[resnet.rows["status"] == "ok"]
     for backend, group in rows.groupby("backend"):
-        positive = group[group["peak_mem_bytes"] > 0]
+        resolved = group[group["peak_mem_bytes"] >= 64 * 1024]  # rss-hwm's resolution
         plotted = _bar_values(ax, backend)
-        for case, nbytes in zip(positive["case"], positive["peak_mem_bytes"], strict=True):
+        assert set(plotted) == set(resolved["case"])
+        for case, nbytes in zip(resolved["case"], resolved["peak_mem_bytes"], strict=True):
             assert plotted[case] == pytest.approx(nbytes / 2**20, rel=1e-9)
     assert ax.get_yscale() == "log" and "MiB" in ax.get_ylabel()
     # the unfold blow-up is visible: unfold needs the most memory on the K=7 layers
@@ -318,12 +320,28 @@ def test_memory_bars_match_rows(resnet) -> None:
     assert unfold["layer1"] > 5 * dw["layer1"]
 
 
-def test_memory_zero_rows_are_marked_not_dropped(smoke) -> None:
+def test_memory_below_the_methods_resolution_is_said_not_plotted_as_zero(smoke) -> None:
     result = F.memory_figure(smoke, Width.SINGLE)
-    zeros = int((smoke.rows["peak_mem_bytes"] == 0).sum())
-    assert zeros > 0
-    marks = [t for ax in _panel_axes(result.figure) for t in ax.texts if t.get_text() == "0"]
-    assert len(marks) == zeros
+    ok = smoke.rows[smoke.rows["status"] == "ok"]
+    assert set(ok["mem_method"]) == {"rss-hwm"}
+    below = ok[ok["peak_mem_bytes"] < 64 * 1024]
+    assert (below["peak_mem_bytes"] == 0).any() and len(below) < len(ok)
+    texts = [t.get_text() for ax in _panel_axes(result.figure) for t in ax.texts]
+    assert "0" not in texts
+    assert texts.count("< 64.0 KiB") == len(below)
+    for ax in _panel_axes(result.figure):
+        for backend in _bars(ax):
+            assert min(_bar_values(ax, backend).values()) >= 64 / 1024  # MiB
+    assert any("unknown, not zero" in line for line in result.details)
+
+
+def test_memory_with_every_peak_below_resolution_is_a_plot_error(tmp_path: Path) -> None:
+    rs = load_results(SMOKE_A)
+    rows = rs.rows.assign(
+        peak_mem_bytes=rs.rows["peak_mem_bytes"].where(rs.rows["status"] != "ok", 0)
+    )
+    with pytest.raises(D.PlotError, match="below what rss-hwm can resolve"):
+        F.memory_figure(replace(rs, rows=rows), Width.SINGLE)
 
 
 def test_sweep_field_detection(smoke, resnet) -> None:
@@ -644,3 +662,82 @@ def test_run_with_plot_makes_figures(tmp_path: Path) -> None:
     assert rc == 0
     assert (out / "plots" / "latency.png").exists()
     assert (out / "plots" / "roofline.png").exists()
+
+
+def _model_run(directory: Path) -> Path:
+    """A model-level run as rednet-vs-resnet makes it on a CPU: depth 26, batches 1 and 2."""
+    from tests.compare_helpers import row, write_dir
+
+    rng = np.random.default_rng(3)
+    entries = []
+    for batch in (1, 2):
+        for backend, model, ms in (("unfold", "rednet-26", 90.0), ("conv3x3", "resnet-26", 60.0)):
+            samples = list(ms * batch * rng.lognormal(0.0, 0.02, 5))
+            entries.append(
+                (
+                    row(
+                        backend,
+                        suite="rednet-vs-resnet",
+                        case=f"d26/b{batch}",
+                        batch=batch,
+                        channels=3,
+                        height=64,
+                        width=64,
+                        level="model",
+                        model=model,
+                        median_ms=float(np.median(samples)),
+                        p20_ms=float(np.quantile(samples, 0.2)),
+                        p80_ms=float(np.quantile(samples, 0.8)),
+                        n_samples=5,
+                        peak_mem_bytes=(8 if backend == "unfold" else 3) * 2**20 * batch,
+                        mem_method="rss-hwm",
+                        images_per_s=batch / np.median(samples) * 1e3,
+                    ),
+                    samples,
+                )
+            )
+    return write_dir(directory, entries)
+
+
+def test_model_level_run_makes_the_figures_that_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _model_run(tmp_path / "models")
+    assert main(["plot", str(run), "--out", str(tmp_path / "figs")]) == 0
+    err = capsys.readouterr().err
+    assert "roofline skipped" in err and "analytic flops" in err
+    made = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert made == ["latency.png", "memory.png", "speedup.png", "sweep.png"]
+    # asked for explicitly, a figure that cannot be made is still an error
+    assert main(["plot", str(run), "--kind", "roofline", "--out", str(tmp_path / "r")]) == 2
+
+
+def test_model_level_figures_name_the_networks(tmp_path: Path) -> None:
+    rs = load_results(_model_run(tmp_path / "models"))
+    for make in (F.latency_figure, F.memory_figure):
+        fig = make(rs, Width.SINGLE).figure
+        legend_texts = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert legend_texts == ["RedNet-26 (unfold)", "ResNet-26 (conv3x3)"]
+        for ax in _panel_axes(fig):
+            assert "layer" not in ax.get_xlabel() and "network" in ax.get_xlabel()
+    speedup = F.speedup_figure(rs, Width.SINGLE, "unfold").figure
+    assert [t.get_text() for t in speedup.legends[0].get_texts()] == ["ResNet-26 (conv3x3)"]
+    assert "over RedNet-26 (unfold)" in _panel_axes(speedup)[0].get_ylabel()
+    # op-level figures keep backend names and the layer axis
+    smoke_fig = F.latency_figure(load_results(SMOKE_A), Width.SINGLE).figure
+    assert "unfold" in [t.get_text() for t in smoke_fig.legends[0].get_texts()]
+    assert _panel_axes(smoke_fig)[0].get_xlabel() == "layer (case)"
+
+
+def test_run_details_leave_out_rows_that_did_not_run() -> None:
+    from invbench.render.plots.caption import caption_details
+
+    rs = load_results(SMOKE_A)
+    skipped = rs.rows.iloc[:1].assign(
+        backend="triton", status="skipped", cache_mode="", timer="", n_samples=0
+    )
+    rows = pd.concat([rs.rows, skipped], ignore_index=True)
+    details = caption_details(replace(rs, rows=rows))
+    assert "cache mode: hot" in details and "timer: perf_counter" in details
+    ok = rs.rows["n_samples"]
+    assert f"samples per row: {ok.min()} to {ok.max()}" in details

@@ -15,7 +15,9 @@ from invbench.storage.results import ResultSet
 
 
 def _distinct(values: pd.Series) -> str:
-    return ", ".join(str(v) for v in dict.fromkeys(values.astype(str).tolist()))
+    """The distinct values in order of appearance; empty ones (rows that did not run) left out."""
+    texts = values.dropna().astype(str).tolist()
+    return ", ".join(v for v in dict.fromkeys(texts) if v)
 
 
 def short_cpu(name: str) -> str:
@@ -68,7 +70,7 @@ def caption_details(rs: ResultSet, rows: pd.DataFrame | None = None) -> list[str
             out.append(f"cache mode: {_distinct(rows['cache_mode'])}")
         if "timer" in rows and rows["timer"].astype(str).str.len().gt(0).any():
             out.append(f"timer: {_distinct(rows['timer'])}")
-        n = rows["n_samples"].dropna()
+        n = rows.loc[rows["status"] == "ok", "n_samples"].dropna()
         if not n.empty:
             out.append(f"samples per row: {int(n.min())} to {int(n.max())}")
     versions = [f"torch {meta['torch']}" if meta.get("torch") else ""]

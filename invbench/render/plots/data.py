@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from invbench.core.formatting import human_bytes
 from invbench.core.spec import Dtype, Mode, Status
+from invbench.measure.memory import RESOLUTION_BYTES, below_resolution
 from invbench.render.plots.style import order_backends
 from invbench.storage.results import KEY_COLUMNS, ResultSet
 
@@ -99,6 +101,49 @@ def labelled(rows: pd.DataFrame) -> pd.DataFrame:
 def label_order(rows: pd.DataFrame) -> list[str]:
     """Labels in the order their rows appear (the suite's order)."""
     return list(dict.fromkeys(rows["label"].tolist()))
+
+
+_NETWORK_NAMES = {"rednet": "RedNet", "resnet": "ResNet"}
+
+
+def network_name(model: str) -> str:
+    """'rednet-26' -> 'RedNet-26': how papers write the networks."""
+    family, _, depth = model.partition("-")
+    pretty = _NETWORK_NAMES.get(family.lower(), family)
+    return f"{pretty}-{depth}" if depth else pretty
+
+
+def is_model_level(rows: pd.DataFrame) -> bool:
+    """Whether the rows time whole networks (their `model` column names one)."""
+    return "model" in rows.columns and bool(
+        rows["model"].fillna("").astype(str).str.len().gt(0).any()
+    )
+
+
+def series_names(rows: pd.DataFrame) -> dict[str, str]:
+    """The legend name of each backend's series.
+
+    Model-level rows: the network the backend ran, with the backend in parentheses
+    ('RedNet-26 (unfold)'); the depth is left out when the backend ran several depths.
+    Other rows: the backend's own name.
+    """
+    names = {str(b): str(b) for b in rows["backend"].unique()}
+    if not is_model_level(rows):
+        return names
+    for backend, group in rows.groupby("backend", sort=False):
+        models = sorted(set(group["model"].fillna("").astype(str)) - {""})
+        if not models:
+            continue
+        shown = [network_name(m) for m in models]
+        families = list(dict.fromkeys(n.split("-")[0] for n in shown))
+        network = shown[0] if len(shown) == 1 else "/".join(families)
+        names[str(backend)] = f"{network} ({backend})"
+    return names
+
+
+def category_axis_label(rows: pd.DataFrame) -> str:
+    """The x-axis label of the bar figures: what their categories (the cases) are."""
+    return "network depth / batch (case)" if is_model_level(rows) else "layer (case)"
 
 
 def ok_rows(rs: ResultSet) -> pd.DataFrame:
@@ -297,7 +342,24 @@ def memory_table(rs: ResultSet) -> pd.DataFrame:
         raise PlotError(f"{rs.directory}: no ok row has a peak memory measurement")
     out = rows[["dtype", "mode", "label", "backend", "peak_mem_bytes", "mem_method"]].copy()
     out["peak_mib"] = out["peak_mem_bytes"].astype(float) / MIB
+    out["resolution_bytes"] = [RESOLUTION_BYTES.get(str(m), 1) for m in out["mem_method"]]
+    out["below_resolution"] = [
+        below_resolution(float(b), str(m))
+        for b, m in zip(out["peak_mem_bytes"], out["mem_method"], strict=True)
+    ]
+    if out["below_resolution"].all():
+        methods = ", ".join(sorted(set(out["mem_method"].astype(str))))
+        raise PlotError(
+            f"{rs.directory}: every peak is below what {methods} can resolve "
+            f"({resolution_text(out)}); nothing to plot"
+        )
     return out.reset_index(drop=True)
+
+
+def resolution_text(table: pd.DataFrame) -> str:
+    """'64 KiB for rss-hwm' for each method in a memory table."""
+    pairs = dict(zip(table["mem_method"].astype(str), table["resolution_bytes"], strict=True))
+    return ", ".join(f"{human_bytes(b)} for {m}" for m, b in sorted(pairs.items()))
 
 
 def sweep_field(rs: ResultSet) -> str | None:

@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from invbench.core.choices import Width
+from invbench.core.formatting import human_bytes
 from invbench.measure.ceiling_record import Ceilings, ceilings_for
 from invbench.render.plots import data as D
 from invbench.render.plots.caption import caption_details, caption_line
@@ -149,8 +150,8 @@ def latency_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureR
             ax.set_ylabel("latency (ms)")
         status_marks(ax, in_panel(rows, dtype, mode), labels, present, offsets)
         ax.set_title(D.panel_title(dtype, mode, pairs))
-        ax.set_xlabel("layer (case)")
-    legend(fig, backends, bars=True, width=width)
+        ax.set_xlabel(D.category_axis_label(rows))
+    legend(fig, backends, bars=True, width=width, names=D.series_names(rows))
     details = [
         "Bars: median latency per call; whiskers: 20th to 80th percentile of the samples.",
         *caption_details(rs, rows),
@@ -185,10 +186,10 @@ def speedup_figure(
         vals = finite(np.concatenate([sub["speedup"], sub["ci_low"], sub["ci_high"], [1.0]]))
         set_log_axis(ax, float(vals.min()), float(vals.max()), suffix="×", ratio=True)
         ax.axhline(1.0, color="#000000", linewidth=0.8, zorder=3)
-        ax.set_ylabel(f"speed-up over {baseline}\n(×, log)")
+        ax.set_ylabel(f"speed-up over {D.series_names(rows).get(baseline, baseline)}\n(×, log)")
         ax.set_title(D.panel_title(dtype, mode, pairs))
-        ax.set_xlabel("layer (case)")
-    legend(fig, backends, bars=True, width=width)
+        ax.set_xlabel(D.category_axis_label(rows))
+    legend(fig, backends, bars=True, width=width, names=D.series_names(rows))
     details = [
         f"Bars: median latency of {baseline} divided by each backend's median (above 1: faster"
         f" than {baseline}); whiskers: bootstrap 95% confidence interval of that ratio from the"
@@ -272,7 +273,7 @@ def roofline_figure(rs: ResultSet, width: Width, caption: bool = True) -> Figure
         ax.set_xlabel("arithmetic intensity (FLOP/byte, log)")
         ax.set_ylabel(f"achieved {unit.name} (log)")
         ax.set_title(D.panel_title(dtype, mode, pairs))
-    legend(fig, backends, bars=False, width=width)
+    legend(fig, backends, bars=False, width=width, names=D.series_names(rows))
     details = [
         "Points: analytic FLOPs over median time, against analytic FLOPs over the fewest"
         " bytes the operation must move (inputs read once, outputs written once).",
@@ -387,29 +388,15 @@ def memory_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRe
     line = caption_line(rs, rows)
     fig, axes, _ = new_figure(width, len(pairs), line if caption else None)
     backends = order_backends(set(table["backend"]))
-    zero_rows = 0
     for ax, (dtype, mode) in zip(axes, pairs, strict=True):
         sub = in_panel(table, dtype, mode)
         labels = D.label_order(in_panel(rows, dtype, mode))
         present = [b for b in backends if (sub["backend"] == b).any()]
-        positive = sub[sub["peak_mib"] > 0]
-        offsets = grouped_bars(fig, ax, positive, "peak_mib", labels, present)
-        zeros = sub[sub["peak_mib"] <= 0]
-        zero_rows += len(zeros)
-        index = {lab: i for i, lab in enumerate(labels)}
-        for _, r in zeros.iterrows():
-            ax.text(
-                index[r["label"]] + offsets[r["backend"]],
-                0.02,
-                "0",
-                transform=ax.get_xaxis_transform(),
-                ha="center",
-                va="bottom",
-                fontsize=SMALL_PT,
-                color=backend_style(str(r["backend"])).color,
-            )
+        resolved = sub[~sub["below_resolution"]]
+        offsets = grouped_bars(fig, ax, resolved, "peak_mib", labels, present)
+        _below_resolution_marks(ax, sub[sub["below_resolution"]], labels, offsets)
         status_marks(ax, in_panel(rows, dtype, mode), labels, present, offsets)
-        vals = finite(positive["peak_mib"])
+        vals = finite(resolved["peak_mib"])
         if len(vals):
             set_log_axis(ax, float(vals.min()), float(vals.max()))
         else:
@@ -417,22 +404,42 @@ def memory_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRe
             ax.set_ylim(0.01, 1)
         ax.set_ylabel("peak memory (MiB, log)")
         ax.set_title(D.panel_title(dtype, mode, pairs))
-        ax.set_xlabel("layer (case)")
-    legend(fig, backends, bars=True, width=width)
+        ax.set_xlabel(D.category_axis_label(rows))
+    legend(fig, backends, bars=True, width=width, names=D.series_names(rows))
     methods = ", ".join(sorted(set(table["mem_method"].astype(str)) - {""})) or "unrecorded"
+    below = int(table["below_resolution"].sum())
     details = [
         f"Bars: peak memory of one call above what was allocated before it ({methods}).",
         *(
             [
-                f"'0' marks {zero_rows} rows whose peak was below the method's resolution"
-                " (nothing to draw on a log axis)."
+                f"'<' marks {below} rows whose peak was below what the method resolves"
+                f" ({D.resolution_text(table)}): their memory is unknown, not zero."
             ]
-            if zero_rows
+            if below
             else []
         ),
         *caption_details(rs, rows),
     ]
     return FigureResult("memory", "memory", fig, table, line, details)
+
+
+def _below_resolution_marks(
+    ax: Axes, below: pd.DataFrame, labels: Sequence[str], offsets: dict[str, float]
+) -> None:
+    """Rows under the method's resolution: '< 64 KiB' in the bar's place, not a zero."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    for _, r in below.iterrows():
+        ax.text(
+            index[r["label"]] + offsets[r["backend"]],
+            0.03,
+            f"< {human_bytes(int(r['resolution_bytes']))}",
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="center",
+            va="bottom",
+            fontsize=SMALL_PT,
+            color=backend_style(str(r["backend"])).color,
+        )
 
 
 def _sweep_x_axis(ax: Axes, field_name: str, xs: Sequence[int]) -> None:
@@ -496,7 +503,7 @@ def sweep_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRes
             ax.set_ylabel("latency (ms)")
         ax.grid(which="major", zorder=0)
         ax.set_title(D.panel_title(dtype, mode, pairs))
-    legend(fig, backends, bars=False, width=width)
+    legend(fig, backends, bars=False, width=width, names=D.series_names(rows))
     details = [
         f"Lines: median latency against {D.FIELD_AXIS_LABEL[field_name]}; whiskers: 20th to"
         " 80th percentile of the samples.",
@@ -573,7 +580,7 @@ def compare_figure(a: ResultSet, b: ResultSet, width: Width, caption: bool = Tru
         ax.set_title(D.panel_title(dtype, mode, pairs))
     axes[-1].set_xlabel("time ratio B / A (×, log)\n← B faster      B slower →")
     table["y"] = y_all
-    legend(fig, backends, bars=False, width=width)
+    legend(fig, backends, bars=False, width=width, names=D.series_names(a.rows))
     details = [
         "Points: median latency in B over the same row's median in A; whiskers: bootstrap 95%"
         " confidence interval of that ratio from both runs' raw samples.",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,7 +105,14 @@ def wrap_caption(caption: str, chars: int, sep: str = " · ") -> list[str]:
     return lines
 
 
-def legend(fig: Figure, backends: Sequence[str], bars: bool, width: Width) -> None:
+def legend(
+    fig: Figure,
+    backends: Sequence[str],
+    bars: bool,
+    width: Width,
+    names: Mapping[str, str] | None = None,
+) -> None:
+    """One entry per backend in its colour and marker, labelled with names[backend]."""
     handles: list[Line2D | Patch] = []
     for name in backends:
         st = backend_style(name)
@@ -126,7 +133,7 @@ def legend(fig: Figure, backends: Sequence[str], bars: bool, width: Width) -> No
     max_cols = 4 if width is Width.SINGLE else 8
     fig.legend(
         handles,
-        list(backends),
+        [(names or {}).get(b, b) for b in backends],
         loc="outside upper center",
         ncols=min(len(backends), max_cols),
         handlelength=1.2,

@@ -144,7 +144,13 @@ def build_figures(
                 continue
             if kind is FigureKind.SWEEP and implicit and sweep_field(rs) is None:
                 continue
-            fig = _make_one(kind, rs, width, baseline, request.caption)
+            try:
+                fig = _make_one(kind, rs, width, baseline, request.caption)
+            except PlotError as exc:
+                if not implicit:
+                    raise
+                notes.append(f"{kind.value} skipped: {exc}")  # e.g. no roofline for models
+                continue
             fig.stem = prefix + fig.stem
             results.append(fig)
     if FigureKind.COMPARE in kinds:
@@ -154,6 +160,8 @@ def build_figures(
             if len(sets) > 2:
                 fig.stem = f"compare-{b.directory.name}"
             results.append(fig)
+    if not results:
+        raise PlotError("no figure applies: " + "; ".join(notes))
     return results, notes
 
 
