@@ -183,3 +183,23 @@ def test_list_shows_whole_dtypes_and_the_case_names_of_each_suite() -> None:
     smoke = next(line for line in listed.output.splitlines() if line.startswith("│ smoke "))
     assert "2: k3-g2, k5-s2-d2" in smoke
     assert "layer2/k3" in listed.output  # the names --case and profile --case take
+
+
+def test_output_options_follow_one_convention() -> None:
+    """--out names a directory and --output a file, in every command; no third spelling."""
+    import typer
+
+    command = typer.main.get_command(app)
+    seen = set()
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        for param in sub.params:
+            for flag in getattr(param, "opts", []):
+                if not flag.startswith("--out"):
+                    continue
+                seen.add(flag)
+                text = (param.help or "").lower()
+                if flag == "--out":
+                    assert "director" in text or "folder" in text, (name, text)
+                else:
+                    assert flag == "--output" and "file" in text, (name, flag, text)
+    assert seen == {"--out", "--output"}

@@ -69,3 +69,58 @@ def test_export_to_stdout_is_json(tmp_path: Path, capsys: pytest.CaptureFixture[
     document = json.loads(capsys.readouterr().out)
     assert document["benchmarks"][0]["stats"]["median"] == pytest.approx(2e-3)
     assert main(["export", str(results), "--format", "csv"]) == 2
+
+
+def _run_on_a_terminal(args: list[str]) -> tuple[int, str, str]:
+    """Run `invbench ARGS` with its standard output on a pseudo-terminal."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invbench", *args], stdout=slave, stderr=subprocess.PIPE
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    _, stderr = proc.communicate(timeout=300)
+    reader.join(timeout=10)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode(), stderr.decode()
+
+
+def test_export_to_a_terminal_writes_a_file_and_says_where(tmp_path: Path) -> None:
+    results = write_dir(tmp_path / "run", [(row("a"), [1.0, 2.0, 3.0]), (row("b"), [2.0] * 3)])
+    rc, terminal, stderr = _run_on_a_terminal(["export", str(results)])
+    assert rc == 0, stderr
+    assert "benchmarks" not in terminal and "{" not in terminal  # no JSON on the screen
+    target = results / "pytest-benchmark.json"
+    assert len(json.loads(target.read_text())["benchmarks"]) == 2
+    assert f"2 benchmarks written to {target}" in stderr and "--output" in stderr
+
+
+def test_export_output_dash_prints_and_a_file_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = write_dir(tmp_path / "run", [(row("a"), [1.0, 2.0, 3.0])])
+    assert main(["export", str(results), "--output", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["benchmarks"][0]["name"]
+    out = tmp_path / "b.json"
+    assert main(["export", str(results), "--output", str(out)]) == 0
+    assert f"1 benchmark written to {out}" in capsys.readouterr().err
+    assert json.loads(out.read_text())["benchmarks"]
