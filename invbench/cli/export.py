@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from invbench.cli.console import err, fail
+from invbench.cli.console import err, fail, note
 
 DEFAULT_FILE = "pytest-benchmark.json"  # inside the result directory
 STDOUT = "-"
@@ -56,4 +56,4 @@ def export_command(
     n = len(json.loads(text)["benchmarks"])
     where = "" if output is not None else " (--output FILE to choose, --output - for stdout)"
     plural = "" if n == 1 else "s"
-    err.print(f"{n} benchmark{plural} written to {target}{where}", markup=False, highlight=False)
+    note(f"{n} benchmark{plural} written to {target}{where}")

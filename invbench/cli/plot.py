@@ -65,7 +65,7 @@ def plot_command(
     except PlotError as exc:
         raise fail(str(exc)) from None
     for note in outcome.notes:
-        err.print(f"note: {note}", markup=False, highlight=False)
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     figures = [p for p in outcome.files if p.suffix.lstrip(".") in {f.value for f in Format}]
     console.out.print(f"{len(figures)} figure files written to {outcome.out_dir}", highlight=False)
 

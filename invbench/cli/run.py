@@ -108,7 +108,8 @@ def run(
     err.print(
         f"[bold]{suite_obj.name}[/]: {len(plan.cases)} cases x {len(plan.backends)} backends x "
         f"{len(plan.dtypes)} dtypes x {len(plan.modes)} modes on {plan.device} "
-        f"(batch {batches}) -> {directory}"
+        f"(batch {batches}) -> {directory}",
+        soft_wrap=True,
     )
     progress = Progress(
         TextColumn("{task.description}"),
