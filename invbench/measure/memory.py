@@ -17,14 +17,14 @@ _MMAP_THRESHOLD = 1 << 16  # glibc: blocks this large are mmapped and unmapped w
 # process newly makes resident: blocks under glibc's mmap threshold come from the heap,
 # whose pages still resident (partly used by other objects) can absorb them, so a
 # smaller peak (often 0 B) says nothing about the call.
-RESOLUTION_BYTES = {"rss-hwm": _MMAP_THRESHOLD, "torch-cuda-peak": 1}
+RESOLUTION_BYTES = {"rss-hwm": _MMAP_THRESHOLD, "torch-cuda-peak": 0}  # torch counts every byte
 
 
 def below_resolution(peak_bytes: float | None, method: str) -> bool:
     """Whether a recorded peak is under what its method can resolve."""
     if peak_bytes is None or peak_bytes != peak_bytes:  # None or NaN: nothing recorded
         return False
-    return peak_bytes < RESOLUTION_BYTES.get(method, 1)
+    return peak_bytes < RESOLUTION_BYTES.get(method, 0)
 
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")

@@ -9,6 +9,7 @@ from rich.table import Table
 from invbench.core.formatting import fmt_ms, human_bytes
 from invbench.core.spec import Status
 from invbench.measure.ceiling_record import Ceilings, roof_ms
+from invbench.measure.memory import RESOLUTION_BYTES, below_resolution
 from invbench.storage.results import ResultRow
 
 BASELINE_BACKEND = "unfold"
@@ -24,6 +25,13 @@ def _in_display_order(rows: Sequence[ResultRow], backend_order: Sequence[str]) -
         rows,
         key=lambda r: (first[(r.case, r.dtype, r.mode)], rank.get(r.backend, len(rank)), r.model),
     )
+
+
+def _peak_text(row: ResultRow) -> str:
+    """The peak memory, or '< 64.0 KiB' when it is below what its method resolves."""
+    if below_resolution(row.peak_mem_bytes, row.mem_method):
+        return f"< {human_bytes(RESOLUTION_BYTES[row.mem_method])}"
+    return human_bytes(row.peak_mem_bytes)
 
 
 def _short(text: str, width: int = 48) -> str:
@@ -111,7 +119,7 @@ def summary_table(
             *parts,
             throughput,
             *share,
-            human_bytes(r.peak_mem_bytes),
+            _peak_text(r),
             err,
             speed,
         )

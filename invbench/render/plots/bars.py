@@ -133,9 +133,10 @@ def memory_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRe
         sub = in_panel(table, dtype, mode)
         labels = D.label_order(in_panel(rows, dtype, mode))
         present = [b for b in backends if (sub["backend"] == b).any()]
-        resolved = sub[~sub["below_resolution"]]
+        unplotted = sub["below_resolution"] | (sub["peak_mib"] <= 0)  # nothing on a log axis
+        resolved = sub[~unplotted]
         offsets = grouped_bars(fig, ax, resolved, "peak_mib", labels, present)
-        _below_resolution_marks(ax, sub[sub["below_resolution"]], labels, offsets)
+        _below_resolution_marks(ax, sub[unplotted], labels, offsets)
         status_marks(ax, in_panel(rows, dtype, mode), labels, present, offsets)
         vals = finite(resolved["peak_mib"])
         if len(vals):
@@ -167,13 +168,14 @@ def memory_figure(rs: ResultSet, width: Width, caption: bool = True) -> FigureRe
 def _below_resolution_marks(
     ax: Axes, below: pd.DataFrame, labels: Sequence[str], offsets: dict[str, float]
 ) -> None:
-    """Rows under the method's resolution: '< 64 KiB' in the bar's place, not a zero."""
+    """Rows under the method's resolution: '< 64 KiB' in the bar's place, not a zero; a
+    true zero (a method that counts every byte) is marked '0'."""
     index = {lab: i for i, lab in enumerate(labels)}
     for _, r in below.iterrows():
         ax.text(
             index[r["label"]] + offsets[r["backend"]],
             0.03,
-            f"< {human_bytes(int(r['resolution_bytes']))}",
+            f"< {human_bytes(int(r['resolution_bytes']))}" if r["below_resolution"] else "0",
             transform=ax.get_xaxis_transform(),
             rotation=90,
             ha="center",

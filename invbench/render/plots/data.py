@@ -342,7 +342,7 @@ def memory_table(rs: ResultSet) -> pd.DataFrame:
         raise PlotError(f"{rs.directory}: no ok row has a peak memory measurement")
     out = rows[["dtype", "mode", "label", "backend", "peak_mem_bytes", "mem_method"]].copy()
     out["peak_mib"] = out["peak_mem_bytes"].astype(float) / MIB
-    out["resolution_bytes"] = [RESOLUTION_BYTES.get(str(m), 1) for m in out["mem_method"]]
+    out["resolution_bytes"] = [RESOLUTION_BYTES.get(str(m), 0) for m in out["mem_method"]]
     out["below_resolution"] = [
         below_resolution(float(b), str(m))
         for b, m in zip(out["peak_mem_bytes"], out["mem_method"], strict=True)
