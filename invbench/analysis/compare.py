@@ -44,10 +44,11 @@ from invbench.storage.results import (
     load_results,
 )
 
-# Statuses that mean the code broke, as opposed to "cannot run here" (skipped).
 # Optional column of samples.parquet: which run (process) a sample came from.
 RUN_COLUMN = "run"
-FAILED = frozenset({Status.ERROR.value, Status.INCORRECT.value, Status.OOM.value})
+# Statuses that mean the code broke, as opposed to "cannot run here" (skipped): every
+# status but ok and skipped, so a head that crashes or hangs is a regression too.
+FAILED = frozenset(s.value for s in Status) - {Status.OK.value, Status.SKIPPED.value}
 
 
 class CompareError(ValueError):
@@ -59,7 +60,7 @@ class Verdict(StrEnum):
     FASTER = "faster"
     SAME = "same"
     UNCERTAIN = "uncertain"  # neither a change nor its absence can be established
-    BROKEN = "broken"  # ok on base, error/incorrect/oom on head
+    BROKEN = "broken"  # ok on base, error/incorrect/oom/crashed/timeout on head
     NOT_OK = "not ok"  # not ok on a side otherwise (skipped, or already failing on base)
     ADDED = "added"  # only on head
     REMOVED = "removed"  # only on base

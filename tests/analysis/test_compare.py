@@ -147,6 +147,21 @@ def test_rows_not_ok_never_get_a_speed_verdict(tmp_path: Path) -> None:
     assert c.regressions(["a"]) == []
 
 
+@pytest.mark.parametrize("status", ["error", "incorrect", "oom", "crashed", "timeout"])
+def test_a_failed_head_row_is_broken_and_fails_the_gate(tmp_path: Path, status: str) -> None:
+    samples = list(noisy(50))
+    base = write_dir(tmp_path / "base", [(row("a"), samples), (row("b"), samples)])
+    head = write_dir(
+        tmp_path / "head",
+        [(row("a"), samples), (row("b", status, median_ms=None, reason="worker died"), [])],
+    )
+    c = compare_dirs(base, head)
+    assert {r.key["backend"]: r.verdict for r in c.rows}["b"] is Verdict.BROKEN
+    assert [r.key["backend"] for r in c.regressions()] == ["b"]
+    assert main(["compare", str(base), str(head), "--fail-on-regression"]) == 1
+    assert main(["compare", str(base), str(head), "--fail-on-regression", "--backend", "a"]) == 0
+
+
 def test_schema_mismatch_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
