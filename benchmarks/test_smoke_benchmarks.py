@@ -21,7 +21,7 @@ from invbench.core.choices import CacheMode
 from invbench.core.spec import DeviceKind, Dtype, Mode
 from invbench.core.suites import find_suite
 from invbench.measure.timing import make_timer
-from invbench.running.runner import make_workload
+from invbench.running.levels.op import make_workload
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 SUITE = find_suite("smoke")

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from invbench.backends.base import Backend, Closure, Workload
+from invbench.backends.base import Backend, Closure, InvolutionBackend, Workload
+from invbench.backends.unfold import unfold_involution
 from invbench.core.spec import Case, Dtype, Geometry, Kind
 
 TINY = Case(
@@ -111,3 +112,30 @@ class FaultBackend(_TestBackend):
             raise AssertionError(f"unknown fault {fault}")
 
         return fn
+
+
+class AcceleratorError(RuntimeError):
+    """Named as torch's error for a lost CUDA context: the harness goes by the type's name."""
+
+
+class LostContextBackend(InvolutionBackend):
+    """Computes involution (unfold) until `armed`, then raises a CUDA error on every call.
+
+    `style` picks the error: "message" (a RuntimeError saying "CUDA error: ..."), or
+    "type" (an AcceleratorError whose message does not say CUDA).
+    """
+
+    description = "loses the CUDA context"
+
+    def __init__(self, name: str, style: str = "message", armed: bool = True) -> None:
+        self.name = name  # type: ignore[misc]
+        self.style = style
+        self.armed = armed
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
+        if self.armed:
+            if self.style == "type":
+                raise AcceleratorError("an illegal memory access was encountered")
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        k, s, p, d = geom.kernel_size, geom.stride, geom.pad, geom.dilation
+        return unfold_involution(x, weight, k, s, p, d)

@@ -16,7 +16,7 @@ from invbench.core.spec import Case, DeviceKind, Dtype, Mode
 from invbench.core.suites import Suite, find_suite
 from invbench.profiling.memory_timeline import MemoryTimeline
 from invbench.running.bench import UsageError, resolve_device
-from invbench.running.layer_level import ConvLayer, LayerFuser
+from invbench.running.levels.layer_workload import ConvLayer, LayerFuser
 
 RANGE_PREFIX = "invbench/"
 # NVTX ranges of a capture run (`--capture-only`); outermost, so Nsight filters can name them.

@@ -12,8 +12,8 @@ from invbench.backends.base import Backend
 from invbench.core.spec import Mode
 from invbench.measure import nvtx
 from invbench.profiling.plan import RANGE_PREFIX, ProfilePlan, whole_layer
-from invbench.running.layer_level import ConvLayer, build_layer_closures, make_layer
-from invbench.running.runner import make_workload
+from invbench.running.levels.layer_workload import ConvLayer, build_layer_closures, make_layer
+from invbench.running.levels.op import make_workload
 
 
 @contextmanager

@@ -14,14 +14,15 @@ import torch
 
 from invbench.backends.registry import Registry
 from invbench.core.choices import CacheMode
-from invbench.core.spec import DeviceKind, Dtype, Level, Mode
+from invbench.core.spec import DeviceKind, Dtype, Mode
 from invbench.core.stats import StopPolicy
 from invbench.core.suites import Suite, find_suite
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.environment import environment, git_state
 from invbench.measure.memory import return_freed_memory_to_os
 from invbench.measure.telemetry import gpu_processes
-from invbench.running.runner import Runner, RunPlan, default_sampler
+from invbench.running.engine import Engine, default_sampler
+from invbench.running.plan import RunPlan
 from invbench.storage.results import (
     META_FILE,
     RESULT_SCHEMA_VERSION,
@@ -108,10 +109,6 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         raise UsageError(f"--max-time must be > 0, got {request.max_time_s}")
     if request.timeout_s <= 0:
         raise UsageError(f"--timeout must be > 0, got {request.timeout_s}")
-    if request.isolate and suite.level is not Level.OP:
-        raise UsageError(
-            f"--isolate runs op-level suites only; {suite.name} is {suite.level}-level"
-        )
     if request.cases:
         known_cases = [c.name for c in suite.cases]
         unknown = [c for c in request.cases if c not in known_cases]
@@ -156,6 +153,7 @@ def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
         cache_mode=request.cache_mode if device.type == "cuda" else CacheMode.HOT,
         isolate=request.isolate,
         timeout_s=request.timeout_s,
+        level=suite.level,
     )
     return suite, plan
 
@@ -224,12 +222,11 @@ def execute(
         on_status("measuring copy bandwidth and matmul throughput")
     meta["ceilings"] = measure_ceilings(plan.device)
     write_json(out_dir / META_FILE, meta)
-    return _finish(plan, suite.level, registry, writer, meta, on_row, on_status)
+    return _finish(plan, registry, writer, meta, on_row, on_status)
 
 
 def _finish(
     plan: RunPlan,
-    level: Level,
     registry: Registry,
     writer: ResultWriter,
     meta: dict[str, Any],
@@ -239,33 +236,18 @@ def _finish(
     out_dir = writer.directory
     started = datetime.now(UTC)
     # Everything imported so far lives until exit: keep it out of the collections the
-    # runner makes between cases, which otherwise walk all of torch's objects each time.
+    # engine makes between cases, which otherwise walk all of torch's objects each time.
     gc.freeze()
     try:
-        if level is Level.OP:
-            rows = Runner(
-                plan,
-                registry,
-                writer,
-                on_row=on_row,
-                on_status=on_status,
-                copy_gbps=copy_gbps(meta.get("ceilings")),
-                skip=[row.key() for row in writer.rows],
-            ).run()
-        else:
-            from invbench.running.level_runner import LevelRunner
-
-            level_runner = LevelRunner(
-                plan,
-                level,
-                registry,
-                writer,
-                on_row=on_row,
-                on_status=on_status,
-                copy_gbps=copy_gbps(meta.get("ceilings")),
-                skip=[row.key() for row in writer.rows],
-            )
-            rows = level_runner.run()
+        rows = Engine(
+            plan,
+            registry,
+            writer,
+            on_row=on_row,
+            on_status=on_status,
+            copy_gbps=copy_gbps(meta.get("ceilings")),
+            skip=[row.key() for row in writer.rows],
+        ).run()
         meta["run"]["status"] = "complete"
     except KeyboardInterrupt:
         meta["run"]["status"] = "interrupted"
@@ -321,4 +303,4 @@ def resume(
     if "ceilings" not in meta:  # killed before they were measured
         meta["ceilings"] = measure_ceilings(plan.device)
     write_json(directory / META_FILE, meta)
-    return suite, plan, _finish(plan, suite.level, registry, writer, meta, on_row, on_status)
+    return suite, plan, _finish(plan, registry, writer, meta, on_row, on_status)

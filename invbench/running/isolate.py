@@ -1,10 +1,10 @@
 """Fault isolation: each backend x case in a worker process with a time limit.
 
-The worker runs the ordinary runner on one backend of one (case, dtype, mode) and
-sends its row and samples back through a pipe. When the worker dies instead (a
-segfault, an abort, the OS killing it) the row says `crashed` with the signal or
-exit status; when it does not answer within the limit it is killed and the row says
-`timeout`. Rows already written are never touched, and the run goes on.
+The worker runs the ordinary engine on one backend of one (case, dtype, mode), at
+whatever level the plan is, and sends its row and samples back through a pipe. When
+the worker dies instead (a segfault, an abort, the OS killing it) the row says
+`crashed` with the signal or exit status; when it does not answer within the limit it
+is killed and the row says `timeout`. Rows already written are never touched, and the run goes on.
 
 Workers come from a forkserver that imported torch once (fast, and safe with CUDA,
 since the server itself never touches the GPU), or are spawned where forkserver is
@@ -27,9 +27,16 @@ from invbench.storage.results import ResultRow, row_from_record
 
 if TYPE_CHECKING:
     from invbench.backends.registry import Registry
-    from invbench.running.runner import Runner, RunPlan
+    from invbench.running.engine import Engine
+    from invbench.running.plan import RunPlan
 
-_PRELOAD = ["torch", "invbench.running.runner"]
+_PRELOAD = [
+    "torch",
+    "invbench.running.engine",
+    "invbench.running.levels.op",
+    "invbench.running.levels.layer",
+    "invbench.running.levels.model",
+]
 _context: Any = None
 
 
@@ -66,25 +73,30 @@ def _worker(
     copy_gbps: float | None,
     parent_pid: int,
 ) -> None:
-    from invbench.running.runner import Runner, default_sampler
+    from invbench.backends.registry import default_registry
+    from invbench.running.engine import Engine, default_sampler
 
+    known = default_registry()
+    for b in registry:  # layers and networks look their aggregation backend up by name
+        if b.name not in known:
+            known.register(b)
     gc.freeze()  # what the forkserver imported is never garbage: keep collections short
     sink = _MemorySink()
-    runner = Runner(
+    engine = Engine(
         replace(plan, isolate=False),
         registry,
         sink,
         sampler=default_sampler(plan.device, ignore_pids=(parent_pid,)),
         copy_gbps=copy_gbps,
     )
-    runner.sampler.start()
+    engine.sampler.start()
     try:
-        runner.run_group(*group, [registry.get(backend)])
+        engine.run_group(*group, [registry.get(backend)])
     except BaseException:
         traceback.print_exc()
         raise
     finally:
-        runner.sampler.stop()
+        engine.sampler.stop()
     conn.send([(asdict(r), s) for r, s in zip(sink.rows, sink.samples, strict=True)])
     conn.close()
 
@@ -104,20 +116,20 @@ def describe_exit(code: int | None) -> str:
 
 
 def run_one(
-    runner: Runner, group: tuple[Case, Dtype, Mode], backend: str
+    engine: Engine, group: tuple[Case, Dtype, Mode], backend: str
 ) -> tuple[Status, str] | list[tuple[ResultRow, list[float]]]:
     """One backend of one group in a worker: its rows, or the fault and its reason."""
     ctx = context()
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(
         target=_worker,
-        args=(send, runner.plan, runner.registry, group, backend, runner.copy_gbps, os.getpid()),
+        args=(send, engine.plan, engine.registry, group, backend, engine.copy_gbps, os.getpid()),
         name=f"invbench-{backend}",
         daemon=True,
     )
     proc.start()
     send.close()
-    timeout = runner.plan.timeout_s
+    timeout = engine.plan.timeout_s
     try:
         if not receive.poll(timeout):
             proc.kill()
@@ -137,16 +149,16 @@ def run_one(
     return [(row_from_record(record), samples) for record, samples in payload]
 
 
-def run_isolated(runner: Runner) -> None:
-    """The runner's plan, each pending backend x group in its own worker."""
-    for case, dtype, mode in runner.groups():
+def run_isolated(engine: Engine) -> None:
+    """The engine's plan, each pending backend x group in its own worker."""
+    for case, dtype, mode in engine.plan.groups():
         label = f"{case.name} {dtype.value} {mode.value}"
-        for backend in runner.pending(case, dtype, mode):
-            runner.on_status(f"{label}: {backend.name} (isolated worker)")
-            outcome = run_one(runner, (case, dtype, mode), backend.name)
+        for backend in engine.pending(case, dtype, mode):
+            engine.on_status(f"{label}: {backend.name} (isolated worker)")
+            outcome = run_one(engine, (case, dtype, mode), backend.name)
             if isinstance(outcome, tuple):
-                base = runner.base(case, backend, dtype, mode)
-                runner.emit(
+                base = engine.base(case, backend, dtype, mode)
+                engine.emit(
                     ResultRow(
                         **base,
                         status=outcome[0].value,
@@ -156,4 +168,4 @@ def run_isolated(runner: Runner) -> None:
                 )
                 continue
             for row, samples in outcome:
-                runner.emit(row, samples)
+                engine.emit(row, samples)

@@ -31,8 +31,13 @@ from invbench.backends.triton_fused import TritonFusedBackend  # noqa: E402
 from invbench.core.spec import DeviceKind, Dtype, Geometry, Mode  # noqa: E402
 from invbench.operator.reference import relative_error  # noqa: E402
 from invbench.running.bench import RunRequest, execute, plan_run  # noqa: E402
-from invbench.running.layer_level import make_layer, reference_layer_outputs  # noqa: E402
-from invbench.running.model_level import eval_logits, make_model, prepare_model, reference_logits  # noqa: E402
+from invbench.running.levels.layer_workload import make_layer, reference_layer_outputs  # noqa: E402
+from invbench.running.levels.model_workload import (  # noqa: E402
+    eval_logits,
+    make_model,
+    prepare_model,
+    reference_logits,
+)
 
 SHAPES = [
     # stem-like: K=3, 2 groups, hidden channels (8) padded to 16; 9 x 19 spans 2 x 3

@@ -23,7 +23,8 @@ from invbench.measure.health import row_warnings
 from invbench.measure.telemetry import NvmlSampler, RowTelemetry, other_processes
 from invbench.measure.timing import CpuTimer
 from invbench.running.bench import RunRequest, plan_run
-from invbench.running.runner import Runner, RunPlan
+from invbench.running.engine import Engine
+from invbench.running.plan import RunPlan
 from invbench.storage.results import ResultRow, row_from_record, rows_frame
 from tests.measure_backends import TINY, FaultBackend, SpinBackend, StreamBackend, StreamClosure
 
@@ -206,7 +207,7 @@ def fake_run(
     )
     timer = FakeTimer(overhead_ms=0.2)
     sink = Sink()
-    Runner(plan, registry, sink, timer=timer, wall_clock=timer.clock).run()
+    Engine(plan, registry, sink, timer=timer, wall_clock=timer.clock).run()
     return sink.rows, timer
 
 
@@ -261,7 +262,7 @@ def test_busy_wait_is_measured_within_3_percent() -> None:
         warmup_ms=10.0,
     )
     sink = Sink()
-    Runner(plan, registry, sink).run()
+    Engine(plan, registry, sink).run()
     rows = {r.backend: r for r in sink.rows}
     for backend, target in ((long, 3.0), (short, 1.0)):
         r = rows[backend.name]
@@ -300,7 +301,7 @@ def test_cpu_rows_record_hot_whatever_cache_mode_was_asked() -> None:
         cache_mode=CacheMode.GRAPH,
     )
     sink = Sink()
-    Runner(plan, registry, sink).run()
+    Engine(plan, registry, sink).run()
     (row,) = sink.rows
     assert (row.cache_mode, row.calls_per_sample, row.launch_hidden) == ("hot", 1, False)
     assert row.timer == "perf_counter" and row.n_samples == 5
@@ -324,7 +325,7 @@ def test_fault_without_isolation_becomes_a_row(fault: str, status: str) -> None:
         warmup_ms=1.0,
     )
     sink = Sink()
-    Runner(plan, registry, sink).run()
+    Engine(plan, registry, sink).run()
     rows = {r.backend: r for r in sink.rows}
     assert rows["bad"].status == status
     assert rows["bad"].reason

@@ -16,7 +16,8 @@ from invbench.core.stats import StopPolicy
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.telemetry import THROTTLE_MASK, nvml_index, reason_names
 from invbench.measure.timing import l2_cache_bytes
-from invbench.running.runner import Runner, RunPlan, default_sampler
+from invbench.running.engine import Engine, default_sampler
+from invbench.running.plan import RunPlan
 from invbench.storage.results import ResultRow
 from tests.measure_backends import TINY, _TestBackend
 
@@ -93,7 +94,7 @@ def run(backends: list[_TestBackend], cache: CacheMode, policy: StopPolicy = POL
         cache_mode=cache,
     )
     sink = Sink()
-    Runner(plan, registry, sink).run()
+    Engine(plan, registry, sink).run()
     return {r.backend: r for r in sink.rows}
 
 

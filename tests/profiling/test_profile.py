@@ -425,7 +425,7 @@ def test_nvtx_range_pushes_and_pops_even_on_error(monkeypatch: pytest.MonkeyPatc
 
 def test_runner_labels_its_phases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from invbench.running.bench import RunRequest, plan_run
-    from invbench.running.runner import Runner
+    from invbench.running.engine import Engine
     from invbench.storage.results import ResultWriter
 
     monkeypatch.setattr(nvtx, "_state", {"on": True})
@@ -442,7 +442,7 @@ def test_runner_labels_its_phases(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         samples=2,
     )
     _, plan = plan_run(request, registry)
-    Runner(plan, registry, ResultWriter(tmp_path)).run()
+    Engine(plan, registry, ResultWriter(tmp_path)).run()
     pushed = [c.removeprefix("push ") for c in rec.calls if c.startswith("push ")]
     assert rec.calls.count("pop") == len(pushed)
     assert f"{CASE} float32 fwd" in pushed

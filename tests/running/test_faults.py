@@ -18,7 +18,8 @@ from invbench.backends.registry import Registry
 from invbench.cli.app import app
 from invbench.core.spec import Dtype, Mode
 from invbench.core.stats import StopPolicy
-from invbench.running.runner import Runner, RunPlan
+from invbench.running.engine import Engine
+from invbench.running.plan import RunPlan
 from invbench.storage.results import KEY_COLUMNS, ResultWriter, load_results
 from tests.measure_backends import TINY, FaultBackend, SpinBackend
 
@@ -53,7 +54,7 @@ def isolated_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout_s=HANG_TIMEOUT_S,
     )
     directory = tmp_path_factory.mktemp("isolated")
-    Runner(plan, registry, ResultWriter(directory)).run()
+    Engine(plan, registry, ResultWriter(directory)).run()
     return directory
 
 

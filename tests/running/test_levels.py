@@ -18,8 +18,8 @@ from invbench.core.spec import DeviceKind, Dtype, Geometry, Level, Mode
 from invbench.core.stats import StopReason
 from invbench.core.suites import SuiteError, find_suite, load_suite
 from invbench.running.bench import RunRequest, UsageError, execute, plan_run, resume
-from invbench.running.layer_level import generation_macs, layer_cost
-from invbench.running.level_runner import LevelRunner
+from invbench.running.engine import Engine
+from invbench.running.levels.layer_workload import generation_macs, layer_cost
 from invbench.storage.results import COLUMNS, KEY_COLUMNS, ResultRow, ResultWriter, load_results
 
 LAYER_SUITE = """
@@ -212,10 +212,8 @@ def test_time_cap_counts_wall_time_spent_sampling(tmp_path: Path) -> None:
     _, plan = plan_run(request, registry)
     plan = replace(plan, cases=plan.cases[:1], policy=replace(plan.policy, target_rel_ci=1e-9))
     ticks = iter(range(0, 10**6, 10))
-    runner = LevelRunner(
-        plan, Level.LAYER, registry, ResultWriter(tmp_path / "out"), wall_clock=lambda: next(ticks)
-    )
-    (row,) = runner.run()
+    engine = Engine(plan, registry, ResultWriter(tmp_path / "out"), wall_clock=lambda: next(ticks))
+    (row,) = engine.run()
     assert row.status == "ok" and row.stop_reason == StopReason.TIME_CAP.value, row
     assert row.n_samples is not None and row.n_samples < 100
 

@@ -13,7 +13,8 @@ from invbench.backends.registry import Registry
 from invbench.backends.unfold import UnfoldBackend, unfold_involution
 from invbench.core.spec import Case, DeviceKind, Dtype, Geometry, Mode, Status
 from invbench.core.stats import StopPolicy
-from invbench.running.runner import Runner, RunPlan
+from invbench.running.engine import Engine
+from invbench.running.plan import RunPlan
 from invbench.storage.results import ResultWriter, load_results
 
 GEOM = Geometry(batch=2, channels=8, height=10, width=9, kernel_size=3, stride=2, groups=2)
@@ -99,7 +100,7 @@ def run(tmp_path: Path, reg: Registry, cases: list[Case], modes: tuple[Mode, ...
         warmup_ms=1.0,
     )
     writer = ResultWriter(tmp_path)
-    return Runner(plan, reg, writer).run()
+    return Engine(plan, reg, writer).run()
 
 
 def test_failures_become_rows(tmp_path: Path) -> None:

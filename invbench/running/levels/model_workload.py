@@ -29,7 +29,7 @@ from invbench.core.spec import Dtype, Geometry, Mode
 from invbench.models.resnet import Network, build_model
 from invbench.operator.ops import Involution
 from invbench.operator.reference import involution_reference
-from invbench.running.layer_level import ConvLayer, LayerFuser
+from invbench.running.levels.layer_workload import ConvLayer, LayerFuser
 
 MODEL_TOLERANCE = {
     Dtype.FLOAT64: 1e-8,

@@ -12,7 +12,7 @@ Closures. ``fwd`` is inference: eval mode, no autograd. ``fwd+bwd`` is training:
 train mode (BN on batch statistics), then the gradients of the input and of every
 parameter. Involution layers also get two part closures on the same input: ``gen``
 (kernel generation alone) and ``agg`` (aggregation alone, on a weight generated
-once beforehand); the runner times them interleaved with the whole layer.
+once beforehand); the engine times them interleaved with the whole layer.
 
 Correctness: the layer's outputs against the same parameters in float64 with the
 float64 reference aggregation (out; in fwd+bwd also grad_x and every parameter's

@@ -1,0 +1,429 @@
+"""The one case x backend x dtype x mode loop, for every level.
+
+For each group (case, dtype, mode) the engine asks the plan's level strategy
+(invbench.running.levels) for the group's shared inputs and references, then for
+every backend: builds its closures (the build and the first call, made with outputs
+poisoned, are timed apart as ``compile_ms``), checks them, measures the peak memory
+of one call, and readies every part it times (the whole row, and at the layer level
+generation and aggregation too): a probe estimates one call, graph mode captures
+calls in a CUDA graph, GPU calls under 20 us are enqueued behind a sleep (hidden
+launches), and a warm-up sized from the estimate follows. The backends that pass
+are then timed in interleaved rounds (A B C, C B A, ...), each until its stopping
+rule says so; an arm with several parts alternates them in chunks within its round.
+
+Failures become rows with a status and a reason (invbench.running.errors); they
+never stop the run. With ``plan.isolate`` each backend x group runs this same code in
+a worker process (invbench.running.isolate), so a crash or a hang becomes a row too.
+
+While a group runs, an NVML sampler files clocks, power and throttle reasons under
+the backend being prepared or timed; each ok row gets their summary and its health
+warnings. NVTX ranges name the group, and each backend's prepare, warm-up and
+sample batches.
+
+The entry point is plain: ``Engine(plan, registry, sink).run()``; ``run_group`` runs
+one group for a chosen list of backends (what an isolated worker does).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from invbench.backends.base import Backend, poisoned_outputs
+from invbench.backends.registry import Registry
+from invbench.core.choices import CacheMode
+from invbench.core.spec import Case, DeviceKind, Dtype, Mode, Status
+from invbench.core.stats import StopReason, summarize, warmup_calls
+from invbench.measure import nvtx
+from invbench.measure.health import row_warnings
+from invbench.measure.memory import measure_peak
+from invbench.measure.telemetry import NvmlSampler, nvml_index
+from invbench.measure.timing import Timer, capture_graph, graph_calls, make_timer
+from invbench.running.errors import classify, one_line
+from invbench.running.levels import LevelStrategy, strategy_for
+from invbench.running.levels.base import TOTAL, Check
+from invbench.running.plan import RunPlan
+from invbench.storage.results import KEY_COLUMNS, ResultRow
+
+ROUND_MS = 10.0  # time each backend gets per interleaved round
+ROUND_MAX_SAMPLES = 100
+PROBE_CALLS = 3
+HIDE_LAUNCH_BELOW_MS = 0.02  # GPU calls shorter than this are enqueued behind a sleep
+WARMUP_BATCH = 200  # warm-up calls per batch when launches are hidden
+PART_CHUNKS = 4  # an arm with several parts alternates them in this many chunks per round
+
+Capture = Callable[[Callable[[], object], int], Callable[[], object]]
+
+
+class RowSink(Protocol):
+    """Where rows go: a ResultWriter, a worker's in-memory list, or anything with these."""
+
+    rows: list[ResultRow]
+
+    def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None: ...
+
+
+def default_sampler(device: torch.device, ignore_pids: Iterable[int] = ()) -> NvmlSampler:
+    if device.type != "cuda":
+        return NvmlSampler.unavailable(f"not a CUDA run (device {device})")
+    return NvmlSampler(nvml_index(device), ignore_pids=ignore_pids)
+
+
+def default_capture(device: torch.device) -> Capture | None:
+    """How graph mode captures calls on this device; None where there are no graphs (CPU)."""
+    if device.type != "cuda":
+        return None
+
+    def capture(fn: Callable[[], object], calls: int) -> Callable[[], object]:
+        return capture_graph(fn, calls, device)
+
+    return capture
+
+
+@dataclass
+class Part:
+    """One closure of an arm being timed: the whole row's ("total"), or a part of it."""
+
+    name: str
+    fn: Callable[[], object]  # what the timer calls: the closure, or a graph's replay
+    estimate_ms: float = 0.0  # one call
+    calls: int = 1  # calls per timed fn() (graph replay)
+    cache_mode: CacheMode = CacheMode.HOT
+    hide_launch: bool = False
+    exposed_batches: int = 0  # hide_launch batches whose enqueue outlasted the sleep
+    batches: int = 0
+    samples: list[float] = field(default_factory=list)  # per call, ms
+
+    def label(self, backend: str) -> str:
+        return backend if self.name == TOTAL else f"{backend}/{self.name}"
+
+
+@dataclass
+class Arm:
+    """One backend being timed in a group."""
+
+    backend: Backend
+    base: dict[str, Any]
+    compile_ms: float
+    check: Check
+    peak_bytes: int | None
+    mem_method: str
+    parts: dict[str, Part] = field(default_factory=dict)  # TOTAL first
+    elapsed_s: float = 0.0  # wall time spent sampling
+    stop: StopReason | None = None
+    error: tuple[Status, str] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> Part:
+        return self.parts[TOTAL]
+
+
+class Engine:
+    def __init__(
+        self,
+        plan: RunPlan,
+        registry: Registry,
+        sink: RowSink,
+        on_row: Callable[[ResultRow], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+        *,
+        timer: Timer | None = None,
+        sampler: NvmlSampler | None = None,
+        copy_gbps: float | None = None,
+        skip: Iterable[tuple[Any, ...]] = (),
+        wall_clock: Callable[[], float] = time.perf_counter,
+        capture: Capture | None = None,
+        strategy: LevelStrategy | None = None,
+    ) -> None:
+        self.plan = plan
+        self.registry = registry
+        self.sink = sink
+        self.on_row = on_row or (lambda row: None)
+        self.on_status = on_status or (lambda text: None)
+        self.device_kind = DeviceKind(plan.device.type)
+        self.timer: Timer = timer or make_timer(plan.device, plan.cache_mode)
+        self.sampler = sampler or default_sampler(plan.device)
+        self.copy_gbps = copy_gbps  # the run's measured copy bandwidth: rows get roofline_frac
+        self.skip = set(skip)  # row keys already measured (resume)
+        self.wall_clock = wall_clock
+        self.capture = capture or default_capture(plan.device)
+        self.strategy = strategy or strategy_for(plan.level)
+        self.strategy.start(plan.device)
+        self._other_processes: int | None = None
+
+    # -- rows -----------------------------------------------------------------
+    def base(self, case: Case, backend: Backend, dtype: Dtype, mode: Mode) -> dict[str, Any]:
+        return self.strategy.base(case, backend, dtype, mode, self.device_kind)
+
+    @staticmethod
+    def key(base: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(base[k] for k in KEY_COLUMNS)
+
+    def emit(self, row: ResultRow, samples: Sequence[float] = ()) -> None:
+        self.sink.add(row, samples)
+        self.on_row(row)
+
+    def fail(self, base: dict[str, Any], status: Status, reason: str) -> None:
+        tele = self.sampler.take(base["backend"])
+        self.emit(ResultRow(**base, status=status.value, reason=reason, telemetry=tele.source))
+
+    # -- the loop -------------------------------------------------------------
+    def pending(self, case: Case, dtype: Dtype, mode: Mode) -> list[Backend]:
+        """The group's backends that have a row here and whose row is not yet measured."""
+        backends = [self.registry.get(name) for name in self.plan.backends]
+        return [
+            b
+            for b in backends
+            if self.strategy.runs(b, case)
+            and self.key(self.base(case, b, dtype, mode)) not in self.skip
+        ]
+
+    def run(self) -> list[ResultRow]:
+        """Every pending group of the plan; returns the sink's rows."""
+        if self.plan.isolate:
+            from invbench.running.isolate import run_isolated
+
+            run_isolated(self)
+            return self.sink.rows
+        self.sampler.start()
+        try:
+            for case, dtype, mode in self.plan.groups():
+                with nvtx.range(f"{case.name} {dtype.value} {mode.value}"):
+                    self.run_group(case, dtype, mode, self.pending(case, dtype, mode))
+        finally:
+            self.sampler.stop()
+        return self.sink.rows
+
+    def run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
+        """One group for these backends: a row each (the sampler must be started)."""
+        if not backends:
+            return
+        try:
+            self._run_group(case, dtype, mode, backends)
+        finally:
+            self._release()
+
+    def _run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
+        label = f"{case.name} {dtype.value} {mode.value}"
+        runnable: list[tuple[Backend, dict[str, Any]]] = []
+        for b in backends:
+            base = self.base(case, b, dtype, mode)
+            reason = self.strategy.skip_reason(case, b, dtype, mode, self.device_kind)
+            if reason is not None:
+                self.fail(base, Status.SKIPPED, reason)
+            else:
+                runnable.append((b, base))
+        if not runnable:
+            return
+        self._other_processes = self.sampler.other_processes()
+        self.on_status(f"{label}: inputs and float64 reference")
+        try:
+            group = self.strategy.prepare(
+                case, dtype, mode, [b for b, _ in runnable], self.plan.device, self.plan.seed
+            )
+        except Exception as exc:
+            for _, base in runnable:
+                self.fail(base, classify(exc), f"inputs: {one_line(exc)}")
+            return
+        arms: list[Arm] = []
+        for b, base in runnable:
+            self.on_status(f"{label}: {self.strategy.describe(b, base)}: build, check, warm up")
+            try:
+                with nvtx.range(f"{b.name}/prepare"), self.sampler.window(b.name, timing=False):
+                    arm = self._prepare(group, b, base)
+            except Exception as exc:
+                self.fail(base, classify(exc), one_line(exc))
+                self._release()
+                continue
+            if isinstance(arm, str):
+                self.fail(base, Status.INCORRECT, arm)
+                continue
+            arms.append(arm)
+        self.on_status(f"{label}: timing {len(arms)} backends")
+        self._time_interleaved(arms)
+        for arm in arms:
+            self.emit(self._row(arm), [] if arm.error else arm.total.samples)
+
+    # -- build, check, ready --------------------------------------------------
+    def _prepare(self, group: Any, backend: Backend, base: dict[str, Any]) -> Arm | str:
+        """Build, check, measure memory and ready every part; a string is a failed check."""
+        t0 = time.perf_counter()
+        built = self.strategy.build(group, backend, base)
+        build_s = time.perf_counter() - t0
+        base.update(built.fields)
+        verdict = Check()
+        if built.precheck is not None:
+            verdict = built.precheck()
+            if verdict.failure is not None:
+                return verdict.failure
+        total = built.parts[TOTAL]
+        t1 = time.perf_counter()
+        with poisoned_outputs():
+            outputs = total()
+        self.timer.synchronize()
+        compile_ms = (build_s + time.perf_counter() - t1) * 1e3
+        if built.check is not None:
+            verdict = built.check(outputs)
+            if verdict.failure is not None:
+                return verdict.failure
+        del outputs
+        try:
+            peak = measure_peak(total, self.plan.device)
+            peak_bytes, mem_method = peak.bytes, peak.method
+        except OSError as exc:
+            peak_bytes, mem_method = None, f"unavailable: {one_line(exc)}"
+        arm = Arm(backend, base, compile_ms, verdict, peak_bytes, mem_method)
+        for name, fn in built.parts.items():
+            arm.parts[name] = self._ready(arm, Part(name, fn))
+        return arm
+
+    def _ready(self, arm: Arm, part: Part) -> Part:
+        """Probe, capture (graph mode), decide on hidden launches and warm up one part."""
+        probe = self.timer.sample(part.fn, PROBE_CALLS)
+        part.estimate_ms = sorted(probe)[len(probe) // 2]
+        gpu = self.plan.device.type == "cuda"
+        part.cache_mode = self.timer.cache_mode if gpu else CacheMode.HOT
+        where = "" if part.name == TOTAL else f"{part.name}: "
+        if self.timer.cache_mode is CacheMode.GRAPH and self.capture is not None:
+            calls = graph_calls(part.estimate_ms)
+            try:
+                part.fn = self.capture(part.fn, calls)
+                part.calls = calls
+                part.cache_mode = CacheMode.GRAPH
+            except Exception as exc:
+                part.cache_mode = CacheMode.HOT
+                arm.notes.append(f"{where}graph capture failed, measured hot: {one_line(exc)}")
+                self.timer.synchronize()
+        part.hide_launch = gpu and part.estimate_ms * part.calls < HIDE_LAUNCH_BELOW_MS
+        remaining = math.ceil(warmup_calls(part.estimate_ms, self.plan.warmup_ms) / part.calls)
+        with nvtx.range(f"{part.label(arm.backend.name)}/warmup"):
+            while remaining > 0:
+                n = min(remaining, WARMUP_BATCH) if part.hide_launch else remaining
+                self.timer.sample(part.fn, n, hide_launch=part.hide_launch)
+                remaining -= n
+        return part
+
+    # -- timing ---------------------------------------------------------------
+    def _time_interleaved(self, arms: list[Arm]) -> None:
+        policy = self.plan.policy
+        active = list(arms)
+        rnd = 0
+        while active:
+            order = active if rnd % 2 == 0 else active[::-1]
+            for arm in order:
+                total = arm.total
+                per_sample = max(total.estimate_ms * total.calls, 1e-3)
+                n = max(1, min(ROUND_MAX_SAMPLES, math.ceil(ROUND_MS / per_sample)))
+                if policy.samples is not None:
+                    n = min(n, policy.samples - len(total.samples))
+                name = arm.backend.name
+                t0 = self.wall_clock()
+                try:
+                    with nvtx.range(f"{name}/samples"), self.sampler.window(name, timing=True):
+                        self._sample_round(arm, n, reverse=rnd % 2 == 1)
+                except Exception as exc:
+                    arm.error = (classify(exc), f"while timing: {one_line(exc)}")
+                    continue
+                arm.elapsed_s += self.wall_clock() - t0
+                arm.stop = policy.decide(total.samples, arm.elapsed_s)
+            active = [a for a in active if a.stop is None and a.error is None]
+            rnd += 1
+
+    def _sample_round(self, arm: Arm, n: int, reverse: bool) -> None:
+        """n samples of every part; several parts alternate in chunks (A B C, C B A, ...)."""
+        parts = list(arm.parts.values())
+        if reverse:
+            parts.reverse()
+        chunk = n if len(parts) == 1 else math.ceil(n / PART_CHUNKS)
+        done = 0
+        while done < n:
+            m = min(chunk, n - done)
+            for part in parts:
+                self._take(part, m)
+            parts.reverse()
+            done += m
+
+    def _take(self, part: Part, n: int) -> None:
+        batch = self.timer.sample(part.fn, n, hide_launch=part.hide_launch)
+        part.batches += 1
+        if part.hide_launch and not self.timer.last_hidden:
+            part.exposed_batches += 1
+        part.samples.extend(ms / part.calls for ms in batch)
+
+    # -- the row --------------------------------------------------------------
+    def _row(self, arm: Arm) -> ResultRow:
+        tele = self.sampler.take(arm.backend.name)
+        base, total = arm.base, arm.total
+        notes = list(arm.notes)
+        for part in arm.parts.values():
+            if part.hide_launch and part.exposed_batches:
+                where = "" if part.name == TOTAL else f"{part.name}: "
+                notes.append(
+                    f"{where}launch latency not hidden in {part.exposed_batches} of "
+                    f"{part.batches} batches"
+                )
+        common: dict[str, Any] = dict(
+            compile_ms=arm.compile_ms,
+            peak_mem_bytes=arm.peak_bytes,
+            mem_method=arm.mem_method,
+            max_rel_err=arm.check.max_rel_err,
+            cache_mode=total.cache_mode.value,
+            timer=self.timer.method,
+            launch_hidden=total.hide_launch and total.batches > 0 and total.exposed_batches == 0,
+            calls_per_sample=total.calls,
+            **tele.row_fields(),
+        )
+        if arm.error is not None:
+            status, reason = arm.error
+            return ResultRow(
+                **base, status=status.value, reason=reason, warnings="; ".join(notes), **common
+            )
+        s = summarize(total.samples)
+        median_s = s.median / 1e3
+        split: dict[str, Any] = {}
+        for name, part in arm.parts.items():
+            if name != TOTAL and part.samples:
+                p = summarize(part.samples)
+                split.update({f"{name}_ms": p.median, f"{name}_p20_ms": p.p20})
+                split[f"{name}_p80_ms"] = p.p80
+        flops, nbytes = base.get("flops", 0), base.get("bytes", 0)
+        gbps = nbytes / median_s / 1e9 if nbytes else None
+        policy = self.plan.policy
+        warnings = row_warnings(
+            s,
+            tele,
+            self.sampler.max_sm_clock_mhz,
+            self._other_processes,
+            notes,
+            target_rel_ci=policy.target_rel_ci if policy.samples is None else None,
+        )
+        return ResultRow(
+            **base,
+            status=Status.OK.value,
+            **s.row_fields(),
+            stop_reason=arm.stop.value if arm.stop else "",
+            **common,
+            tflops=flops / median_s / 1e12 if flops else None,
+            gbps=gbps,
+            roofline_frac=gbps / self.copy_gbps if gbps is not None and self.copy_gbps else None,
+            warnings="; ".join(warnings),
+            **split,
+            **self.strategy.row_fields(base, s),
+        )
+
+    def _release(self) -> None:
+        gc.collect()
+        if self.plan.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def run_plan(plan: RunPlan, registry: Registry, sink: RowSink, **options: Any) -> list[ResultRow]:
+    """The plan's rows into the sink: ``Engine(plan, registry, sink, **options).run()``."""
+    return Engine(plan, registry, sink, **options).run()

@@ -1,0 +1,45 @@
+"""What a run measures: the cases, backends, dtypes and modes of one level, and how."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from invbench.core.choices import CacheMode
+from invbench.core.spec import Case, Dtype, Level, Mode
+from invbench.core.stats import StopPolicy
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything the engine needs; any subset of its cases can run anywhere.
+
+    A plan is plain data (picklable): an isolated worker, or any other process, runs
+    part of it with ``Engine(replace(plan, cases=...), registry, sink).run()``.
+    """
+
+    cases: tuple[Case, ...]
+    backends: tuple[str, ...]
+    dtypes: tuple[Dtype, ...]
+    modes: tuple[Mode, ...]
+    device: torch.device
+    policy: StopPolicy = field(default_factory=StopPolicy)
+    warmup_ms: float = 25.0
+    seed: int = 0
+    cache_mode: CacheMode = CacheMode.COLD
+    isolate: bool = False  # each backend x group in a worker process (invbench.running.isolate)
+    timeout_s: float = 600.0  # per worker, with isolate
+    level: Level = Level.OP  # what a row times (invbench.running.levels)
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.cases) * len(self.backends) * len(self.dtypes) * len(self.modes)
+
+    def groups(self) -> Iterator[tuple[Case, Dtype, Mode]]:
+        """Every case x dtype x mode, in the order they run."""
+        for case in self.cases:
+            for dtype in self.dtypes:
+                for mode in self.modes:
+                    yield case, dtype, mode
