@@ -30,7 +30,6 @@ import gc
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -39,12 +38,13 @@ from invbench.backends.base import Backend, poisoned_outputs
 from invbench.backends.registry import Registry
 from invbench.core.choices import CacheMode
 from invbench.core.spec import Case, DeviceKind, Dtype, Mode, Status
-from invbench.core.stats import StopReason, summarize, warmup_calls
+from invbench.core.stats import summarize, warmup_calls
 from invbench.measure import nvtx
 from invbench.measure.health import row_warnings
 from invbench.measure.memory import measure_peak
 from invbench.measure.telemetry import NvmlSampler, nvml_index
 from invbench.measure.timing import Timer, capture_graph, graph_calls, make_timer
+from invbench.running.arms import Arm, Part
 from invbench.running.errors import classify, one_line
 from invbench.running.levels import LevelStrategy, strategy_for
 from invbench.running.levels.base import TOTAL, Check
@@ -84,45 +84,6 @@ def default_capture(device: torch.device) -> Capture | None:
         return capture_graph(fn, calls, device)
 
     return capture
-
-
-@dataclass
-class Part:
-    """One closure of an arm being timed: the whole row's ("total"), or a part of it."""
-
-    name: str
-    fn: Callable[[], object]  # what the timer calls: the closure, or a graph's replay
-    estimate_ms: float = 0.0  # one call
-    calls: int = 1  # calls per timed fn() (graph replay)
-    cache_mode: CacheMode = CacheMode.HOT
-    hide_launch: bool = False
-    exposed_batches: int = 0  # hide_launch batches whose enqueue outlasted the sleep
-    batches: int = 0
-    samples: list[float] = field(default_factory=list)  # per call, ms
-
-    def label(self, backend: str) -> str:
-        return backend if self.name == TOTAL else f"{backend}/{self.name}"
-
-
-@dataclass
-class Arm:
-    """One backend being timed in a group."""
-
-    backend: Backend
-    base: dict[str, Any]
-    compile_ms: float
-    check: Check
-    peak_bytes: int | None
-    mem_method: str
-    parts: dict[str, Part] = field(default_factory=dict)  # TOTAL first
-    elapsed_s: float = 0.0  # wall time spent sampling
-    stop: StopReason | None = None
-    error: tuple[Status, str] | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> Part:
-        return self.parts[TOTAL]
 
 
 class Engine:
@@ -290,7 +251,6 @@ class Engine:
         part.estimate_ms = sorted(probe)[len(probe) // 2]
         gpu = self.plan.device.type == "cuda"
         part.cache_mode = self.timer.cache_mode if gpu else CacheMode.HOT
-        where = "" if part.name == TOTAL else f"{part.name}: "
         if self.timer.cache_mode is CacheMode.GRAPH and self.capture is not None:
             calls = graph_calls(part.estimate_ms)
             try:
@@ -299,7 +259,9 @@ class Engine:
                 part.cache_mode = CacheMode.GRAPH
             except Exception as exc:
                 part.cache_mode = CacheMode.HOT
-                arm.notes.append(f"{where}graph capture failed, measured hot: {one_line(exc)}")
+                arm.notes.append(
+                    f"{part.prefix}graph capture failed, measured hot: {one_line(exc)}"
+                )
                 self.timer.synchronize()
         part.hide_launch = gpu and part.estimate_ms * part.calls < HIDE_LAUNCH_BELOW_MS
         remaining = math.ceil(warmup_calls(part.estimate_ms, self.plan.warmup_ms) / part.calls)
@@ -360,39 +322,15 @@ class Engine:
     # -- the row --------------------------------------------------------------
     def _row(self, arm: Arm) -> ResultRow:
         tele = self.sampler.take(arm.backend.name)
-        base, total = arm.base, arm.total
-        notes = list(arm.notes)
-        for part in arm.parts.values():
-            if part.hide_launch and part.exposed_batches:
-                where = "" if part.name == TOTAL else f"{part.name}: "
-                notes.append(
-                    f"{where}launch latency not hidden in {part.exposed_batches} of "
-                    f"{part.batches} batches"
-                )
-        common: dict[str, Any] = dict(
-            compile_ms=arm.compile_ms,
-            peak_mem_bytes=arm.peak_bytes,
-            mem_method=arm.mem_method,
-            max_rel_err=arm.check.max_rel_err,
-            cache_mode=total.cache_mode.value,
-            timer=self.timer.method,
-            launch_hidden=total.hide_launch and total.batches > 0 and total.exposed_batches == 0,
-            calls_per_sample=total.calls,
-            **tele.row_fields(),
-        )
+        base, notes = arm.base, arm.all_notes()
+        common = dict(arm.measure_fields(), timer=self.timer.method, **tele.row_fields())
         if arm.error is not None:
             status, reason = arm.error
             return ResultRow(
                 **base, status=status.value, reason=reason, warnings="; ".join(notes), **common
             )
-        s = summarize(total.samples)
+        s = summarize(arm.total.samples)
         median_s = s.median / 1e3
-        split: dict[str, Any] = {}
-        for name, part in arm.parts.items():
-            if name != TOTAL and part.samples:
-                p = summarize(part.samples)
-                split.update({f"{name}_ms": p.median, f"{name}_p20_ms": p.p20})
-                split[f"{name}_p80_ms"] = p.p80
         flops, nbytes = base.get("flops", 0), base.get("bytes", 0)
         gbps = nbytes / median_s / 1e9 if nbytes else None
         policy = self.plan.policy
@@ -414,7 +352,7 @@ class Engine:
             gbps=gbps,
             roofline_frac=gbps / self.copy_gbps if gbps is not None and self.copy_gbps else None,
             warnings="; ".join(warnings),
-            **split,
+            **arm.split_fields(),
             **self.strategy.row_fields(base, s),
         )
 

@@ -49,6 +49,27 @@ class Built:
     fields: dict[str, Any] = field(default_factory=dict)  # row fields the build learned
 
 
+def identity(
+    case: Case, backend: Backend, dtype: Dtype, mode: Mode, device: DeviceKind, level: Level
+) -> dict[str, Any]:
+    """The row fields that say what was run, the same at every level."""
+    return dict(
+        suite=case.suite,
+        case=case.name,
+        backend=backend.name,
+        kind=backend.kind.value,
+        device=device.value,
+        dtype=dtype.value,
+        mode=mode.value,
+        level=level.value,
+    )
+
+
+def within(err: float, tol: float, failure: str) -> Check:
+    """The check of an error against a tolerance; NaN fails."""
+    return Check(err) if err <= tol else Check(err, failure)
+
+
 class LevelStrategy(abc.ABC):
     """One level: the engine calls these, in this order, for every case x dtype x mode."""
 

@@ -17,7 +17,15 @@ import torch
 from invbench.backends.base import Backend
 from invbench.core.spec import Case, DeviceKind, Dtype, Geometry, Kind, Level, Mode
 from invbench.operator.ops import Involution
-from invbench.running.levels.base import TOLERANCE, TOTAL, Built, Check, LevelStrategy
+from invbench.running.levels.base import (
+    TOLERANCE,
+    TOTAL,
+    Built,
+    Check,
+    LevelStrategy,
+    identity,
+    within,
+)
 from invbench.running.levels.layer_workload import (
     ConvLayer,
     LayerFuser,
@@ -43,6 +51,13 @@ def network_skip_reason(
     return reason
 
 
+def autotune_convs(device: torch.device) -> None:
+    """Layers and networks are conv-heavy: on a GPU cuDNN picks its fastest conv per shape
+    (during the warm-up, never in a sample)."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 @dataclass
 class LayerGroup:
     geom: Geometry
@@ -59,8 +74,7 @@ class LayerLevel(LevelStrategy):
     level = Level.LAYER
 
     def start(self, device: torch.device) -> None:
-        if device.type == "cuda":  # cuDNN picks its fastest conv per shape (in warm-up)
-            torch.backends.cudnn.benchmark = True
+        autotune_convs(device)
 
     def base(
         self, case: Case, backend: Backend, dtype: Dtype, mode: Mode, device: DeviceKind
@@ -71,17 +85,10 @@ class LayerLevel(LevelStrategy):
         else:
             cost = layer_cost(g, dtype, mode, fused=isinstance(backend, LayerFuser))
         return dict(
-            suite=case.suite,
-            case=case.name,
-            backend=backend.name,
-            kind=backend.kind.value,
-            device=device.value,
-            dtype=dtype.value,
-            mode=mode.value,
+            identity(case, backend, dtype, mode, device, self.level),
             **g.row_fields(),
             flops=cost.flops,
             bytes=cost.bytes,
-            level=self.level.value,
         )
 
     def skip_reason(
@@ -131,10 +138,9 @@ class LayerLevel(LevelStrategy):
 
         def check(outputs: Sequence[torch.Tensor]) -> Check:
             err = check_outputs(outputs, expected)
-            if err <= tol:
-                return Check(err)
-            return Check(
+            return within(
                 err,
+                tol,
                 f"max relative error {err:.3g} of the layer vs float64 (reference "
                 f"aggregation) exceeds {tol:g} for {dtype.value}",
             )

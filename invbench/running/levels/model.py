@@ -21,8 +21,8 @@ from invbench.core.stats import Summary
 from invbench.models.count import count_macs
 from invbench.models.resnet import Network
 from invbench.operator.reference import relative_error
-from invbench.running.levels.base import TOTAL, Built, Check, LevelStrategy
-from invbench.running.levels.layer import network_skip_reason
+from invbench.running.levels.base import TOTAL, Built, Check, LevelStrategy, identity, within
+from invbench.running.levels.layer import autotune_convs, network_skip_reason
 from invbench.running.levels.model_workload import (
     MODEL_TOLERANCE,
     eval_logits,
@@ -57,8 +57,7 @@ class ModelLevel(LevelStrategy):
         self._macs: dict[tuple[str, int, int], int] = {}
 
     def start(self, device: torch.device) -> None:
-        if device.type == "cuda":  # cuDNN picks its fastest conv per shape (in warm-up)
-            torch.backends.cudnn.benchmark = True
+        autotune_convs(device)
 
     def runs(self, backend: Backend, case: Case) -> bool:
         return model_for(backend, case.depth) is not None
@@ -69,13 +68,7 @@ class ModelLevel(LevelStrategy):
         g = case.geometry
         # channels/height/width describe the input images; kernel fields do not apply
         return dict(
-            suite=case.suite,
-            case=case.name,
-            backend=backend.name,
-            kind=backend.kind.value,
-            device=device.value,
-            dtype=dtype.value,
-            mode=mode.value,
+            identity(case, backend, dtype, mode, device, self.level),
             batch=g.batch,
             channels=g.channels,
             height=g.height,
@@ -87,7 +80,6 @@ class ModelLevel(LevelStrategy):
             padding=0,
             out_height=0,
             out_width=0,
-            level=self.level.value,
             model=model_for(backend, case.depth) or "",
         )
 
@@ -126,10 +118,9 @@ class ModelLevel(LevelStrategy):
         def precheck() -> Check:
             err = relative_error(eval_logits(model, checked), expected)
             tol = MODEL_TOLERANCE[dtype]
-            if err <= tol:
-                return Check(err)
-            return Check(
+            return within(
                 err,
+                tol,
                 f"eval logits: max relative error {err:.3g} vs float64 exceeds "
                 f"{tol:g} for {dtype.value}",
             )

@@ -17,7 +17,15 @@ import torch
 from invbench.backends.base import Backend, Workload
 from invbench.core.spec import Case, DeviceKind, Dtype, Kind, Level, Mode
 from invbench.operator.reference import involution_reference, relative_error
-from invbench.running.levels.base import TOLERANCE, TOTAL, Built, Check, LevelStrategy
+from invbench.running.levels.base import (
+    TOLERANCE,
+    TOTAL,
+    Built,
+    Check,
+    LevelStrategy,
+    identity,
+    within,
+)
 
 
 def make_workload(
@@ -69,17 +77,10 @@ class OpLevel(LevelStrategy):
         g = case.geometry
         cost = backend.cost(g, dtype, mode)
         return dict(
-            suite=case.suite,
-            case=case.name,
-            backend=backend.name,
-            kind=backend.kind.value,
-            device=device.value,
-            dtype=dtype.value,
-            mode=mode.value,
+            identity(case, backend, dtype, mode, device, self.level),
             **g.row_fields(),
             flops=cost.flops,
             bytes=cost.bytes,
-            level=self.level.value,
         )
 
     def prepare(
@@ -105,10 +106,9 @@ class OpLevel(LevelStrategy):
 
         def check(outputs: Sequence[torch.Tensor]) -> Check:
             err = check_outputs(outputs, expected)
-            if err <= tol:
-                return Check(err)
-            return Check(
+            return within(
                 err,
+                tol,
                 f"max relative error {err:.3g} vs the float64 reference exceeds "
                 f"{tol:g} for {dtype.value}",
             )
