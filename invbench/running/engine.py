@@ -241,6 +241,7 @@ class Engine:
         except OSError as exc:
             peak_bytes, mem_method = None, f"unavailable: {one_line(exc)}"
         arm = Arm(backend, base, compile_ms, verdict, peak_bytes, mem_method)
+        arm.notes.extend(backend.timing_notes(self.device_kind))
         for name, fn in built.parts.items():
             arm.parts[name] = self._ready(arm, Part(name, fn))
         return arm
@@ -323,7 +324,10 @@ class Engine:
     def _row(self, arm: Arm) -> ResultRow:
         tele = self.sampler.take(arm.backend.name)
         base, notes = arm.base, arm.all_notes()
-        common = dict(arm.measure_fields(), timer=self.timer.method, **tele.row_fields())
+        variant = arm.backend.variant(self.device_kind, Dtype(base["dtype"]))
+        common = dict(
+            arm.measure_fields(), timer=self.timer.method, variant=variant, **tele.row_fields()
+        )
         if arm.error is not None:
             status, reason = arm.error
             return ResultRow(

@@ -348,7 +348,8 @@ def test_rows_timed_in_the_interpreter_say_so(tmp_path: Path) -> None:
     from invbench.backends.unfold import UnfoldBackend
     from invbench.core.spec import Case, Mode, Status
     from invbench.core.stats import StopPolicy
-    from invbench.running.runner import Runner, RunPlan
+    from invbench.running.engine import Engine
+    from invbench.running.plan import RunPlan
     from invbench.storage.results import ResultWriter, load_results
 
     registry = Registry()
@@ -364,7 +365,7 @@ def test_rows_timed_in_the_interpreter_say_so(tmp_path: Path) -> None:
         policy=StopPolicy(samples=2),
         warmup_ms=0.0,
     )
-    Runner(plan, registry, ResultWriter(tmp_path)).run()
+    Engine(plan, registry, ResultWriter(tmp_path)).run()
     rows = load_results(tmp_path).rows.set_index("backend")
     assert (rows.status == Status.OK.value).all()
     assert INTERPRETED in rows.loc["triton", "warnings"]
