@@ -39,6 +39,9 @@ struct Vec {
   }
   static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
   static V fma(V a, V b, V c) { return a * b + c; }
+  static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
+    for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
+  }
   // even[k] = src[2k], odd[k] = src[2k + 1], k < L
   static void split2(const float* src, float* even, float* odd) {
     for (int k = 0; k < L; ++k) {
@@ -62,8 +65,20 @@ struct Vec {
 #define INVBENCH_TARGET_END _Pragma("GCC pop_options")
 #endif
 
-// Eight float lanes (256 bits); REGS is how many vector registers the target has.
-#define INVBENCH_VEC256(regs)                                                     \
+// Eight float lanes (256 bits); REGS is how many vector registers the target has;
+// COPY_N copies n < 8 floats with masked loads and stores (no access past them).
+#define INVBENCH_COPY_N_AVX2                                                      \
+  static void copy_n(float* dst, const float* src, int64_t n) {                   \
+    const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),  \
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
+    _mm256_maskstore_ps(dst, k, _mm256_maskload_ps(src, k));                      \
+  }
+#define INVBENCH_COPY_N_AVX512                                                    \
+  static void copy_n(float* dst, const float* src, int64_t n) {                   \
+    const __mmask8 k = static_cast<__mmask8>((1u << n) - 1);                      \
+    _mm256_mask_storeu_ps(dst, k, _mm256_maskz_loadu_ps(k, src));                 \
+  }
+#define INVBENCH_VEC256(regs, COPYN)                                              \
   struct Vec {                                                                    \
     using V = __m256;                                                             \
     static constexpr int L = 8;                                                   \
@@ -72,6 +87,7 @@ struct Vec {
     static V load(const float* p) { return _mm256_loadu_ps(p); }                  \
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }                  \
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
+    COPYN                                                                         \
     static void split2(const float* src, float* even, float* odd) {               \
       const V a = load(src), b = load(src + 8);                                   \
       store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(                         \
@@ -83,14 +99,14 @@ struct Vec {
 
 INVBENCH_TARGET_BEGIN("avx2,fma,f16c")
 namespace avx2 {
-INVBENCH_VEC256(16)
+INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2)
 #include "involution_cpu_kernels.h"
 }  // namespace avx2
 INVBENCH_TARGET_END
 
 INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
 namespace avx512 {
-INVBENCH_VEC256(32)
+INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512)
 #include "involution_cpu_kernels.h"
 }  // namespace avx512
 INVBENCH_TARGET_END
