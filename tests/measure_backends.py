@@ -16,7 +16,7 @@ import torch
 
 from invbench.backends.base import Backend, Closure, InvolutionBackend, Workload
 from invbench.backends.unfold import unfold_involution
-from invbench.core.spec import Case, Dtype, Geometry, Kind
+from invbench.core.spec import Case, Dtype, Geometry, Kind, Mode
 
 TINY = Case(
     suite="test",
@@ -139,3 +139,22 @@ class LostContextBackend(InvolutionBackend):
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
         k, s, p, d = geom.kernel_size, geom.stride, geom.pad, geom.dilation
         return unfold_involution(x, weight, k, s, p, d)
+
+
+class CaseFaultBackend(SpinBackend):
+    """Spins like SpinBackend, but on one kernel size and mode kills or hangs its process."""
+
+    def __init__(self, name: str, fault: str, kernel_size: int, mode: Mode) -> None:
+        super().__init__(name, ms=0.05)
+        self.fault = fault
+        self.kernel_size = kernel_size
+        self.mode = mode
+
+    def build(self, work: Workload) -> Closure:
+        if work.geom.kernel_size != self.kernel_size or work.mode is not self.mode:
+            return super().build(work)
+        if self.fault == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.fault == "hang":
+            time.sleep(3600)
+        raise AssertionError(f"unknown fault {self.fault}")

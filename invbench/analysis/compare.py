@@ -38,6 +38,7 @@ from invbench.core.spec import Status
 from invbench.storage.results import (
     KEY_COLUMNS,
     META_FILE,
+    READABLE_SCHEMAS,
     RESULT_SCHEMA_VERSION,
     ResultsError,
     ResultSet,
@@ -442,12 +443,37 @@ def environment_warnings(base: Mapping[str, Any], head: Mapping[str, Any]) -> li
     return out
 
 
+def _same_schema(a: Any, b: Any) -> bool:
+    """Equal schemas, or two this invbench reads (older ones are migrated on loading)."""
+    return a == b or (a in READABLE_SCHEMAS and b in READABLE_SCHEMAS)
+
+
+def device_names(results: ResultSet) -> list[str]:
+    """The device models a result set's rows were measured on ("" for older results)."""
+    if "device_name" not in results.rows.columns:
+        return []
+    return sorted({str(d) for d in results.rows["device_name"].dropna() if str(d)})
+
+
 def compare_results(
-    base: ResultSet, head: ResultSet, policy: ComparePolicy = ComparePolicy()
+    base: ResultSet,
+    head: ResultSet,
+    policy: ComparePolicy = ComparePolicy(),
+    across_devices: bool = False,
 ) -> Comparison:
-    """Match rows on KEY_COLUMNS (suite included) and compare each pair."""
+    """Match rows on KEY_COLUMNS (suite included) and compare each pair.
+
+    Runs measured on different device models are refused (a CompareError) unless
+    across_devices: then the verdicts compare the devices, not the code.
+    """
     base_side, head_side = Side.of(base), Side.of(head)
-    if base_side.schema_version != head_side.schema_version:
+    bdev, hdev = device_names(base), device_names(head)
+    if not across_devices and bdev and hdev and bdev != hdev:
+        raise CompareError(
+            f"{base.directory} was measured on {', '.join(bdev)} but {head.directory} on "
+            f"{', '.join(hdev)}: refusing to compare devices (--across-devices to do it)"
+        )
+    if not _same_schema(base_side.schema_version, head_side.schema_version):
         raise CompareError(
             f"result schema {base_side.schema_version} (base) vs {head_side.schema_version} "
             "(head): re-run both sides with the same invbench version"
@@ -491,7 +517,7 @@ def load_pair(base_dir: Path, head_dir: Path) -> tuple[ResultSet, ResultSet]:
         if not directory.is_dir():
             raise CompareError(f"{directory} is not a directory")
     bv, hv = _schema_of(base_dir), _schema_of(head_dir)
-    if bv != hv:
+    if not _same_schema(bv, hv):
         raise CompareError(
             f"{base_dir} has result schema {bv} but {head_dir} has schema {hv}: "
             "refusing to compare; re-run both with the same invbench version"
@@ -505,10 +531,13 @@ def load_pair(base_dir: Path, head_dir: Path) -> tuple[ResultSet, ResultSet]:
 
 
 def compare_dirs(
-    base_dir: Path, head_dir: Path, policy: ComparePolicy = ComparePolicy()
+    base_dir: Path,
+    head_dir: Path,
+    policy: ComparePolicy = ComparePolicy(),
+    across_devices: bool = False,
 ) -> Comparison:
     base, head = load_pair(Path(base_dir), Path(head_dir))
-    return compare_results(base, head, policy)
+    return compare_results(base, head, policy, across_devices)
 
 
 def comparison_frame(comparison: Comparison) -> pd.DataFrame:

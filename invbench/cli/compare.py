@@ -95,13 +95,20 @@ def compare_command(
         list[str] | None,
         typer.Option(help="Only these backends count for --fail-on-regression (repeatable)."),
     ] = None,
+    across_devices: Annotated[
+        bool,
+        typer.Option(
+            "--across-devices",
+            help="Compare runs measured on different device models (e.g. A100 vs H100).",
+        ),
+    ] = False,
 ) -> None:
     """Compare two result directories row by row: ratio, CI, Mann-Whitney U, verdict."""
     from invbench.analysis.compare import CompareError, compare_dirs
 
     policy = policy_from(threshold, alpha)
     try:
-        comparison = compare_dirs(base, head, policy)
+        comparison = compare_dirs(base, head, policy, across_devices)
     except CompareError as exc:
         raise fail(str(exc)) from None
     emit(comparison, fmt, output)

@@ -74,6 +74,24 @@ def run(
         typer.Option("--out", help="Result directory (default: results/SUITE/TIME-COMMIT)."),
     ] = None,
     plot: Annotated[bool, typer.Option(help="Make the default figures after the run.")] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help="Run the cases as Ray tasks (one GPU each): auto, local, ray://HOST:PORT. "
+            "Needs invbench[ray].",
+        ),
+    ] = None,
+    gpu_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --cluster: a full copy of the suite on GPUs of this Ray accelerator "
+            "type (repeatable; e.g. H100, A100), each into DIR/TYPE."
+        ),
+    ] = None,
+    cpus_per_task: Annotated[
+        float, typer.Option(help="With --cluster: CPUs each task reserves.")
+    ] = 1.0,
 ) -> None:
     """Check, then time every backend on every case of a suite."""
     from invbench.backends.registry import default_registry
@@ -96,8 +114,26 @@ def run(
         isolate=isolate,
         timeout_s=timeout,
     )
+    if gpu_type and cluster is None:
+        raise fail("--gpu-type needs --cluster")
+    if cpus_per_task <= 0:
+        raise fail(f"--cpus-per-task must be > 0, got {cpus_per_task:g}")
     if resume_dir is not None:
-        _resume(resume_dir, registry, plot)
+        from invbench.running.cluster.driver import is_cluster_run
+
+        if is_cluster_run(resume_dir):
+            from invbench.cli.cluster import resume_on_cluster
+
+            resume_on_cluster(resume_dir, registry, cluster, plot)
+        else:
+            _resume(resume_dir, registry, plot)
+        return
+    if cluster is not None:
+        from invbench.cli.cluster import run_on_cluster
+        from invbench.running.cluster.driver import ClusterOptions
+
+        options = ClusterOptions(cluster, tuple(gpu_type or ()), cpus_per_task)
+        run_on_cluster(request, registry, options, plot)
         return
     try:
         suite_obj, plan = plan_run(request, registry)
@@ -130,7 +166,7 @@ def run(
             on_status=lambda text: progress.update(task, description=text),
             request=request,
         )
-    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
+    report_rows(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
 
 
 def rows_on_disk(directory: Path) -> int:
@@ -163,7 +199,7 @@ def _interrupt_says_how_to_resume(directory: Path) -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _report(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
+def report_rows(rows: list[ResultRow], title: str, directory: Path, plot: bool) -> None:
     from invbench.backends.registry import default_registry
     from invbench.cli.plot import plot_after_run
     from invbench.measure.ceiling_record import measured_ceilings
@@ -205,4 +241,4 @@ def _resume(directory: Path, registry: Registry, plot: bool) -> None:
             )
         except UsageError as exc:
             raise fail(str(exc)) from None
-    _report(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
+    report_rows(rows, f"{suite_obj.name} on {plan.device}", directory, plot)

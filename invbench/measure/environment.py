@@ -129,3 +129,17 @@ def environment() -> dict[str, Any]:
         "cuda_devices": cuda_devices(),
         "nvml": {"devices": gpus, "unavailable_reason": nvml_reason},
     }
+
+
+def device_identity(device: torch.device) -> dict[str, str]:
+    """Where rows are measured: host, the device's model, and a GPU's UUID (nvidia-smi's form).
+
+    A CPU has no UUID: its rows are told apart by host and model.
+    """
+    if device.type != "cuda":
+        return {"host": socket.gethostname(), "device_name": cpu_model(), "device_uuid": ""}
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    raw = str(getattr(props, "uuid", "") or "")
+    uuid = raw if not raw or raw.upper().startswith("GPU-") else f"GPU-{raw}"
+    return {"host": socket.gethostname(), "device_name": props.name, "device_uuid": uuid}

@@ -18,7 +18,7 @@ from invbench.core.spec import DeviceKind, Dtype, Mode
 from invbench.core.stats import StopPolicy
 from invbench.core.suites import Suite, find_suite
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
-from invbench.measure.environment import environment, git_state
+from invbench.measure.environment import device_identity, environment, git_state
 from invbench.measure.memory import return_freed_memory_to_os
 from invbench.measure.telemetry import gpu_processes
 from invbench.running.engine import Engine, default_sampler
@@ -91,13 +91,19 @@ def resolve_device(name: str) -> torch.device:
     raise UsageError(f"--device must be auto, cpu or cuda, got {name!r}")
 
 
-def plan_run(request: RunRequest, registry: Registry) -> tuple[Suite, RunPlan]:
-    """Validate the request against the suite and registry; every mistake is a UsageError."""
+def plan_run(
+    request: RunRequest, registry: Registry, device: torch.device | None = None
+) -> tuple[Suite, RunPlan]:
+    """Validate the request against the suite and registry; every mistake is a UsageError.
+
+    device: the device the plan runs on, when it is not this machine's (a cluster's
+    workers); by default request.device resolved here.
+    """
     try:
         suite = find_suite(request.suite)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    device = resolve_device(request.device)
+    device = device if device is not None else resolve_device(request.device)
     settings = suite.settings(DeviceKind(device.type))
     if request.batch is not None and request.batch < 1:
         raise UsageError(f"--batch must be >= 1, got {request.batch}")
@@ -214,7 +220,7 @@ def execute(
     """Run the plan, writing rows as they finish and meta.json before and after."""
     if plan.device.type == "cpu":
         return_freed_memory_to_os()
-    writer = ResultWriter(out_dir)
+    writer = ResultWriter(out_dir, stamp=device_identity(plan.device))
     meta = run_meta(suite, plan, request)
     meta["telemetry"] = telemetry_meta(plan)
     write_json(out_dir / META_FILE, meta)
@@ -293,7 +299,7 @@ def resume(
     if now != before:
         raise UsageError(f"--resume {directory}: the run had GPUs {before}, this machine has {now}")
     try:
-        writer = ResultWriter.resume(directory)
+        writer = ResultWriter.resume(directory, stamp=device_identity(plan.device))
     except ResultsError as exc:
         raise UsageError(f"--resume: {exc}") from None
     if plan.device.type == "cpu":

@@ -12,7 +12,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,8 @@ from invbench.core.spec import Status
 # 2: float32 rows without TF32 unless asked (tf32), cudnn_benchmark, host_ms, launch_reruns,
 #    clock_dropped, nvml_busy_readings, energy_resolution_s; the L2 flush reads instead of
 #    writing; clocks over busy time only. Version-1 directories load with these columns at
-#    their defaults (see migrate_rows).
+#    their defaults (see migrate_rows). Also host, device_name, device_uuid: where a row
+#    was measured (empty in version-1 rows).
 RESULT_SCHEMA_VERSION = 2
 RESULTS_FILE = "results.parquet"
 CSV_FILE = "results.csv"
@@ -128,6 +129,11 @@ class ResultRow:
     agg_p20_ms: float | None = None
     agg_p80_ms: float | None = None
     images_per_s: float | None = None  # model level: batch / median
+    # Where the row was measured: the machine, and the device's model and identity
+    # (a GPU's UUID as nvidia-smi prints it; "" on a CPU). Filled by the writer or the worker.
+    host: str = ""
+    device_name: str = ""
+    device_uuid: str = ""
 
     def __post_init__(self) -> None:
         Status(self.status)  # raises on an unknown status
@@ -182,17 +188,32 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str) + "\n"))
 
 
-class ResultWriter:
-    """Collects rows and raw samples; every add() leaves complete files on disk."""
+DEVICE_FIELDS = ("host", "device_name", "device_uuid")
 
-    def __init__(self, directory: Path) -> None:
+
+def stamped(row: ResultRow, stamp: Mapping[str, str]) -> ResultRow:
+    """The row with the device fields it lacks taken from stamp (see DEVICE_FIELDS)."""
+    missing: dict[str, Any] = {
+        k: v for k, v in stamp.items() if k in DEVICE_FIELDS and not getattr(row, k)
+    }
+    return replace(row, **missing) if missing else row
+
+
+class ResultWriter:
+    """Collects rows and raw samples; every add() leaves complete files on disk.
+
+    stamp: host and device fields (DEVICE_FIELDS) given to every row added without them.
+    """
+
+    def __init__(self, directory: Path, stamp: Mapping[str, str] | None = None) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.rows: list[ResultRow] = []
         self._samples: list[dict[str, Any]] = []
+        self.stamp = dict(stamp or {})
 
     @classmethod
-    def resume(cls, directory: Path) -> ResultWriter:
+    def resume(cls, directory: Path, stamp: Mapping[str, str] | None = None) -> ResultWriter:
         """A writer holding the rows and samples already in directory; adds append to them."""
         existing = load_results(directory)
         if "migrated_from" in existing.meta:
@@ -200,7 +221,7 @@ class ResultWriter:
                 f"{directory} was written with result schema {existing.meta['migrated_from']}; "
                 "finish it with the invbench version that started it"
             )
-        writer = cls(directory)
+        writer = cls(directory, stamp)
         writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
         keys = {row.key() for row in writer.rows}
         if not existing.samples.empty:
@@ -211,6 +232,7 @@ class ResultWriter:
         return writer
 
     def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
+        row = stamped(row, self.stamp)
         self.rows.append(row)
         key = dict(zip(KEY_COLUMNS, row.key(), strict=True))
         self._samples.extend(
@@ -274,6 +296,9 @@ _ADDED_IN: dict[int, dict[str, Any]] = {
         "cudnn_benchmark": None,
         "nvml_busy_readings": 0,
         "energy_resolution_s": None,
+        "host": "",
+        "device_name": "",
+        "device_uuid": "",
     }
 }
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from invbench.analysis.compare import (
 from invbench.cli.app import main
 from invbench.core.spec import Mode
 from invbench.render.compare_render import markdown, to_json
+from invbench.storage.results import RESULT_SCHEMA_VERSION
 from invbench.running.bench import RunRequest, execute, plan_run
 from tests.compare_helpers import SPIN_ENV, row, set_meta, spin_registry, write_dir
 
@@ -167,12 +169,35 @@ def test_schema_mismatch_exits_2_with_one_line(
 ) -> None:
     base = write_dir(tmp_path / "base", [(row("a"), list(noisy(20)))])
     head = write_dir(tmp_path / "head", [(row("a"), list(noisy(20)))])
-    set_meta(head, schema_version=2)
+    set_meta(head, schema_version=99)
     with pytest.raises(CompareError, match="schema"):
         compare_dirs(base, head)
     assert main(["compare", str(base), str(head)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "schema 1" in err and "schema 2" in err
+    assert len(err.splitlines()) == 1 and "schema 1" in err and "schema 99" in err
+
+
+def test_an_older_schema_is_migrated_and_compared(tmp_path: Path) -> None:
+    base = write_dir(tmp_path / "base", [(row("a"), list(noisy(20)))])  # schema 1
+    head = write_dir(tmp_path / "head", [(row("a"), list(noisy(20)))])
+    set_meta(head, schema_version=RESULT_SCHEMA_VERSION)
+    comparison = compare_dirs(base, head)
+    assert [r.key["backend"] for r in comparison.rows] == ["a"]
+
+
+def test_runs_on_different_devices_are_compared_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Two CPU-made result sets relabelled as two GPU models.
+    base = write_dir(tmp_path / "base", [(replace(row("a"), device_name="GPU-A"), noisy(20))])
+    head = write_dir(tmp_path / "head", [(replace(row("a"), device_name="GPU-B"), noisy(20))])
+    with pytest.raises(CompareError, match="GPU-A.*GPU-B.*--across-devices"):
+        compare_dirs(base, head)
+    assert main(["compare", str(base), str(head)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    comparison = compare_dirs(base, head, across_devices=True)
+    assert [r.key["backend"] for r in comparison.rows] == ["a"]
+    assert main(["compare", str(base), str(head), "--across-devices"]) == 0
 
 
 def test_environment_differences_are_warned_and_recorded(
