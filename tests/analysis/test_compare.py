@@ -24,8 +24,8 @@ from invbench.analysis.compare import (
 from invbench.cli.app import main
 from invbench.core.spec import Mode
 from invbench.render.compare_render import markdown, to_json
-from invbench.storage.results import RESULT_SCHEMA_VERSION
 from invbench.running.bench import RunRequest, execute, plan_run
+from invbench.storage.results import RESULT_SCHEMA_VERSION
 from tests.compare_helpers import SPIN_ENV, row, set_meta, spin_registry, write_dir
 
 RNG = np.random.default_rng(12345)
@@ -191,7 +191,7 @@ def test_runs_on_different_devices_are_compared_only_when_asked(
     # Two CPU-made result sets relabelled as two GPU models.
     base = write_dir(tmp_path / "base", [(replace(row("a"), device_name="GPU-A"), noisy(20))])
     head = write_dir(tmp_path / "head", [(replace(row("a"), device_name="GPU-B"), noisy(20))])
-    with pytest.raises(CompareError, match="GPU-A.*GPU-B.*--across-devices"):
+    with pytest.raises(CompareError, match=r"GPU-A.*GPU-B.*--across-devices"):
         compare_dirs(base, head)
     assert main(["compare", str(base), str(head)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

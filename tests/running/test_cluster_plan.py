@@ -1,4 +1,4 @@
-"""Cluster runs without Ray: shards, the rows a shard owes, the worker's stream, the CLI's errors."""
+"""Cluster runs without Ray: shards, the rows a shard owes, the worker stream, CLI errors."""
 
 from __future__ import annotations
 

@@ -246,6 +246,7 @@ def _submit(
                 continue
             opts: dict[str, Any] = {
                 "num_returns": "streaming",
+                "_generator_backpressure_num_objects": 1,  # a row is sent before the next
                 "max_retries": 0,
                 "num_cpus": options.cpus_per_task,
             }

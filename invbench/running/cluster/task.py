@@ -43,9 +43,16 @@ class ShardJob:
 
 
 class _QueueSink:
-    """A RowSink handing each row to the generator that streams it back."""
+    """A RowSink handing each row to the generator that streams it back.
 
-    def __init__(self, out: queue.Queue[Message], stamp: dict[str, str]) -> None:
+    add() returns once the generator has passed the row on (on Ray, with a backpressure
+    of one object: once the driver took it), so a worker killed while measuring the
+    next group has already delivered every row before.
+    """
+
+    def __init__(
+        self, out: queue.Queue[tuple[Message, threading.Event]], stamp: dict[str, str]
+    ) -> None:
         self.rows: list[ResultRow] = []
         self._out = out
         self._stamp = stamp
@@ -53,7 +60,9 @@ class _QueueSink:
     def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
         row = stamped(row, self._stamp)
         self.rows.append(row)
-        self._out.put(("row", asdict(row), [float(x) for x in samples_ms]))
+        delivered = threading.Event()
+        self._out.put((("row", asdict(row), [float(x) for x in samples_ms]), delivered))
+        delivered.wait()
 
 
 def run_plan(
@@ -117,7 +126,7 @@ def run_shard(job: ShardJob) -> Iterator[Message]:
     ceilings = _ceilings(plan)
     yield ("start", {**info, **job.extra, "ceilings": ceilings})
     stamp = {k: info[k] for k in ("host", "device_name", "device_uuid")}
-    out: queue.Queue[Message] = queue.Queue()
+    out: queue.Queue[tuple[Message, threading.Event]] = queue.Queue()
     sink = _QueueSink(out, stamp)
     registry = job.registry or default_registry()
     done = object()
@@ -126,16 +135,17 @@ def run_shard(job: ShardJob) -> Iterator[Message]:
         try:
             run_plan(plan, job.level, registry, sink, copy_gbps(ceilings), job.skip)
         except BaseException as exc:  # the runners make rows of failures; this is a bug
-            out.put(("error", f"{type(exc).__name__}: {exc}"))
+            out.put((("error", f"{type(exc).__name__}: {exc}"), threading.Event()))
         finally:
-            out.put((done,))
+            out.put(((done,), threading.Event()))
 
     gc.freeze()  # what is imported lives on: keep the runner's collections short
     thread = threading.Thread(target=work, name=f"invbench-shard-{job.shard.label}", daemon=True)
     thread.start()
     while True:
-        message = out.get()
+        message, delivered = out.get()
         if message[0] is done:
             break
         yield message
+        delivered.set()
     thread.join()
