@@ -323,12 +323,33 @@ def _machine(meta: Mapping[str, Any]) -> tuple[Any, ...]:
     return (meta.get("host"), meta.get("cpu"), gpus)
 
 
-def combine_results(sets: Sequence[ResultSet]) -> ResultSet:
-    """Several runs of one machine as one set (e.g. a fwd run and a fwd+bwd run).
+def device_names(rows: pd.DataFrame) -> list[str]:
+    """The device models rows were measured on, in order of appearance ("" rows left out)."""
+    if "device_name" not in rows.columns:
+        return []
+    return list(dict.fromkeys(str(d) for d in rows["device_name"].dropna() if str(d)))
 
-    Rows are concatenated in order; a row key found in two runs, or runs from different
-    machines (host, CPU or GPU models), is a ResultsError. The meta is the first run's,
-    with ``combined_from`` listing every directory.
+
+def _tagged(rs: ResultSet) -> pd.DataFrame:
+    """rs's samples with the device_name of their row (rows of several devices combined)."""
+    if "device_name" in rs.samples.columns:
+        return rs.samples
+    names = rs.rows[[*KEY_COLUMNS, "device_name"]].drop_duplicates(list(KEY_COLUMNS))
+    return rs.samples.merge(names, on=list(KEY_COLUMNS), how="left")
+
+
+def _names_devices(rs: ResultSet) -> bool:
+    return "device_name" in rs.rows.columns and bool((rs.rows["device_name"] != "").all())
+
+
+def combine_results(sets: Sequence[ResultSet]) -> ResultSet:
+    """Several runs as one set: e.g. a fwd and a fwd+bwd run, or one run per GPU type.
+
+    Rows are concatenated in order. Runs of different machines (host, CPU or GPU models)
+    combine only when every row names its device (device_name): the device is then a
+    dimension of the set, and a row key is unique per device. A row key found twice on
+    one device is a ResultsError. The meta is the first run's, with ``combined_from``
+    listing every directory.
     """
     if not sets:
         raise ResultsError("no result directories to combine")
@@ -336,19 +357,23 @@ def combine_results(sets: Sequence[ResultSet]) -> ResultSet:
         return sets[0]
     first = sets[0]
     for other in sets[1:]:
-        if _machine(other.meta) != _machine(first.meta):
+        if _machine(other.meta) != _machine(first.meta) and not all(map(_names_devices, sets)):
             raise ResultsError(
-                f"{other.directory} was measured on another machine than {first.directory}; "
-                "combine runs of one machine (compare runs of two)"
+                f"{other.directory} was measured on another machine than {first.directory} "
+                "and their rows do not name their devices; combine runs of one machine "
+                "(compare runs of two)"
             )
     seen: dict[tuple[Any, ...], Path] = {}
     for rs in sets:
-        for key in rs.rows[list(KEY_COLUMNS)].itertuples(index=False, name=None):
+        columns = [*KEY_COLUMNS, "device_name"]
+        for key in rs.rows[columns].itertuples(index=False, name=None):
             if key in seen:
-                what = ", ".join(f"{k}={v}" for k, v in zip(KEY_COLUMNS, key, strict=True))
+                what = ", ".join(f"{k}={v}" for k, v in zip(columns, key, strict=True) if v != "")
                 raise ResultsError(f"the row {what} is in both {seen[key]} and {rs.directory}")
             seen[key] = rs.directory
     rows = pd.concat([rs.rows for rs in sets], ignore_index=True)
-    samples = pd.concat([rs.samples for rs in sets if not rs.samples.empty], ignore_index=True)
+    several = len(device_names(rows)) > 1
+    parts = [_tagged(rs) if several else rs.samples for rs in sets if not rs.samples.empty]
+    samples = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     meta = dict(first.meta, combined_from=[str(rs.directory) for rs in sets])
     return ResultSet(directory=first.directory, rows=rows, samples=samples, meta=meta)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from invbench.measure.ceiling_record import gpu_name
 from invbench.render.plots.data import health_warnings
-from invbench.storage.results import ResultSet
+from invbench.storage.results import ResultSet, device_names
 
 
 def _distinct(values: pd.Series) -> str:
@@ -29,8 +29,11 @@ def short_cpu(name: str) -> str:
 
 def device_text(meta: Mapping[str, Any], rows: pd.DataFrame) -> str:
     devices = set(rows["device"].astype(str)) if not rows.empty else set()
+    names = device_names(rows)
+    if len(names) > 1:
+        return " vs ".join(names)
     if any(d.startswith("cuda") for d in devices):
-        return gpu_name(meta) or "CUDA GPU (name not recorded)"
+        return gpu_name(meta) or (names[0] if names else "CUDA GPU (name not recorded)")
     cpu = meta.get("cpu")
     if cpu:
         threads = meta.get("torch_threads")

@@ -19,7 +19,7 @@ from invbench.core.formatting import human_bytes
 from invbench.core.spec import Dtype, Mode, Status
 from invbench.measure.memory import RESOLUTION_BYTES, below_resolution
 from invbench.render.plots.style import order_backends
-from invbench.storage.results import KEY_COLUMNS, ResultSet
+from invbench.storage.results import KEY_COLUMNS, ResultSet, device_names
 
 # Fields a suite can vary; padding and the output size follow from them.
 SHAPE_FIELDS = (
@@ -94,6 +94,10 @@ def labelled(rows: pd.DataFrame) -> pd.DataFrame:
             pairs = zip(varying, values, strict=True)
             suffix = " ".join(FIELD_SYMBOL[f] + "=" + v for f, v in pairs)
             labels[pos] = str(case) + " " + suffix
+    out["case_label"] = labels
+    devices = device_names(out)
+    if len(devices) > 1:  # rows of several devices never share a label (a bar, a table row)
+        labels = [f"{lab} @ {dev}" for lab, dev in zip(labels, out["device_name"], strict=True)]
     out["label"] = labels
     return out
 

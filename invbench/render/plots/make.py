@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 
 from invbench.core.choices import FigureKind, Format, Width
 from invbench.render.plots.data import PlotError, check_baseline, sweep_field
-from invbench.storage.results import ResultsError, ResultSet, load_results
+from invbench.storage.results import ResultsError, ResultSet, combine_results, load_results
 
 if TYPE_CHECKING:
     from invbench.render.plots.figures import FigureResult
@@ -137,22 +138,39 @@ def build_figures(
 
     results: list[FigureResult] = []
     prefix_needed = len(sets) > 1
-    for rs in sets:
-        prefix = f"{rs.directory.name}-" if prefix_needed else ""
-        for kind in kinds:
-            if kind is FigureKind.COMPARE:
-                continue
-            if kind is FigureKind.SWEEP and implicit and sweep_field(rs) is None:
-                continue
+    from invbench.render.plots.devices import by_device, speedup_by_device_figure
+
+    for whole in sets:
+        for device, rs in by_device(whole):
+            prefix = f"{rs.directory.name}-" if prefix_needed else ""
+            if len(by_device(whole)) > 1:
+                prefix += _slug(device) + "-"
+            for kind in kinds:
+                if kind is FigureKind.COMPARE:
+                    continue
+                if kind is FigureKind.SWEEP and implicit and sweep_field(rs) is None:
+                    continue
+                try:
+                    fig = _make_one(kind, rs, width, baseline, request.caption)
+                except PlotError as exc:
+                    if not implicit:
+                        raise
+                    notes.append(f"{kind.value} skipped: {exc}")  # e.g. no roofline for models
+                    continue
+                fig.stem = prefix + fig.stem
+                results.append(fig)
+    if FigureKind.SPEEDUP in kinds:
+        try:
+            several = combine_results(sets) if len(sets) > 1 else sets[0]
+        except ResultsError:
+            several = sets[0]  # runs that do not combine: no figure across them
+        if len(by_device(several)) > 1:
             try:
-                fig = _make_one(kind, rs, width, baseline, request.caption)
+                results.append(speedup_by_device_figure(several, width, baseline, request.caption))
             except PlotError as exc:
                 if not implicit:
                     raise
-                notes.append(f"{kind.value} skipped: {exc}")  # e.g. no roofline for models
-                continue
-            fig.stem = prefix + fig.stem
-            results.append(fig)
+                notes.append(f"speedup-by-device skipped: {exc}")
     if FigureKind.COMPARE in kinds:
         a = sets[0]
         for b in sets[1:]:
@@ -163,6 +181,10 @@ def build_figures(
     if not results:
         raise PlotError("no figure applies: " + "; ".join(notes))
     return results, notes
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "device"
 
 
 def _make_one(

@@ -50,8 +50,9 @@ def html_table(t: Table) -> str:
     note = f'<p class="note">{e(t.note)}</p>' if t.note else ""
     return (
         f"<table><caption>{e(t.title)}</caption><thead>"
-        f'<tr><th rowspan="2">case</th><th rowspan="2">dtype</th><th rowspan="2">mode</th>'
-        f"{head1}</tr><tr>{head2}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
+        + "<tr>"
+        + "".join(f'<th rowspan="2">{e(name)}</th>' for name in t.key_names)
+        + f"{head1}</tr><tr>{head2}</tr></thead><tbody>{''.join(body)}</tbody></table>{note}"
     )
 
 

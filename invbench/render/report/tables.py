@@ -22,13 +22,16 @@ from invbench.render.plots.data import (
     label_order,
     ok_rows,
 )
-from invbench.storage.results import ResultSet
+from invbench.storage.results import ResultSet, device_names
 
 DEFAULT_BASELINE = "unfold"
 
 
 Best = Literal["min", "max"]
-RowKey = tuple[str, str, str]  # (case label, dtype, mode)
+RowKey = tuple[str, ...]  # (case label, dtype, mode); (case, device, dtype, mode) for several
+KEY_NAMES = ("case", "dtype", "mode")
+DEVICE_KEY_NAMES = ("case", "device", "dtype", "mode")
+DEVICE_COLUMN = "report_device"  # set on the rows of a report of several devices
 Cell = float | str | None  # a number, the status of a row that did not run, or nothing
 
 
@@ -49,6 +52,7 @@ class Table:
     rows: list[RowKey]
     cells: dict[tuple[RowKey, str, str], Cell] = field(default_factory=dict)
     note: str = ""
+    key_names: tuple[str, ...] = KEY_NAMES  # the columns naming a row
 
     def cell(self, row: RowKey, backend: str, metric: str) -> Cell:
         return self.cells.get((row, backend, metric))
@@ -120,13 +124,19 @@ def _status_text(status: str) -> str:
 
 
 def _row_keys(rows: pd.DataFrame) -> list[RowKey]:
-    labels = label_order(rows)
     pairs = list(dict.fromkeys(zip(rows["dtype"], rows["mode"], strict=True)))
-    present = set(zip(rows["label"], rows["dtype"], rows["mode"], strict=True))
-    return [(lab, d, m) for d, m in pairs for lab in labels if (lab, d, m) in present]
+    keys = {(str(r["label"]), str(r["dtype"]), str(r["mode"])): _key(r) for _, r in rows.iterrows()}
+    labels = label_order(rows)
+    if DEVICE_COLUMN in rows.columns:  # several devices: each case's rows, device by device
+        cases = list(dict.fromkeys(rows["case_label"].astype(str)))
+        first = {str(r["label"]): cases.index(str(r["case_label"])) for _, r in rows.iterrows()}
+        labels = sorted(labels, key=lambda lab: first[lab])  # stable: devices keep their order
+    return [keys[(lab, d, m)] for d, m in pairs for lab in labels if (lab, d, m) in keys]
 
 
 def _key(r: Any) -> RowKey:
+    if DEVICE_COLUMN in r.index:
+        return (str(r["case_label"]), str(r[DEVICE_COLUMN]), str(r["dtype"]), str(r["mode"]))
     return (str(r["label"]), str(r["dtype"]), str(r["mode"]))
 
 
@@ -181,7 +191,8 @@ def throughput_table(rs: ResultSet, every: pd.DataFrame, ok: pd.DataFrame) -> Ta
     """GB/s of the fewest bytes the op must move, % of the measured memory floor, and % of
     the roof (bytes over the copy bandwidth or FLOPs over the matmul peak, the larger)."""
     device = str(ok["device"].iloc[0])
-    ceilings = measured_ceilings(rs.meta, device)
+    # one meta's ceilings cannot be every device's: several devices use roofline_frac
+    ceilings = None if DEVICE_COLUMN in ok.columns else measured_ceilings(rs.meta, device)
     bandwidth = ceilings.bandwidth.value if ceilings and ceilings.bandwidth else None
     has_frac = "roofline_frac" in ok.columns and ok["roofline_frac"].notna().any()
     metrics = [Metric("gbps", "throughput", "GB/s", "max")]
@@ -254,6 +265,10 @@ def build_report(rs: ResultSet, baseline: str | None = None) -> Report:
     baseline = baseline or DEFAULT_BASELINE
     ok = ok_rows(rs)
     every = all_rows(rs)
+    several = len(device_names(every)) > 1
+    if several:
+        ok[DEVICE_COLUMN] = ok["device_name"]
+        every[DEVICE_COLUMN] = every["device_name"]
     tables = [latency_table(rs, every, ok)]
     if (ok["backend"] == baseline).any():
         tables.append(speedup_table(rs, every, ok, baseline))
@@ -266,6 +281,9 @@ def build_report(rs: ResultSet, baseline: str | None = None) -> Report:
     tables.append(throughput_table(rs, every, ok))
     if ok["peak_mem_bytes"].notna().any():
         tables.append(memory_table(rs, every, ok))
+    if several:
+        for t in tables:
+            t.key_names = DEVICE_KEY_NAMES
     run = rs.meta.get("run") or {}
     title = f"invbench report: {run.get('suite') or rs.directory.name}"
     return Report(

@@ -23,12 +23,13 @@ from invbench.render.report.tables import (
 
 
 def markdown_table(t: Table) -> str:
-    header = ["case", "dtype", "mode"]
+    header = list(t.key_names)
+    n = len(header)
     for b in t.backends:
         header.extend(f"{b} {m.header} ({m.unit})" for m in t.metrics)
     lines = [
         "| " + " | ".join(md_escape(h) for h in header) + " |",
-        "|" + "|".join([":---"] * 3 + ["---:"] * (len(header) - 3)) + "|",
+        "|" + "|".join([":---"] * n + ["---:"] * (len(header) - n)) + "|",
     ]
     for row in t.rows:
         cells = [md_escape(x) for x in row]
@@ -92,7 +93,7 @@ def _table_format(values: Sequence[float]) -> str:
 
 
 def latex_table(t: Table) -> str:
-    spec = ["l", "l", "l"]
+    spec = ["l"] * len(t.key_names)
     for b in t.backends:
         for m in t.metrics:
             nums = [
@@ -102,10 +103,10 @@ def latex_table(t: Table) -> str:
             ]
             spec.append(f"S[table-format={_table_format(nums)}]")
     width = len(t.metrics)
-    head1 = ["", "", ""]
-    head2 = ["{case}", "{dtype}", "{mode}"]
+    head1 = [""] * len(t.key_names)
+    head2 = [f"{{{name}}}" for name in t.key_names]
     rules = []
-    col = 4
+    col = len(t.key_names) + 1
     for b in t.backends:
         if width == 1:
             head1.append(f"{{{tex_escape(b)}}}")
@@ -171,9 +172,10 @@ def to_frame(report: Report) -> pd.DataFrame:
     keys: list[RowKey] = []
     for t in report.tables:
         keys.extend(k for k in t.rows if k not in keys)
+    names = report.tables[0].key_names if report.tables else ("case", "dtype", "mode")
     records = []
     for k in keys:
-        rec: dict[str, Any] = {"case": k[0], "dtype": k[1], "mode": k[2]}
+        rec: dict[str, Any] = dict(zip(names, k, strict=True))
         status: dict[str, str] = {}
         for t in report.tables:
             for b in t.backends:
