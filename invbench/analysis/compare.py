@@ -38,7 +38,6 @@ from invbench.core.spec import Status
 from invbench.storage.results import (
     KEY_COLUMNS,
     META_FILE,
-    READABLE_SCHEMAS,
     RESULT_SCHEMA_VERSION,
     ResultsError,
     ResultSet,
@@ -443,11 +442,6 @@ def environment_warnings(base: Mapping[str, Any], head: Mapping[str, Any]) -> li
     return out
 
 
-def _same_schema(a: Any, b: Any) -> bool:
-    """Equal schemas, or two this invbench reads (older ones are migrated on loading)."""
-    return a == b or (a in READABLE_SCHEMAS and b in READABLE_SCHEMAS)
-
-
 def device_names(results: ResultSet) -> list[str]:
     """The device models a result set's rows were measured on ("" for older results)."""
     if "device_name" not in results.rows.columns:
@@ -473,7 +467,7 @@ def compare_results(
             f"{base.directory} was measured on {', '.join(bdev)} but {head.directory} on "
             f"{', '.join(hdev)}: refusing to compare devices (--across-devices to do it)"
         )
-    if not _same_schema(base_side.schema_version, head_side.schema_version):
+    if base_side.schema_version != head_side.schema_version:
         raise CompareError(
             f"result schema {base_side.schema_version} (base) vs {head_side.schema_version} "
             "(head): re-run both sides with the same invbench version"
@@ -517,7 +511,7 @@ def load_pair(base_dir: Path, head_dir: Path) -> tuple[ResultSet, ResultSet]:
         if not directory.is_dir():
             raise CompareError(f"{directory} is not a directory")
     bv, hv = _schema_of(base_dir), _schema_of(head_dir)
-    if not _same_schema(bv, hv):
+    if bv != hv:
         raise CompareError(
             f"{base_dir} has result schema {bv} but {head_dir} has schema {hv}: "
             "refusing to compare; re-run both with the same invbench version"

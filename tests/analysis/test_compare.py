@@ -25,7 +25,6 @@ from invbench.cli.app import main
 from invbench.core.spec import Mode
 from invbench.render.compare_render import markdown, to_json
 from invbench.running.bench import RunRequest, execute, plan_run
-from invbench.storage.results import RESULT_SCHEMA_VERSION
 from tests.compare_helpers import SPIN_ENV, row, set_meta, spin_registry, write_dir
 
 RNG = np.random.default_rng(12345)
@@ -169,20 +168,12 @@ def test_schema_mismatch_exits_2_with_one_line(
 ) -> None:
     base = write_dir(tmp_path / "base", [(row("a"), list(noisy(20)))])
     head = write_dir(tmp_path / "head", [(row("a"), list(noisy(20)))])
-    set_meta(head, schema_version=99)
+    set_meta(head, schema_version=2)
     with pytest.raises(CompareError, match="schema"):
         compare_dirs(base, head)
     assert main(["compare", str(base), str(head)]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "schema 1" in err and "schema 99" in err
-
-
-def test_an_older_schema_is_migrated_and_compared(tmp_path: Path) -> None:
-    base = write_dir(tmp_path / "base", [(row("a"), list(noisy(20)))])  # schema 1
-    head = write_dir(tmp_path / "head", [(row("a"), list(noisy(20)))])
-    set_meta(head, schema_version=RESULT_SCHEMA_VERSION)
-    comparison = compare_dirs(base, head)
-    assert [r.key["backend"] for r in comparison.rows] == ["a"]
+    assert len(err.splitlines()) == 1 and "schema 1" in err and "schema 2" in err
 
 
 def test_runs_on_different_devices_are_compared_only_when_asked(
