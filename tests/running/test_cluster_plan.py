@@ -46,7 +46,7 @@ def test_owed_rows_are_the_rows_a_single_process_run_writes(
 ) -> None:
     suite, plan = plan_run(_request(tmp_path), registry)
     rows = execute(suite, plan, registry, tmp_path)
-    owed = [b for s in plan_shards(plan) for b in owed_rows(plan, suite.level, registry, s)]
+    owed = [b for s in plan_shards(plan) for b in owed_rows(plan, registry, s)]
     assert sorted(key_of(b) for b in owed) == sorted(r.key() for r in rows)
     assert len(owed) == 2 * len(BACKENDS) * len(plan.modes)
     by_key = {r.key(): r for r in rows}
@@ -63,7 +63,7 @@ def test_owed_rows_are_the_rows_a_single_process_run_writes(
 def test_missing_rows_fill_only_what_was_not_written(registry: Registry, tmp_path: Path) -> None:
     suite, plan = plan_run(_request(tmp_path), registry)
     shard = plan_shards(plan)[0]
-    owed = owed_rows(plan, suite.level, registry, shard)
+    owed = owed_rows(plan, registry, shard)
     rows = execute(suite, shard_plan(plan, shard), registry, tmp_path)
     assert missing_rows(owed, rows, "crashed", "gone") == []
     filled = missing_rows(owed, rows[:2], Status.CRASHED.value, "worker died")

@@ -38,7 +38,7 @@ from invbench.running.cluster.shards import (
     shard_plan,
 )
 from invbench.running.cluster.task import ShardJob, run_shard
-from invbench.running.runner import RunPlan
+from invbench.running.plan import RunPlan
 from invbench.storage.results import (
     META_FILE,
     ResultRow,
@@ -241,7 +241,7 @@ def _submit(
     for lane in lanes:
         have = {row.key() for row in lane.writer.rows}
         for shard in lane.shards:
-            owed = owed_rows(lane.plan, lane.level, lane.registry, shard)
+            owed = owed_rows(lane.plan, lane.registry, shard)
             if all(key_of(b) in have for b in owed):
                 continue
             opts: dict[str, Any] = {

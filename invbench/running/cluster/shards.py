@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from invbench.backends.registry import Registry
-from invbench.core.spec import Case, Dtype, Level, Mode
-from invbench.running.runner import RunPlan
+from invbench.core.spec import DeviceKind
+from invbench.running.levels import strategy_for
+from invbench.running.plan import RunPlan
 from invbench.storage.results import KEY_COLUMNS, ResultRow
 
 
@@ -47,66 +48,18 @@ def shard_plan(plan: RunPlan, shard: Shard) -> RunPlan:
     return replace(plan, cases=cases)
 
 
-def _base(
-    plan: RunPlan, level: Level, registry: Registry, case: Case, name: str, dtype: Dtype, mode: Mode
-) -> dict[str, Any] | None:
-    """The identifying fields of one row, as the runners fill them; None: no row at all."""
-    backend = registry.get(name)
-    g = case.geometry
-    common: dict[str, Any] = dict(
-        suite=case.suite,
-        case=case.name,
-        backend=name,
-        kind=backend.kind.value,
-        device=plan.device.type,
-        dtype=dtype.value,
-        mode=mode.value,
-    )
-    if level is Level.OP:
-        cost = backend.cost(g, dtype, mode)
-        return dict(common, **g.row_fields(), flops=cost.flops, bytes=cost.bytes)
-    from invbench.running.layer_level import ConvLayer, LayerFuser, layer_cost
-    from invbench.running.model_level import model_for
-
-    if level is Level.MODEL:
-        model = model_for(backend, case.depth)
-        if model is None:
-            return None  # the model level makes no row for a backend without a network
-        return dict(
-            common,
-            batch=g.batch,
-            channels=g.channels,
-            height=g.height,
-            width=g.width,
-            kernel_size=0,
-            stride=0,
-            dilation=0,
-            groups=0,
-            padding=0,
-            out_height=0,
-            out_width=0,
-            model=model,
-            level=level.value,
-        )
-    if isinstance(backend, ConvLayer):
-        cost = backend.cost(g, dtype, mode)
-    else:
-        cost = layer_cost(g, dtype, mode, fused=isinstance(backend, LayerFuser))
-    return dict(common, **g.row_fields(), flops=cost.flops, bytes=cost.bytes, level=level.value)
-
-
-def owed_rows(
-    plan: RunPlan, level: Level, registry: Registry, shard: Shard
-) -> list[dict[str, Any]]:
+def owed_rows(plan: RunPlan, registry: Registry, shard: Shard) -> list[dict[str, Any]]:
     """The identifying fields of every row the shard's worker will write, in plan order."""
     case = next(c for c in plan.cases if c.name == shard.case)
+    strategy = strategy_for(plan.level)
+    device = DeviceKind(plan.device.type)
     out = []
     for dtype in plan.dtypes:
         for mode in plan.modes:
             for name in plan.backends:
-                base = _base(plan, level, registry, case, name, dtype, mode)
-                if base is not None:
-                    out.append(base)
+                backend = registry.get(name)
+                if strategy.runs(backend, case):
+                    out.append(strategy.base(case, backend, dtype, mode, device))
     return out
 
 

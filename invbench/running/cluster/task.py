@@ -17,13 +17,14 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from invbench.backends.registry import Registry
 from invbench.core.spec import Level
 from invbench.running.cluster.shards import Shard
-from invbench.running.runner import RowSink, RunPlan
+from invbench.running.engine import RowSink
+from invbench.running.plan import RunPlan
 from invbench.storage.results import ResultRow, stamped
 
 Message = tuple[Any, ...]  # ("start", info) | ("row", record, samples) | ("error", reason)
@@ -74,14 +75,9 @@ def run_plan(
     skip: Iterable[tuple[Any, ...]] = (),
 ) -> None:
     """Run every row of plan into sink (the one place a worker calls the runners)."""
-    if level is Level.OP:
-        from invbench.running.runner import Runner
+    from invbench.running.engine import run_plan as run_engine
 
-        Runner(plan, registry, sink, copy_gbps=copy_gbps, skip=skip).run()
-    else:
-        from invbench.running.level_runner import LevelRunner
-
-        LevelRunner(plan, level, registry, sink, copy_gbps=copy_gbps, skip=skip).run()  # type: ignore[arg-type]
+    run_engine(replace(plan, level=level), registry, sink, copy_gbps=copy_gbps, skip=skip)
 
 
 def _ceilings(plan: RunPlan) -> dict[str, Any]:
