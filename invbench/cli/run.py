@@ -61,6 +61,19 @@ def run(
     timeout: Annotated[
         float, typer.Option(help="With --isolate: seconds a worker may take.")
     ] = 600.0,
+    tf32: Annotated[
+        bool,
+        typer.Option(
+            "--tf32", help="Allow TF32 in float32 matmuls and convolutions (default: off)."
+        ),
+    ] = False,
+    min_clock: Annotated[
+        float | None,
+        typer.Option(
+            help="GPU: drop sample batches run under this fraction of the max SM clock "
+            "(e.g. 0.75); a row never loses all of them."
+        ),
+    ] = None,
     resume_dir: Annotated[
         Path | None,
         typer.Option(
@@ -113,6 +126,8 @@ def run(
         max_time_s=max_time,
         isolate=isolate,
         timeout_s=timeout,
+        tf32=tf32,
+        min_clock=min_clock,
     )
     if gpu_type and cluster is None:
         raise fail("--gpu-type needs --cluster")

@@ -21,6 +21,12 @@ class ClockFloor:
     dropped: list[float] = field(default_factory=list)
     dropped_batches: int = 0
     lowest_mhz: float | None = None  # lowest clock of a dropped batch
+    restored: bool = False  # every batch was under the floor: all were kept after all
+
+    @property
+    def dropped_samples(self) -> int:
+        """Samples the row lost to the floor (0 when they all came back)."""
+        return 0 if self.restored else len(self.dropped)
 
     def __post_init__(self) -> None:
         if self.min_fraction is not None and not 0 < self.min_fraction <= 1:
@@ -51,6 +57,7 @@ class ClockFloor:
             return kept, []
         threshold = self.threshold_mhz or 0.0
         if not kept:
+            self.restored = True
             return list(self.dropped), [
                 f"low clock: every batch ran under {threshold:.0f} MHz (lowest "
                 f"{self.lowest_mhz:.0f} MHz); all {len(self.dropped)} samples kept"

@@ -23,6 +23,7 @@ class Timer(Protocol):
     resolution_ms: float  # the clock's resolution: no sample is known better than this
     last_hidden: bool  # whether the last hide_launch batch was enqueued before the GPU got to it
     last_host_ms: list[float]  # host time of each call in the last batch (enqueue cost on a GPU)
+    busy: Callable[[Callable[[], bool]], AbstractContextManager[object]] | None
 
     def sample(
         self,
@@ -44,6 +45,7 @@ class CpuTimer:
     cache_mode = CacheMode.HOT
     method = "perf_counter"
     last_hidden = False
+    busy: Callable[[Callable[[], bool]], AbstractContextManager[object]] | None = None  # unused
 
     def __init__(self, clock: Callable[[], int] = time.perf_counter_ns) -> None:
         self.clock = clock

@@ -8,6 +8,7 @@ launches and samples; the row reports TOTAL's, and summarises the others as
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from invbench.backends.base import Backend
 from invbench.core.choices import CacheMode
 from invbench.core.spec import Status
 from invbench.core.stats import StopReason, summarize
+from invbench.measure.clock_floor import ClockFloor
+from invbench.measure.timing import LaunchGate
 from invbench.running.levels.base import TOTAL, Check
 
 
@@ -29,9 +32,11 @@ class Part:
     calls: int = 1  # calls per timed fn() (graph replay)
     cache_mode: CacheMode = CacheMode.HOT
     hide_launch: bool = False
-    exposed_batches: int = 0  # hide_launch batches whose enqueue outlasted the sleep
+    gate: LaunchGate = field(default_factory=LaunchGate)  # this part's own hidden-launch sleep
+    floor: ClockFloor = field(default_factory=ClockFloor)  # --min-clock
     batches: int = 0
     samples: list[float] = field(default_factory=list)  # per call, ms
+    host_ms: list[float] = field(default_factory=list)  # host time per call (GPU)
 
     def label(self, backend: str) -> str:
         """The part's NVTX name: the backend's, or backend/part."""
@@ -64,27 +69,40 @@ class Arm:
         return self.parts[TOTAL]
 
     def all_notes(self) -> list[str]:
-        """The arm's notes, and for every part whose launches were not always hidden, how often."""
+        """The arm's notes, and for every part whose launches were not always hidden, why."""
         notes = list(self.notes)
         for part in self.parts.values():
-            if part.hide_launch and part.exposed_batches:
+            gate = part.gate
+            if part.hide_launch and gate.unhidable is not None:
+                notes.append(f"{part.prefix}launches not hidden: {gate.unhidable}")
+            elif part.hide_launch and gate.dropped:
                 notes.append(
-                    f"{part.prefix}launch latency not hidden in {part.exposed_batches} of "
-                    f"{part.batches} batches"
+                    f"{part.prefix}launch latency not hidden in {gate.dropped} of "
+                    f"{part.batches} batches (their samples dropped)"
                 )
         return notes
 
+    def apply_clock_floor(self) -> None:
+        """Every part's samples as the clock floor leaves them (never none), with its notes."""
+        for part in self.parts.values():
+            part.samples, notes = part.floor.final(part.samples)
+            self.notes.extend(f"{part.prefix}{note}" for note in notes)
+
     def measure_fields(self) -> dict[str, Any]:
         """How the row was measured: compile time, memory, check, cache mode, launches."""
-        total = self.total
+        total, gate = self.total, self.total.gate
+        hidden = total.hide_launch and gate.hidden > 0 and gate.unhidable is None
         return dict(
             compile_ms=self.compile_ms,
             peak_mem_bytes=self.peak_bytes,
             mem_method=self.mem_method,
             max_rel_err=self.check.max_rel_err,
             cache_mode=total.cache_mode.value,
-            launch_hidden=total.hide_launch and total.batches > 0 and total.exposed_batches == 0,
+            launch_hidden=hidden and gate.dropped == 0,
             calls_per_sample=total.calls,
+            host_ms=statistics.median(total.host_ms) if total.host_ms else None,
+            launch_reruns=gate.reruns if total.hide_launch else None,
+            clock_dropped=total.floor.dropped_samples,
         )
 
     def split_fields(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from invbench.core.suites import Suite, find_suite
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.environment import device_identity, environment, git_state
 from invbench.measure.memory import return_freed_memory_to_os
+from invbench.measure.precision import PrecisionPolicy, precision_policy
 from invbench.measure.telemetry import gpu_processes
 from invbench.running.engine import Engine, default_sampler
 from invbench.running.plan import RunPlan
@@ -53,6 +54,8 @@ class RunRequest:
     max_time_s: float | None = None  # None: the suite's
     isolate: bool = False
     timeout_s: float = 600.0
+    tf32: bool = False  # allow TF32 for float32 (default: true float32 everywhere)
+    min_clock: float | None = None  # drop batches under this share of the max SM clock
 
     def to_json(self) -> dict[str, Any]:
         """What meta.json keeps so that --resume can plan the same run again."""
@@ -113,6 +116,8 @@ def plan_run(
         raise UsageError(f"--target-ci must be in (0, 1), got {request.target_rel_ci}")
     if request.max_time_s is not None and request.max_time_s <= 0:
         raise UsageError(f"--max-time must be > 0, got {request.max_time_s}")
+    if request.min_clock is not None and not 0 < request.min_clock <= 1:
+        raise UsageError(f"--min-clock must be in (0, 1], got {request.min_clock}")
     if request.timeout_s <= 0:
         raise UsageError(f"--timeout must be > 0, got {request.timeout_s}")
     if request.cases:
@@ -160,6 +165,8 @@ def plan_run(
         isolate=request.isolate,
         timeout_s=request.timeout_s,
         level=suite.level,
+        tf32=request.tf32,
+        min_clock=request.min_clock,
     )
     return suite, plan
 
@@ -180,6 +187,8 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
         "dtypes": [d.value for d in plan.dtypes],
         "modes": [m.value for m in plan.modes],
         "cache_mode": plan.cache_mode.value,
+        "precision": PrecisionPolicy(tf32=plan.tf32).to_json(),
+        "min_clock": plan.min_clock,
         "isolate": plan.isolate,
         "timeout_s": plan.timeout_s,
         "request": request.to_json() if request is not None else None,
@@ -226,7 +235,8 @@ def execute(
     write_json(out_dir / META_FILE, meta)
     if on_status:
         on_status("measuring copy bandwidth and matmul throughput")
-    meta["ceilings"] = measure_ceilings(plan.device)
+    with precision_policy(PrecisionPolicy(tf32=plan.tf32)):
+        meta["ceilings"] = measure_ceilings(plan.device)
     write_json(out_dir / META_FILE, meta)
     return _finish(plan, registry, writer, meta, on_row, on_status)
 
@@ -307,6 +317,7 @@ def resume(
     meta["run"].setdefault("resumed", []).append(datetime.now(UTC).isoformat(timespec="seconds"))
     meta["run"]["status"] = "running"
     if "ceilings" not in meta:  # killed before they were measured
-        meta["ceilings"] = measure_ceilings(plan.device)
+        with precision_policy(PrecisionPolicy(tf32=plan.tf32)):
+            meta["ceilings"] = measure_ceilings(plan.device)
     write_json(directory / META_FILE, meta)
     return suite, plan, _finish(plan, registry, writer, meta, on_row, on_status)

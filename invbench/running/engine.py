@@ -6,8 +6,10 @@ every backend: builds its closures (the build and the first call, made with outp
 poisoned, are timed apart as ``compile_ms``), checks them, measures the peak memory
 of one call, and readies every part it times (the whole row, and at the layer level
 generation and aggregation too): a probe estimates one call, graph mode captures
-calls in a CUDA graph, GPU calls under 20 us are enqueued behind a sleep (hidden
-launches), and a warm-up sized from the estimate follows. The backends that pass
+calls in a CUDA graph, and a warm-up sized from the estimate follows. On a GPU every
+batch of a part, the probe included, is enqueued behind a sleep sized by that part's
+own LaunchGate (hidden launches: the events time the GPU, not the host's launches),
+and the host time of every call is kept apart (host_ms). The backends that pass
 are then timed in interleaved rounds (A B C, C B A, ...), each until its stopping
 rule says so; an arm with several parts alternates them in chunks within its round.
 
@@ -15,10 +17,14 @@ Failures become rows with a status and a reason (invbench.running.errors); they
 never stop the run. With ``plan.isolate`` each backend x group runs this same code in
 a worker process (invbench.running.isolate), so a crash or a hang becomes a row too.
 
-While a group runs, an NVML sampler files clocks, power and throttle reasons under
-the backend being prepared or timed; each ok row gets their summary and its health
-warnings. NVTX ranges name the group, and each backend's prepare, warm-up and
-sample batches.
+Each group runs under the plan's precision policy (TF32 off for float32 unless
+``plan.tf32``; cuDNN autotuning on), and every row records it. While a group runs, an
+NVML sampler files clocks, power and throttle reasons under the backend being prepared
+or timed, counting for the clocks only readings taken while the GPU ran a timed batch;
+with ``plan.min_clock`` batches read under that share of the maximum SM clock are
+dropped (never all of a row's). Each ok row gets their summary and its health
+warnings. NVTX ranges name the group, and each backend's prepare, warm-up and sample
+batches.
 
 The entry point is plain: ``Engine(plan, registry, sink).run()``; ``run_group`` runs
 one group for a chosen list of backends (what an isolated worker does).
@@ -40,10 +46,19 @@ from invbench.core.choices import CacheMode
 from invbench.core.spec import Case, DeviceKind, Dtype, Mode, Status
 from invbench.core.stats import summarize, warmup_calls
 from invbench.measure import nvtx
+from invbench.measure.clock_floor import ClockFloor
 from invbench.measure.health import row_warnings
 from invbench.measure.memory import measure_peak
+from invbench.measure.precision import PrecisionPolicy, precision_fields, precision_policy
 from invbench.measure.telemetry import NvmlSampler, nvml_index
-from invbench.measure.timing import Timer, capture_graph, graph_calls, make_timer
+from invbench.measure.timing import (
+    Timer,
+    capture_graph,
+    ci_floor_ms,
+    graph_calls,
+    make_timer,
+    probe_ms,
+)
 from invbench.running.arms import Arm, Part
 from invbench.running.errors import classify, one_line
 from invbench.running.levels import LevelStrategy, strategy_for
@@ -54,7 +69,6 @@ from invbench.storage.results import KEY_COLUMNS, ResultRow
 ROUND_MS = 10.0  # time each backend gets per interleaved round
 ROUND_MAX_SAMPLES = 100
 PROBE_CALLS = 3
-HIDE_LAUNCH_BELOW_MS = 0.02  # GPU calls shorter than this are enqueued behind a sleep
 WARMUP_BATCH = 200  # warm-up calls per batch when launches are hidden
 PART_CHUNKS = 4  # an arm with several parts alternates them in this many chunks per round
 
@@ -111,6 +125,8 @@ class Engine:
         self.device_kind = DeviceKind(plan.device.type)
         self.timer: Timer = timer or make_timer(plan.device, plan.cache_mode)
         self.sampler = sampler or default_sampler(plan.device)
+        if self.sampler.available:  # clocks and power over the GPU's busy time only
+            self.timer.busy = self.sampler.busy
         self.copy_gbps = copy_gbps  # the run's measured copy bandwidth: rows get roofline_frac
         self.skip = set(skip)  # row keys already measured (resume)
         self.wall_clock = wall_clock
@@ -133,7 +149,12 @@ class Engine:
 
     def fail(self, base: dict[str, Any], status: Status, reason: str) -> None:
         tele = self.sampler.take(base["backend"])
-        self.emit(ResultRow(**base, status=status.value, reason=reason, telemetry=tele.source))
+        precision = precision_fields(base["dtype"], self.plan.device.type)
+        self.emit(
+            ResultRow(
+                **base, status=status.value, reason=reason, telemetry=tele.source, **precision
+            )
+        )
 
     # -- the loop -------------------------------------------------------------
     def pending(self, case: Case, dtype: Dtype, mode: Mode) -> list[Backend]:
@@ -167,7 +188,8 @@ class Engine:
         if not backends:
             return
         try:
-            self._run_group(case, dtype, mode, backends)
+            with precision_policy(PrecisionPolicy(tf32=self.plan.tf32)):
+                self._run_group(case, dtype, mode, backends)
         finally:
             self._release()
 
@@ -248,9 +270,10 @@ class Engine:
 
     def _ready(self, arm: Arm, part: Part) -> Part:
         """Probe, capture (graph mode), decide on hidden launches and warm up one part."""
-        probe = self.timer.sample(part.fn, PROBE_CALLS)
-        part.estimate_ms = sorted(probe)[len(probe) // 2]
         gpu = self.plan.device.type == "cuda"
+        part.floor = ClockFloor(self.plan.min_clock, self.sampler.max_sm_clock_mhz)
+        # GPU time from a hidden probe: an unhidden one of a short kernel times its launch
+        part.estimate_ms = probe_ms(self.timer, part.fn, PROBE_CALLS, part.gate if gpu else None)
         part.cache_mode = self.timer.cache_mode if gpu else CacheMode.HOT
         if self.timer.cache_mode is CacheMode.GRAPH and self.capture is not None:
             calls = graph_calls(part.estimate_ms)
@@ -264,12 +287,12 @@ class Engine:
                     f"{part.prefix}graph capture failed, measured hot: {one_line(exc)}"
                 )
                 self.timer.synchronize()
-        part.hide_launch = gpu and part.estimate_ms * part.calls < HIDE_LAUNCH_BELOW_MS
+        part.hide_launch = gpu  # every GPU batch, behind this part's own gate
         remaining = math.ceil(warmup_calls(part.estimate_ms, self.plan.warmup_ms) / part.calls)
         with nvtx.range(f"{part.label(arm.backend.name)}/warmup"):
             while remaining > 0:
                 n = min(remaining, WARMUP_BATCH) if part.hide_launch else remaining
-                self.timer.sample(part.fn, n, hide_launch=part.hide_launch)
+                self.timer.sample(part.fn, n, hide_launch=part.hide_launch, gate=part.gate)
                 remaining -= n
         return part
 
@@ -285,7 +308,7 @@ class Engine:
                 per_sample = max(total.estimate_ms * total.calls, 1e-3)
                 n = max(1, min(ROUND_MAX_SAMPLES, math.ceil(ROUND_MS / per_sample)))
                 if policy.samples is not None:
-                    n = min(n, policy.samples - len(total.samples))
+                    n = min(n, policy.samples - len(total.samples or total.floor.dropped))
                 name = arm.backend.name
                 t0 = self.wall_clock()
                 try:
@@ -295,7 +318,10 @@ class Engine:
                     arm.error = (classify(exc), f"while timing: {one_line(exc)}")
                     continue
                 arm.elapsed_s += self.wall_clock() - t0
-                arm.stop = policy.decide(total.samples, arm.elapsed_s)
+                floor_ms = ci_floor_ms(self.timer.resolution_ms, total.calls)
+                # while the clock floor has kept nothing, the row would get what it dropped
+                samples = total.samples or total.floor.dropped
+                arm.stop = policy.decide(samples, arm.elapsed_s, floor_ms)
             active = [a for a in active if a.stop is None and a.error is None]
             rnd += 1
 
@@ -314,19 +340,27 @@ class Engine:
             done += m
 
     def _take(self, part: Part, n: int) -> None:
-        batch = self.timer.sample(part.fn, n, hide_launch=part.hide_launch)
+        batch = self.timer.sample(part.fn, n, hide_launch=part.hide_launch, gate=part.gate)
         part.batches += 1
-        if part.hide_launch and not self.timer.last_hidden:
-            part.exposed_batches += 1
-        part.samples.extend(ms / part.calls for ms in batch)
+        if not batch:  # exposed in every try: thrown away (part.gate counts it)
+            return
+        if self.plan.device.type == "cuda":
+            part.host_ms.extend(ms / part.calls for ms in self.timer.last_host_ms)
+        per_call = [ms / part.calls for ms in batch]
+        part.samples.extend(part.floor.admit(per_call, self.sampler.last_batch_sm_mhz))
 
     # -- the row --------------------------------------------------------------
     def _row(self, arm: Arm) -> ResultRow:
         tele = self.sampler.take(arm.backend.name)
+        arm.apply_clock_floor()
         base, notes = arm.base, arm.all_notes()
         variant = arm.backend.variant(self.device_kind, Dtype(base["dtype"]))
         common = dict(
-            arm.measure_fields(), timer=self.timer.method, variant=variant, **tele.row_fields()
+            arm.measure_fields(),
+            timer=self.timer.method,
+            variant=variant,
+            **tele.row_fields(),
+            **precision_fields(base["dtype"], self.plan.device.type),
         )
         if arm.error is not None:
             status, reason = arm.error
@@ -345,6 +379,8 @@ class Engine:
             self._other_processes,
             notes,
             target_rel_ci=policy.target_rel_ci if policy.samples is None else None,
+            floor_ms=ci_floor_ms(self.timer.resolution_ms, arm.total.calls),
+            host_ms=common["host_ms"],
         )
         return ResultRow(
             **base,

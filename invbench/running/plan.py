@@ -32,6 +32,8 @@ class RunPlan:
     isolate: bool = False  # each backend x group in a worker process (invbench.running.isolate)
     timeout_s: float = 600.0  # per worker, with isolate
     level: Level = Level.OP  # what a row times (invbench.running.levels)
+    tf32: bool = False  # allow TF32 in float32 matmuls and convolutions (off: true float32)
+    min_clock: float | None = None  # drop batches under this share of the max SM clock
 
     @property
     def n_rows(self) -> int:

@@ -53,7 +53,13 @@ class FakeTimer:
         self.overhead_ms = overhead_ms  # wall time per sample that is not in the sample
         self.batches: list[tuple[str, int]] = []
 
-    def sample(self, fn: Callable[[], object], n: int, hide_launch: bool = False) -> list[float]:
+    resolution_ms = 0.0
+    busy = None
+    last_host_ms: list[float] = []  # noqa: RUF012
+
+    def sample(
+        self, fn: Callable[[], object], n: int, hide_launch: bool = False, gate: object = None
+    ) -> list[float]:
         assert isinstance(fn, StreamClosure)
         out = [fn.draw() for _ in range(n)]
         self.batches.append((fn.name, n))

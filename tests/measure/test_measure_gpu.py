@@ -115,12 +115,18 @@ def test_sleep_of_known_cycles_is_measured_within_1_percent() -> None:
     assert abs(row.median_ms - expected_ms) / expected_ms < 0.01, (row.median_ms, expected_ms)
 
 
-def test_short_kernels_are_enqueued_behind_a_blocking_kernel() -> None:
+def test_every_gpu_row_is_timed_behind_a_blocking_kernel_with_its_host_time() -> None:
     rows = run([SleepBackend("short", 5_000), SleepBackend("long", 2_000_000)], CacheMode.COLD)
-    assert rows["short"].launch_hidden is True, rows["short"].warnings
-    assert rows["long"].launch_hidden is False
+    for row in rows.values():
+        assert row.status == "ok", row.reason
+        assert row.launch_hidden is True, row.warnings
+        assert row.host_ms is not None and row.host_ms > 0
+        assert row.launch_reruns is not None
+        assert row.tf32 is False and row.cudnn_benchmark is True
     assert rows["short"].median_ms is not None and rows["long"].median_ms is not None
     assert rows["short"].median_ms < rows["long"].median_ms
+    # a 1 ms kernel takes a few us of the host's time to launch: not launch-bound
+    assert rows["long"].host_ms < rows["long"].median_ms  # type: ignore[operator]
 
 
 def test_cold_l2_is_slower_than_hot_on_an_l2_sized_copy() -> None:

@@ -153,13 +153,18 @@ class FakeTimer:
 
     method = "fake"
     last_hidden = False
+    resolution_ms = 0.0
+    busy = None
 
     def __init__(self, cache_mode: CacheMode, per_call_ms: float = 0.1) -> None:
         self.cache_mode = cache_mode
         self.per_call_ms = per_call_ms
         self.batches: list[tuple[str, int]] = []
+        self.last_host_ms: list[float] = []
 
-    def sample(self, fn: Callable[[], object], n: int, hide_launch: bool = False) -> list[float]:
+    def sample(
+        self, fn: Callable[[], object], n: int, hide_launch: bool = False, gate: object = None
+    ) -> list[float]:
         for _ in range(n):
             fn()
         self.batches.append((getattr(fn, "__name__", "?"), n))
