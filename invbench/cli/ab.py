@@ -9,8 +9,10 @@ import typer
 
 from invbench.cli.compare import (
     AlphaOpt,
+    CorrectionOpt,
     FailOpt,
     FormatOpt,
+    NoiseCvOpt,
     OutputOpt,
     ThresholdOpt,
     emit,
@@ -37,8 +39,9 @@ def ab_command(
         int | None, typer.Option(help="Fixed samples per row and run (default: adaptive).")
     ] = None,
     repeats: Annotated[
-        int, typer.Option(help="Runs per case and side; 2 gives base, head, head, base.")
-    ] = 2,
+        int,
+        typer.Option(help="Runs per case and side; 3 gives base, head, head, base, base, head."),
+    ] = 3,
     interleave: Annotated[
         str, typer.Option(help="case: one run per case entry (default); suite: per suite.")
     ] = "case",
@@ -51,6 +54,8 @@ def ab_command(
     ] = None,
     threshold: ThresholdOpt = 0.05,
     alpha: AlphaOpt = 0.01,
+    correction: CorrectionOpt = "holm",
+    noise_cv: NoiseCvOpt = None,
     fmt: FormatOpt = OutputFormat.TABLE,
     output: OutputOpt = None,
     fail_on_regression: FailOpt = False,
@@ -77,7 +82,7 @@ def ab_command(
         interleave=Interleave(interleave),
         repo=repo,
         out=out_dir,
-        policy=policy_from(threshold, alpha),
+        policy=policy_from(threshold, alpha, correction, noise_cv),
     )
     try:
         result = run_ab(request, on_status=lambda text: err.print(text, highlight=False))

@@ -60,7 +60,25 @@ def gate(comparison: Comparison, fail_on_regression: bool, backends: list[str] |
 ThresholdOpt = Annotated[
     float, typer.Option(help="Smallest change called, as a fraction (0.05 = 5%).")
 ]
-AlphaOpt = Annotated[float, typer.Option(help="Significance level of the Mann-Whitney U test.")]
+AlphaOpt = Annotated[
+    float,
+    typer.Option(help="Significance level over all judged rows (after --correction)."),
+]
+CorrectionOpt = Annotated[
+    str,
+    typer.Option(
+        help="Multiple-testing control over the judged rows: holm (family-wise), bh "
+        "(false discoveries) or none."
+    ),
+]
+NoiseCvOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--noise-cv",
+        help="Run-to-run spread of a run's median on this machine (0.03 = 3%), measured "
+        "beforehand: lets one run a side be judged.",
+    ),
+]
 FormatOpt = Annotated[OutputFormat, typer.Option("--format", help="table, markdown or json.")]
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", help="Write to this file instead of stdout.")
@@ -73,12 +91,22 @@ FailOpt = Annotated[
 ]
 
 
-def policy_from(threshold: float, alpha: float) -> ComparePolicy:
-    """The comparison policy of --threshold and --alpha; a bad value is a usage error."""
+def policy_from(
+    threshold: float, alpha: float, correction: str = "holm", noise_cv: float | None = None
+) -> ComparePolicy:
+    """The comparison policy of the command's options; a bad value is a usage error."""
     from invbench.analysis.compare import CompareError, ComparePolicy
+    from invbench.analysis.verdicts import Correction
 
+    if correction not in {c.value for c in Correction}:
+        raise fail(f"--correction must be holm, bh or none, got {correction!r}")
     try:
-        return ComparePolicy(threshold=threshold, alpha=alpha)
+        return ComparePolicy(
+            threshold=threshold,
+            alpha=alpha,
+            correction=Correction(correction),
+            noise_cv=noise_cv,
+        )
     except CompareError as exc:
         raise fail(str(exc)) from None
 
@@ -88,6 +116,8 @@ def compare_command(
     head: Annotated[Path, typer.Argument(help="Result directory of the head run.")],
     threshold: ThresholdOpt = 0.05,
     alpha: AlphaOpt = 0.01,
+    correction: CorrectionOpt = "holm",
+    noise_cv: NoiseCvOpt = None,
     fmt: FormatOpt = OutputFormat.TABLE,
     output: OutputOpt = None,
     fail_on_regression: FailOpt = False,
@@ -103,10 +133,10 @@ def compare_command(
         ),
     ] = False,
 ) -> None:
-    """Compare two result directories row by row: ratio, CI, Mann-Whitney U, verdict."""
+    """Compare two result directories row by row: ratio, interval, run-level test, verdict."""
     from invbench.analysis.compare import CompareError, compare_dirs
 
-    policy = policy_from(threshold, alpha)
+    policy = policy_from(threshold, alpha, correction, noise_cv)
     try:
         comparison = compare_dirs(base, head, policy, across_devices)
     except CompareError as exc:

@@ -21,6 +21,7 @@ _STYLE = {
     Verdict.ADDED: "cyan",
     Verdict.REMOVED: "cyan",
     Verdict.UNCERTAIN: "yellow",
+    Verdict.NOT_COMPARABLE: "bold magenta",
     Verdict.NOT_OK: "dim",
     Verdict.SAME: "",
 }
@@ -39,13 +40,31 @@ def _ci(row: RowComparison) -> str:
 
 
 def _p(row: RowComparison) -> str:
-    return "-" if row.p_value is None else f"{row.p_value:.2g}"
+    return "-" if row.p_adjusted is None else f"{row.p_adjusted:.2g}"
+
+
+def _mde(row: RowComparison) -> str:
+    return "-" if row.mde is None else f"{row.mde:.1%}"
+
+
+def _runs(row: RowComparison) -> str:
+    return f"{row.runs_base}/{row.runs_head}" if row.runs_base or row.runs_head else "-"
 
 
 def _cells(row: RowComparison) -> list[str]:
     base = fmt_ms(row.base_median_ms) if row.base_status == "ok" else (row.base_status or "absent")
     head = fmt_ms(row.head_median_ms) if row.head_status == "ok" else (row.head_status or "absent")
-    return [*_label(row), base, head, row.change, _ci(row), _p(row), row.note]
+    return [
+        *_label(row),
+        base,
+        head,
+        row.change,
+        _ci(row),
+        _p(row),
+        _mde(row),
+        _runs(row),
+        row.note,
+    ]
 
 
 HEADERS = (
@@ -58,7 +77,9 @@ HEADERS = (
     "head",
     "change",
     "ratio CI",
-    "p",
+    "p adj",
+    "MDE",
+    "runs",
     "note",
 )
 
@@ -70,16 +91,17 @@ def sorted_rows(rows: Sequence[RowComparison]) -> list[RowComparison]:
 def subtitle(c: Comparison) -> str:
     p = c.policy
     return (
-        f"base {c.base.short} vs head {c.head.short}; a change is called when "
-        f"Mann-Whitney p < {p.alpha:g} and the ratio of medians is beyond "
-        f"{p.threshold:.0%}; ratio CI: {p.confidence:.0%} bootstrap of HEAD/BASE medians"
+        f"base {c.base.short} vs head {c.head.short}; a change is called when the runs "
+        f"differ ({p.correction.value}-adjusted p < {p.alpha:g}) and the ratio of run medians "
+        f"is beyond {p.threshold:.0%}; ratio CI: {p.confidence:.0%} bootstrap over runs; "
+        f"MDE: the smallest change a row could call; runs: base/head"
     )
 
 
 def rich_table(c: Comparison) -> Table:
     table = Table(title=c.headline(), caption=subtitle(c), caption_justify="left")
     for h in HEADERS:
-        table.add_column(h, justify="right" if h in ("base", "head", "p") else "left")
+        table.add_column(h, justify="right" if h in ("base", "head", "p adj", "MDE") else "left")
     for row in sorted_rows(c.rows):
         table.add_row(*_cells(row), style=_STYLE[row.verdict])
     return table

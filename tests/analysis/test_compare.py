@@ -6,69 +6,86 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from invbench.analysis.compare import (
-    CompareError,
-    ComparePolicy,
-    Verdict,
-    compare_dirs,
-    compare_runs,
-    compare_samples,
-    wording,
-)
+from invbench.analysis.compare import CompareError, ComparePolicy, Verdict, compare_dirs
+from invbench.analysis.verdicts import BetweenRunNoise, Judgement, compare_runs, wording
 from invbench.cli.app import main
 from invbench.core.spec import Mode
 from invbench.render.compare_render import markdown, to_json
 from invbench.running.bench import RunRequest, execute, plan_run
+from invbench.storage.merge import merge_runs
+from invbench.storage.results import ResultSet, load_results
 from tests.compare_helpers import SPIN_ENV, row, set_meta, spin_registry, write_dir
 
 RNG = np.random.default_rng(12345)
+
+
+def compare_samples(base: Sequence[float], head: Sequence[float]) -> Judgement:
+    """One run a side."""
+    return compare_runs([np.asarray(base, dtype=float)], [np.asarray(head, dtype=float)])
 
 
 def noisy(n: int, median: float = 1.0, sigma: float = 0.02) -> np.ndarray:
     return median * RNG.lognormal(0.0, sigma, n)
 
 
-# -- verdicts on synthetic samples --------------------------------------------------
+# -- verdicts on synthetic runs -------------------------------------------------------
 
 
-def test_identical_distributions_are_same() -> None:
-    base = noisy(200)
-    assert compare_samples(base, base.copy()).verdict is Verdict.SAME
-    assert compare_samples(base, noisy(200)).verdict is Verdict.SAME
+def runs(k: int, median: float = 1.0, between: float = 0.01, n: int = 100) -> list[np.ndarray]:
+    """k runs, each off the median by a between-run factor, with within-run noise."""
+    return [noisy(n, median * float(np.exp(RNG.normal(0, between)))) for _ in range(k)]
 
 
-def test_clean_20_percent_shift_is_slower_and_worded() -> None:
-    result = compare_samples(noisy(200), noisy(200, 1.2))
+def test_one_run_a_side_gets_no_verdict_from_samples_alone() -> None:
+    # thousands of samples, a 40% gap, p ~ 0 for a sample-level test: still one process a side
+    result = compare_samples(noisy(2000), noisy(2000, 1.4))
+    assert result.verdict is Verdict.UNCERTAIN
+    assert "one run a side" in result.note and "--repeats" in result.note
+    assert "--noise-cv" in result.note
+    assert result.ratio == pytest.approx(1.4, rel=0.02)
+    # a between-run spread known from elsewhere (a calibration) makes it callable
+    known = BetweenRunNoise(0.02, 0, "calibration")
+    assert compare_runs(noisy(200), noisy(200, 1.4), external=known).verdict is Verdict.SLOWER
+    tight = BetweenRunNoise(0.01, 0, "calibration")
+    assert compare_runs(noisy(200), noisy(200, 1.01), external=tight).verdict is Verdict.SAME
+    # 2% between runs and one run a side cannot rule out 5%
+    assert compare_runs(noisy(200), noisy(200, 1.01), external=known).verdict is (Verdict.UNCERTAIN)
+    # ...but not a change within what that spread allows
+    wide = BetweenRunNoise(0.2, 0, "calibration")
+    assert compare_runs(noisy(200), noisy(200, 1.2), external=wide).verdict is Verdict.UNCERTAIN
+
+
+def test_replicated_shift_is_slower_and_worded() -> None:
+    result = compare_runs(runs(3), runs(3, 1.2))
     assert result.verdict is Verdict.SLOWER
-    assert result.ci_low > 1.15 and result.ci_high < 1.25
-    assert result.p_value < 1e-6
+    assert result.ci_low > 1.1 and result.ci_high < 1.3
+    assert result.p_value < 1e-3
     assert wording(result.verdict, result.ratio) == f"{result.ratio:.2f}x slower"
-    back = compare_samples(noisy(200, 1.2), noisy(200))
+    back = compare_runs(runs(3, 1.2), runs(3))
     assert back.verdict is Verdict.FASTER
     assert wording(back.verdict, back.ratio).endswith("x faster")
 
 
-def test_three_percent_shift_is_same_at_five_percent() -> None:
-    result = compare_samples(noisy(300, sigma=0.01), noisy(300, 1.03, sigma=0.01))
-    assert result.p_value < 0.01  # the shift is real...
-    assert result.verdict is Verdict.SAME  # ...but below the threshold
-    # at a 2% threshold the same samples are a change
-    strict = compare_samples(
-        noisy(300, sigma=0.01), noisy(300, 1.03, sigma=0.01), ComparePolicy(threshold=0.02)
-    )
+def test_small_real_shift_is_same_at_five_percent() -> None:
+    base, head = runs(4, between=0.003), runs(4, 1.02, between=0.003)
+    assert compare_runs(base, head).verdict is Verdict.SAME
+    strict = compare_runs(base, head, ComparePolicy(threshold=0.01))
     assert strict.verdict is Verdict.SLOWER
 
 
-def test_heavy_noise_is_uncertain() -> None:
-    result = compare_samples(noisy(60, sigma=0.8), noisy(60, 1.1, sigma=0.8))
+def test_heavy_run_to_run_noise_is_uncertain_and_says_what_it_needs() -> None:
+    result = compare_runs(runs(3, between=0.15), runs(3, 1.1, between=0.15))
     assert result.verdict is Verdict.UNCERTAIN
-    assert result.ci_low < 1.05 or result.ci_high > 1.05
+    assert result.mde > 0.1
+    assert f"needs ~{result.runs_needed} runs a side" in result.note
+    assert result.runs_needed > 3
 
 
 def test_too_few_samples_is_uncertain() -> None:
@@ -77,36 +94,12 @@ def test_too_few_samples_is_uncertain() -> None:
 
 
 def test_one_slow_process_does_not_make_a_change() -> None:
-    # base: two runs, one of them in a 40% slow mode; head: two normal runs
-    base = [noisy(150), noisy(150, 1.4)]
-    head = [noisy(150), noisy(150)]
-    pooled = compare_samples(np.concatenate(base), np.concatenate(head))
-    by_run = compare_runs(base, head)
-    assert pooled.verdict is Verdict.FASTER  # what a sample-level test alone would say
-    assert by_run.verdict is Verdict.UNCERTAIN
-    # both head runs slower, but they disagree with each other by more than the gap
-    spread = compare_runs([noisy(150), noisy(150, 1.02)], [noisy(150, 1.12), noisy(150, 1.4)])
-    assert spread.verdict is Verdict.UNCERTAIN
-    # a shift every run agrees on is still called
-    assert compare_runs([noisy(150), noisy(150)], [noisy(150, 1.25), noisy(150, 1.25)]).verdict is (
-        Verdict.SLOWER
-    )
-
-
-def test_two_runs_a_side_need_a_gap_beyond_run_to_run_noise() -> None:
-    # every head run 7-9% faster than every base run, runs of one side 2-3% apart: with
-    # two processes a side that is within what process-to-process variation does
-    base = [noisy(150, 1.00, sigma=0.005), noisy(150, 1.03, sigma=0.005)]
-    head = [noisy(150, 0.92, sigma=0.005), noisy(150, 0.94, sigma=0.005)]
+    # base: three runs, one of them in a 40% slow mode; head: three normal runs
+    base = [noisy(150), noisy(150, 1.4), noisy(150)]
+    head = [noisy(150), noisy(150), noisy(150)]
     assert compare_runs(base, head).verdict is Verdict.UNCERTAIN
-    # the same gap with runs that agree closely is a change
-    base = [noisy(150, 1.000, sigma=0.005), noisy(150, 1.002, sigma=0.005)]
-    head = [noisy(150, 0.920, sigma=0.005), noisy(150, 0.921, sigma=0.005)]
-    assert compare_runs(base, head).verdict is Verdict.FASTER
-    # and three runs a side make the first gap callable
-    base = [noisy(150, m, sigma=0.005) for m in (1.00, 1.03, 1.01)]
-    head = [noisy(150, m, sigma=0.005) for m in (0.92, 0.94, 0.93)]
-    assert compare_runs(base, head).verdict is Verdict.FASTER
+    # a shift every run agrees on is still called
+    assert compare_runs(runs(3), runs(3, 1.25)).verdict is Verdict.SLOWER
 
 
 # -- status handling on result directories -------------------------------------------
@@ -121,6 +114,8 @@ def test_rows_not_ok_never_get_a_speed_verdict(tmp_path: Path) -> None:
             (row("b"), samples),
             (row("c", "skipped", reason="no CUDA"), []),
             (row("d"), samples),
+            (row("f"), samples),
+            (row("g"), samples),
         ],
     )
     head = write_dir(
@@ -130,21 +125,25 @@ def test_rows_not_ok_never_get_a_speed_verdict(tmp_path: Path) -> None:
             (row("b", "error", reason="RuntimeError: boom"), []),
             (row("c", "skipped", reason="no CUDA"), []),
             (row("e"), samples),
+            (row("f", "crashed", reason="worker died: SIGSEGV"), []),
+            (row("g", "timeout", reason="no answer in 600 s"), []),
         ],
     )
     c = compare_dirs(base, head)
     verdicts = {r.key["backend"]: r.verdict for r in c.rows}
     assert verdicts == {
-        "a": Verdict.SAME,
+        "a": Verdict.UNCERTAIN,  # one run a side
         "b": Verdict.BROKEN,
         "c": Verdict.NOT_OK,
         "d": Verdict.REMOVED,
         "e": Verdict.ADDED,
+        "f": Verdict.BROKEN,
+        "g": Verdict.BROKEN,
     }
     broken = next(r for r in c.rows if r.key["backend"] == "b")
     assert "boom" in broken.note and broken.ratio is None
-    assert c.headline() == "1 broken, 1 added, 1 removed, 1 not ok, 1 same"
-    assert [r.key["backend"] for r in c.regressions()] == ["b"]
+    assert c.headline() == "3 broken, 1 added, 1 removed, 1 uncertain, 1 not ok"
+    assert [r.key["backend"] for r in c.regressions()] == ["b", "f", "g"]
     assert c.regressions(["a"]) == []
 
 
@@ -237,24 +236,29 @@ def test_cli_error_in_a_real_process(tmp_path: Path) -> None:
 # -- a real injected regression --------------------------------------------------------
 
 
-def run_spin(out: Path, factor: float, monkeypatch: pytest.MonkeyPatch) -> Path:
+def run_spin(out: Path, factor: float, monkeypatch: pytest.MonkeyPatch) -> ResultSet:
     monkeypatch.setenv(SPIN_ENV, str(factor))
     registry = spin_registry()
-    request = RunRequest(suite="smoke", device="cpu", modes=(Mode.FWD,), samples=60)
+    request = RunRequest(suite="smoke", device="cpu", modes=(Mode.FWD,), samples=40)
     suite, plan = plan_run(request, registry)
     rows = execute(suite, plan, registry, out)
     assert {r.status for r in rows} == {"ok"}
-    return out
+    return load_results(out)
 
 
 @pytest.fixture(scope="module")
 def spin_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two real runs of the smoke suite: normal, then the spin backend 25% slower."""
+    """Three real runs a side of the smoke suite, interleaved: the spin backend 25% slower
+    on head. Merged like `invbench ab` merges a side."""
     root = tmp_path_factory.mktemp("spin")
+    done: dict[str, list[ResultSet]] = {"base": [], "head": []}
     with pytest.MonkeyPatch.context() as mp:
-        base = run_spin(root / "base", 1.0, mp)
-        head = run_spin(root / "head", 1.25, mp)
-    return base, head
+        for i, side in enumerate(("base", "head", "head", "base", "base", "head")):
+            done[side].append(run_spin(root / f"{i}-{side}", 1.25 if side == "head" else 1.0, mp))
+    return (
+        merge_runs(done["base"], root / "base", {"side": "base"}),
+        merge_runs(done["head"], root / "head", {"side": "head"}),
+    )
 
 
 def test_injected_regression_is_slower_and_fails_the_gate(
@@ -265,11 +269,14 @@ def test_injected_regression_is_slower_and_fails_the_gate(
     by_backend: dict[str, set[Verdict]] = {}
     for r in c.rows:
         by_backend.setdefault(r.key["backend"], set()).add(r.verdict)
-    assert by_backend == {"spin": {Verdict.SLOWER}, "steady": {Verdict.SAME}}
+        assert (r.runs_base, r.runs_head) == (3, 3)
+    assert by_backend["spin"] == {Verdict.SLOWER}, c.rows
+    assert not by_backend["steady"] & {Verdict.SLOWER, Verdict.FASTER}, c.rows
     for r in c.rows:
         if r.key["backend"] == "spin":
             assert r.ratio is not None and 1.15 < r.ratio < 1.4
             assert r.change == f"{r.ratio:.2f}x slower"
+            assert r.mde is not None and r.mde < 0.25
     pair = ["compare", str(base), str(head)]
     assert main([*pair, "--fail-on-regression"]) == 1
     assert main([*pair, "--fail-on-regression", "--backend", "steady"]) == 0
@@ -279,18 +286,15 @@ def test_injected_regression_is_slower_and_fails_the_gate(
     md_file = tmp_path / "comment.md"
     assert main([*pair, "--format", "markdown", "--output", str(md_file)]) == 0
     text = md_file.read_text()
-    assert text.splitlines()[0] == "**invbench**: 2 slower, 2 same"
+    assert text.splitlines()[0].startswith("**invbench**: 2 slower, ")
     changed, folded = text.split("<details>")
     assert changed.count("x slower |") == 2 and "steady" not in changed
     assert folded.count("| steady |") == 2 and "</details>" in folded
 
     assert main([*pair, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["counts"]["slower"] == 2 and data["counts"]["same"] == 2
+    assert data["counts"]["slower"] == 2
     assert {r["verdict"] for r in data["rows"] if r["key"]["backend"] == "spin"} == {"slower"}
-
-    assert main(pair) == 0
-    assert "2 slower, 2 same" in capsys.readouterr().out
 
 
 def test_results_copied_compare_as_same(spin_runs: tuple[Path, Path], tmp_path: Path) -> None:

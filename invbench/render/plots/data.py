@@ -7,7 +7,6 @@ the same numbers the figures show.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,10 @@ import pandas as pd
 
 from invbench.core.formatting import human_bytes
 from invbench.core.spec import Dtype, Mode, Status
+from invbench.core.stats import bootstrap_ratio_ci
 from invbench.measure.memory import RESOLUTION_BYTES, below_resolution
 from invbench.render.plots.style import order_backends
+from invbench.storage.merge import RUN_COLUMN
 from invbench.storage.results import KEY_COLUMNS, ResultSet, device_names
 
 # Fields a suite can vary; padding and the output size follow from them.
@@ -179,14 +180,19 @@ def health_warnings(rs: ResultSet) -> list[str]:
     return out
 
 
-def sample_map(rs: ResultSet) -> dict[tuple[Any, ...], np.ndarray]:
-    """Raw samples (ms) keyed by the KEY_COLUMNS tuple of their row."""
+def sample_map(rs: ResultSet) -> dict[tuple[Any, ...], list[np.ndarray]]:
+    """Raw samples (ms) keyed by the KEY_COLUMNS tuple of their row, one array per run.
+
+    A result set with a `run` column (several runs of a side merged) gives one array
+    per run, so the interval of a ratio holds the run-to-run variation as compare's does.
+    """
     s = rs.samples
     if s is None or s.empty or "ms" not in s.columns:
         return {}
-    out: dict[tuple[Any, ...], np.ndarray] = {}
+    out: dict[tuple[Any, ...], list[np.ndarray]] = {}
     for key, group in s.groupby(list(KEY_COLUMNS), sort=False):
-        out[_norm_key(key)] = group["ms"].to_numpy(dtype=np.float64)
+        runs = [group] if RUN_COLUMN not in group else [g for _, g in group.groupby(RUN_COLUMN)]
+        out[_norm_key(key)] = [g["ms"].to_numpy(dtype=np.float64) for g in runs]
     return out
 
 
@@ -196,32 +202,6 @@ def _norm_key(key: Sequence[Any]) -> tuple[Any, ...]:
 
 def row_key(row: pd.Series) -> tuple[Any, ...]:
     return _norm_key([row[k] for k in KEY_COLUMNS])
-
-
-def bootstrap_ratio_ci(
-    numerator: np.ndarray,
-    denominator: np.ndarray,
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap CI of median(numerator) / median(denominator).
-
-    Each sample set is resampled on its own (they are independent measurements).
-    NaN when either side has fewer than two samples. The seed is fixed so a figure
-    made twice from the same data is the same figure.
-    """
-    a = np.asarray(numerator, dtype=np.float64)
-    b = np.asarray(denominator, dtype=np.float64)
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    ma = np.median(a[rng.integers(0, len(a), size=(n_boot, len(a)))], axis=1)
-    mb = np.median(b[rng.integers(0, len(b), size=(n_boot, len(b)))], axis=1)
-    ratios = ma / mb
-    alpha = (1.0 - confidence) / 2
-    lo, hi = np.quantile(ratios, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
 
 
 # ---------------------------------------------------------------------------------------
@@ -270,9 +250,7 @@ def speedup_table(rs: ResultSet, baseline: str) -> pd.DataFrame:
         if b is None:
             continue
         speedup = float(b["median_ms"]) / float(r["median_ms"])
-        lo, hi = bootstrap_ratio_ci(
-            samples.get(row_key(b), np.empty(0)), samples.get(row_key(r), np.empty(0))
-        )
+        lo, hi = bootstrap_ratio_ci(samples.get(row_key(b), []), samples.get(row_key(r), []))
         records.append(
             {
                 "dtype": r["dtype"],
@@ -407,7 +385,7 @@ def compare_table(a: ResultSet, b: ResultSet) -> pd.DataFrame:
         other = index_b.get(key)
         if other is None:
             continue
-        lo, hi = bootstrap_ratio_ci(sb.get(key, np.empty(0)), sa.get(key, np.empty(0)))
+        lo, hi = bootstrap_ratio_ci(sb.get(key, []), sa.get(key, []))
         records.append(
             {
                 "dtype": r["dtype"],

@@ -1,0 +1,147 @@
+"""Calibration of the verdicts on simulated runs, and the pieces they are made of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from invbench.analysis.compare import Verdict, compare_dirs
+from invbench.analysis.verdicts import (
+    ComparePolicy,
+    Correction,
+    evidence_from_logs,
+    judge,
+)
+from invbench.core.stats import (
+    benjamini_hochberg,
+    bootstrap_ratio_ci,
+    holm,
+    variance_prior,
+)
+from tests.analysis.simulate import simulate_comparisons
+from tests.compare_helpers import row, set_meta, write_dir
+
+CHANGES = {Verdict.SLOWER, Verdict.FASTER}
+
+# The noise of the calibration: a run's median off by 2% (sd, log scale) from process to
+# process, samples 5% (half-normal, a tenth of them 3x), 50 samples a run, 20 rows, and
+# the defaults of `invbench ab` (3 runs a side, threshold 5%, alpha 0.01 Holm).
+ROWS, RUNS, SAMPLES, BETWEEN, WITHIN = 20, 3, 50, 0.02, 0.05
+
+
+def test_false_alarms_stay_under_alpha_at_the_defaults() -> None:
+    reps = 400
+    results = simulate_comparisons(7, reps, RUNS, SAMPLES, BETWEEN, WITHIN, [1.0] * ROWS)
+    alarms = sum(any(j.verdict in CHANGES for j in rep) for rep in results)
+    # family-wise: at most alpha = 1% of whole comparisons with any false change
+    # (binomial: 8 of 400 has probability < 0.5% at a true rate of 1%)
+    assert alarms <= 8, f"{alarms} of {reps} comparisons called a change that is not there"
+    same = sum(j.verdict is Verdict.SAME for rep in results for j in rep)
+    assert same > 0.3 * reps * ROWS  # and "same" is reachable, not everything uncertain
+
+
+def test_power_for_a_ten_percent_change_at_the_defaults() -> None:
+    reps = 200
+    shift = [1.1] + [1.0] * (ROWS - 1)
+    results = simulate_comparisons(11, reps, RUNS, SAMPLES, BETWEEN, WITHIN, shift)
+    called = sum(rep[0].verdict is Verdict.SLOWER for rep in results)
+    assert called >= 0.85 * reps, f"a 10% slowdown called in {called} of {reps}"
+    alarms = sum(any(j.verdict in CHANGES for j in rep[1:]) for rep in results)
+    assert alarms <= 6
+
+
+def test_sample_level_tests_alone_would_raise_alarms() -> None:
+    # the same simulated null read with the runs' samples pooled as if independent
+    # (one run a side, between-run noise ignored): what the old verdict did
+    rng = np.random.default_rng(3)
+    alarms = 0
+    for _ in range(50):
+        base = np.exp(rng.normal(0, BETWEEN) + np.abs(rng.normal(0, WITHIN, 300)))
+        head = np.exp(rng.normal(0, BETWEEN) + np.abs(rng.normal(0, WITHIN, 300)))
+        from scipy.stats import mannwhitneyu
+
+        alarms += mannwhitneyu(base, head).pvalue < 0.01
+    assert alarms > 10  # pseudo-replication: most "significant" differences are runs
+
+
+def test_one_noisy_row_keeps_its_own_variance() -> None:
+    policy = ComparePolicy()
+    rng = np.random.default_rng(5)
+    evidence = []
+    for _ in range(19):  # quiet rows: 1% between runs
+        b, h = rng.normal(0, 0.01, 3), rng.normal(0, 0.01, 3)
+        evidence.append(evidence_from_logs(b, h, 1e-6, 300, 300, policy))
+    # a row whose runs scatter by 30%, with a 20% gap between the sides
+    noisy = evidence_from_logs(
+        np.array([0.0, 0.3, -0.3]), np.array([0.48, 0.18, -0.12]), 1e-6, 300, 300, policy
+    )
+    j = judge([*evidence, noisy], policy)[-1]
+    assert j.verdict is Verdict.UNCERTAIN and j.mde > 0.3
+
+
+def test_holm_and_bh_adjust_known_values() -> None:
+    p = [0.01, 0.04, 0.03, np.nan, 0.005]
+    np.testing.assert_allclose(holm(p), [0.03, 0.06, 0.06, np.nan, 0.02])
+    np.testing.assert_allclose(benjamini_hochberg(p), [0.02, 0.04, 0.04, np.nan, 0.02])
+    policy = ComparePolicy(correction=Correction.NONE)
+    ev = evidence_from_logs(np.zeros(3), np.full(3, 0.0), 1e-4, 30, 30, policy)
+    assert judge([ev], policy)[0].p_adjusted == judge([ev], policy)[0].p_value
+
+
+def test_variance_prior_pools_alike_rows_and_spares_unlike_ones() -> None:
+    rng = np.random.default_rng(2)
+    alike = 0.02**2 * rng.chisquare(4, 50) / 4
+    s0, d0 = variance_prior(alike, [4] * 50)
+    assert 0.015**2 < s0 < 0.025**2 and d0 > 20
+    unlike = alike * np.exp(rng.normal(0, 1.5, 50))
+    assert variance_prior(unlike, [4] * 50)[1] < 5
+    assert variance_prior(alike[:2], [4, 4]) == (pytest.approx(np.nan, nan_ok=True), 0.0)
+
+
+def test_bootstrap_over_runs_holds_run_to_run_spread() -> None:
+    rng = np.random.default_rng(4)
+    base = [1.0 + rng.normal(0, 0.01, 200) for _ in range(3)]
+    head = [m + rng.normal(0, 0.01, 200) for m in (1.0, 1.2, 0.9)]
+    lo, hi = bootstrap_ratio_ci(head, base)
+    flat = bootstrap_ratio_ci(np.concatenate(head), np.concatenate(base))
+    assert hi - lo > 3 * (flat[1] - flat[0])  # runs resampled: far wider than samples alone
+    assert bootstrap_ratio_ci([np.full(5, 2.0)], [np.full(5, 1.0)]) == (2.0, 2.0)
+    assert all(np.isnan(bootstrap_ratio_ci([np.array([1.0])], base)))
+
+
+def test_measured_differently_is_not_comparable(tmp_path: Path) -> None:
+    samples = list(np.linspace(1.0, 1.1, 30))
+    base = write_dir(tmp_path / "b", [(row("a", cache_mode="cold"), samples), (row("b"), samples)])
+    head = write_dir(tmp_path / "h", [(row("a", cache_mode="hot"), samples), (row("b"), samples)])
+    c = compare_dirs(base, head)
+    verdicts = {r.key["backend"]: r for r in c.rows}
+    assert verdicts["a"].verdict is Verdict.NOT_COMPARABLE
+    assert "cache mode cold (base) vs hot (head)" in verdicts["a"].note
+    assert verdicts["b"].verdict is Verdict.UNCERTAIN
+    set_meta(head, torch_threads=1, run={"policy": {"samples": 50}})
+    set_meta(base, torch_threads=2, run={"policy": {"samples": None}})
+    notes = {r.note for r in compare_dirs(base, head).rows}
+    assert all("thread count 2 (base) vs 1 (head)" in n for n in notes)
+    assert all("stopping policy" in n for n in notes)
+
+
+def test_throttled_change_is_downgraded(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+
+    def side(path: Path, factor: float, throttled: bool) -> Path:
+        runs = [list(factor * (1 + rng.normal(0, 0.005, 60))) for _ in range(3)]
+        first = write_dir(path, [(row("a", throttled=throttled), runs[0])])
+        from invbench.storage.merge import merge_runs
+        from invbench.storage.results import load_results
+
+        others = [write_dir(path.with_name(f"{path.name}{i}"), [(row("a"), r)]) for i, r in
+                  enumerate(runs[1:])]  # fmt: skip
+        sets = [load_results(p) for p in (first, *others)]
+        return merge_runs(sets, path.with_name(path.name + "-merged"), {})
+
+    base = side(tmp_path / "b", 1.0, False)
+    assert compare_dirs(base, side(tmp_path / "h", 1.3, False)).rows[0].verdict is Verdict.SLOWER
+    hot = compare_dirs(base, side(tmp_path / "t", 1.3, True)).rows[0]
+    assert hot.verdict is Verdict.UNCERTAIN and "not called: head throttled" in hot.note
