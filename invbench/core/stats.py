@@ -288,6 +288,9 @@ def _trigamma_inverse(y: float) -> float:
     return x
 
 
+MIN_PRIOR_ROWS = 8  # fewer rows: the moments of log s^2 say too little to pool on
+
+
 def variance_prior(variances: Sequence[float], dfs: Sequence[float]) -> tuple[float, float]:
     """Prior (s0^2, d0) for run-to-run variances of many rows (empirical Bayes).
 
@@ -296,7 +299,8 @@ def variance_prior(variances: Sequence[float], dfs: Sequence[float]) -> tuple[fl
     2004: limma's moderated t). A row's moderated variance is then
     (d0 s0^2 + d s^2) / (d0 + d) on d0 + d degrees of freedom: rows borrow strength
     from one another, and a row much noisier than the rest keeps most of its own
-    variance. d0 is inf when the rows agree beyond chance, 0 with fewer than 3 rows.
+    variance. d0 is inf when the rows agree beyond chance, 0 with fewer than
+    MIN_PRIOR_ROWS rows.
     """
     from scipy.special import digamma, polygamma
 
@@ -304,7 +308,7 @@ def variance_prior(variances: Sequence[float], dfs: Sequence[float]) -> tuple[fl
     d = np.asarray(dfs, dtype=np.float64)
     keep = (d > 0) & np.isfinite(s2) & (s2 > 0)
     s2, d = s2[keep], d[keep]
-    if len(s2) < 3:
+    if len(s2) < MIN_PRIOR_ROWS:
         return math.nan, 0.0
     e = np.log(s2) - digamma(d / 2) + np.log(d / 2)
     emean = float(e.mean())

@@ -65,3 +65,24 @@ def simulate_comparisons(
         ]
         out.append(judge(evidence, policy))
     return out
+
+
+def main(argv: Sequence[str]) -> None:
+    """python -m tests.analysis.simulate RUNS BETWEEN_CV: one line of the rates table."""
+    from invbench.analysis.verdicts import Verdict
+
+    runs, cv = int(argv[0]), float(argv[1])
+    changes = {Verdict.SLOWER, Verdict.FASTER}
+    null = simulate_comparisons(100 + runs, 400, runs, 50, cv, 0.05, [1.0] * 20)
+    alarms = sum(any(j.verdict in changes for j in rep) for rep in null)
+    same = sum(j.verdict is Verdict.SAME for rep in null for j in rep)
+    alt = simulate_comparisons(200 + runs, 200, runs, 50, cv, 0.05, [1.1] + [1.0] * 19)
+    called = sum(rep[0].verdict is Verdict.SLOWER for rep in alt)
+    print(f"runs={runs} cv={cv}: null comparisons with any change {alarms}/400, "
+          f"rows same {same}/8000; 10% called {called}/200")  # fmt: skip
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])

@@ -47,7 +47,7 @@ def test_one_run_a_side_gets_no_verdict_from_samples_alone() -> None:
     # thousands of samples, a 40% gap, p ~ 0 for a sample-level test: still one process a side
     result = compare_samples(noisy(2000), noisy(2000, 1.4))
     assert result.verdict is Verdict.UNCERTAIN
-    assert "one run a side" in result.note and "--repeats" in result.note
+    assert "one run a side" in result.note and "invbench ab" in result.note
     assert "--noise-cv" in result.note
     assert result.ratio == pytest.approx(1.4, rel=0.02)
     # a between-run spread known from elsewhere (a calibration) makes it callable
