@@ -336,9 +336,9 @@ def _decide(
         verdict = Verdict.SAME
     note = ""
     if verdict is Verdict.UNCERTAIN:
-        note = (
-            f"detectable here: {mde:.1%}; {policy.threshold:.0%} needs ~{runs_needed} runs a side"
-        )
+        detectable = f"{mde:.1%}" if mde < 1 else "over 100%"
+        runs = f"~{runs_needed}" if runs_needed < 100 else "over 100"
+        note = f"detectable here: {detectable}; {policy.threshold:.0%} needs {runs} runs a side"
         if ev.df == 0 and ev.external is not None:
             note += f" (run-to-run noise from {ev.external.source})"
     return Judgement(verdict, ev.ratio, ci_low, ci_high, p, p_adj, mde, runs_needed, note)

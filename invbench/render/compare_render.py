@@ -44,7 +44,9 @@ def _p(row: RowComparison) -> str:
 
 
 def _mde(row: RowComparison) -> str:
-    return "-" if row.mde is None else f"{row.mde:.1%}"
+    if row.mde is None:
+        return "-"
+    return f"{row.mde:.1%}" if row.mde < 1 else ">100%"
 
 
 def _runs(row: RowComparison) -> str:

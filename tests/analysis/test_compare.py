@@ -84,7 +84,9 @@ def test_heavy_run_to_run_noise_is_uncertain_and_says_what_it_needs() -> None:
     result = compare_runs(runs(3, between=0.15), runs(3, 1.1, between=0.15))
     assert result.verdict is Verdict.UNCERTAIN
     assert result.mde > 0.1
-    assert f"needs ~{result.runs_needed} runs a side" in result.note
+    assert f"needs ~{result.runs_needed} runs a side" in result.note or (
+        result.runs_needed >= 100 and "needs over 100 runs a side" in result.note
+    )
     assert result.runs_needed > 3
 
 
