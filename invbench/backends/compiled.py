@@ -24,6 +24,11 @@ class CompileBackend(InvolutionBackend):
     def __init__(self) -> None:
         self._fn: Callable[..., Any] | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The compiled function is a cache of this process: a worker process that
+        # receives this backend (--isolate, a cluster shard) compiles its own.
+        return {**self.__dict__, "_fn": None}
+
     def _compiled(self) -> Callable[..., Any]:
         if self._fn is None:
             import torch._dynamo.config as dynamo_config
