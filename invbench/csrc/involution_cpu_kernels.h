@@ -19,9 +19,12 @@
 //   vector once per channel for all of them (register blocking over taps).
 // - Blocks of rows are sized so every thread gets several equal tasks.
 
+// With pfd != 0 each tap also prefetches A + aoff[t] + pfd (the weights a later row
+// reads), one or two cache lines per tap, spread evenly over the FMAs.
 template <int CB, int NV>
 inline void mk_shared(float* __restrict out, int64_t os, const float* A, const int64_t* aoff,
-                      const float* B, int64_t bs, const int64_t* boff, int64_t nt) {
+                      const float* B, int64_t bs, const int64_t* boff, int64_t nt,
+                      int64_t pfd) {
   using V = typename Vec::V;
   constexpr int L = Vec::L;
   V acc[CB][NV];
@@ -32,6 +35,10 @@ inline void mk_shared(float* __restrict out, int64_t os, const float* A, const i
   for (int64_t t = 0; t < nt; ++t) {
     const float* a = A + aoff[t];
     const float* b = B + boff[t];
+    if (pfd != 0) {
+      __builtin_prefetch(a + pfd, 0, 3);
+      if (NV * L > 8) __builtin_prefetch(a + pfd + NV * L - 1, 0, 3);
+    }
     V av[NV];
 #pragma GCC unroll 2
     for (int n = 0; n < NV; ++n) av[n] = Vec::load(a + n * L);
@@ -85,13 +92,15 @@ constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kerne
 // Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.
 // Channel c of the result goes to out + c * os.
 inline void shared_block(int cb, int nv, float* out, int64_t os, const float* A, const int64_t* aoff,
-                         const float* B, int64_t bs, const int64_t* boff, int64_t nt) {
+                         const float* B, int64_t bs, const int64_t* boff, int64_t nt,
+                         int64_t pfd = 0) {
   if (nv == 2) {
-    if (cb == kChanBlock) return mk_shared<kChanBlock, 2>(out, os, A, aoff, B, bs, boff, nt);
-    return mk_shared<1, 2>(out, os, A, aoff, B, bs, boff, nt);
+    if (cb == kChanBlock) return mk_shared<kChanBlock, 2>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    return mk_shared<1, 2>(out, os, A, aoff, B, bs, boff, nt, pfd);
   }
-  if (cb == 2 * kChanBlock) return mk_shared<2 * kChanBlock, 1>(out, os, A, aoff, B, bs, boff, nt);
-  return mk_shared<1, 1>(out, os, A, aoff, B, bs, boff, nt);
+  if (cb == 2 * kChanBlock)
+    return mk_shared<2 * kChanBlock, 1>(out, os, A, aoff, B, bs, boff, nt, pfd);
+  return mk_shared<1, 1>(out, os, A, aoff, B, bs, boff, nt, pfd);
 }
 
 inline void taps_block(int tb, int nv, float* out, int64_t os, const float* G, int64_t gs,
@@ -197,12 +206,66 @@ class Prefetcher {
   size_t block_ = 0;
 };
 
-// Rows per task: at most 8, equal blocks, and at least 4 tasks per thread when possible.
-inline int64_t row_block(int64_t outer, int64_t rows) {
-  const int64_t want = 4 * std::max<int64_t>(1, at::get_num_threads());
-  int64_t blocks = ceil_div(rows, 8);
-  while (outer * blocks < want && blocks < rows) ++blocks;
+// Rows per task: equal blocks, as few as keep a task's staged floats (row_floats per
+// row) within about a third of a 1 MiB L2 and give every thread at least 8 tasks. Whole
+// planes when they fit: the staging then reads long contiguous runs, which the
+// hardware prefetchers follow, and re-stages fewer halo rows.
+inline int64_t row_block(int64_t outer, int64_t rows, int64_t row_floats) {
+  constexpr int64_t kBudget = 96 * 1024;  // floats (384 KiB)
+  const int64_t want = 8 * std::max<int64_t>(1, at::get_num_threads());
+  int64_t blocks = 1;
+  while (blocks < rows &&
+         (outer * blocks < want || ceil_div(rows, blocks) * row_floats > kBudget))
+    ++blocks;
   return ceil_div(rows, blocks);
+}
+
+// Hands out tasks 0 .. n-1 one at a time from a shared counter, so a thread that the
+// OS preempts (the machine is shared) leaves its remaining tasks to the others instead
+// of making them wait at the end. Each thread claims its next task before running the
+// current one, so the current one can prefetch the next one's inputs.
+class TaskQueue {
+ public:
+  explicit TaskQueue(int64_t n) : n_(n) {}
+  int64_t size() const { return n_; }
+  int64_t take() { return next_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  const int64_t n_;
+  std::atomic<int64_t> next_{0};
+};
+
+class TaskClaim {
+ public:
+  explicit TaskClaim(TaskQueue& q) : q_(q) {}
+  // The task to run now and the one to run after it (-1 when none); false when done.
+  bool next(int64_t& task, int64_t& following) {
+    if (held_ < 0) held_ = q_.take();
+    if (held_ >= q_.size()) return false;
+    task = held_;
+    held_ = q_.take();
+    following = held_ < q_.size() ? held_ : -1;
+    return true;
+  }
+
+ private:
+  TaskQueue& q_;
+  int64_t held_ = -1;
+};
+
+// body(TaskClaim&) runs once per worker thread: it sets up its buffers, then loops
+// while claim.next(...) gives it tasks.
+template <typename Body>
+void run_tasks(int64_t n, const Body& body) {
+  if (n <= 0) return;
+  TaskQueue q(n);
+  const int64_t workers = std::min<int64_t>(n, std::max<int64_t>(1, at::get_num_threads()));
+  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      TaskClaim claim(q);
+      body(claim);
+    }
+  });
 }
 
 // Stages the input rows [y0, y0 + rows) of channels [c0, c0 + Cg) into
@@ -274,62 +337,89 @@ inline Task task_of(int64_t t, int64_t blocks, int64_t R, int64_t rows, const In
   return {bg, g, b, blk * R, std::min(rows, blk * R + R), b * S.C + g * S.group_channels()};
 }
 
+// Forward. Float32 weights are read in place (no staging copy): each tap's vector is
+// loaded by the first channel block from memory and by the others from L1, and the
+// first block prefetches the same tap two rows ahead. Other types stage one output
+// row's K*K weight rows at a time (converted to float), and so does a row whose last
+// chunk would read past the end of the weight tensor.
 template <typename T>
 void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
   const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
   const Tiling tl = tiling(Wo);
   const int64_t QW = ceil_div(tl.padded + (K - 1) * d / s + 1, Vec::L) * Vec::L;
-  const int64_t R = row_block(S.B * S.G, S.Ho), blocks = ceil_div(S.Ho, R);
+  const int64_t R = row_block(S.B * S.G, S.Ho, Cg * s * s * QW + KK * Wo), blocks = ceil_div(S.Ho, R);
   const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;  // channel stride of the stage
+  const int64_t wend = S.w_numel();
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
-  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> xst(Cg * xs), wst(R * KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
+  run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
+    std::vector<float> xst(Cg * xs), wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
     std::vector<float> rowbuf(s * QW);
-    // Tap offsets into the stages for the block's first row; row ii adds ii * KK * padded
-    // (weights) and ii * s * s * QW (input).
-    std::vector<int64_t> aoff(KK), boff(KK);
+    // Tap offsets: into the staged weight row (swoff) or the weight planes (dwoff), and
+    // into the input stage for the block's first row (boff; row ii adds ii * s * s * QW).
+    std::vector<int64_t> swoff(KK), dwoff(KK), boff(KK);
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v) {
-        aoff[u * K + v] = (u * K + v) * tl.padded;
+        swoff[u * K + v] = (u * K + v) * tl.padded;
+        dwoff[u * K + v] = (u * K + v) * HWo;
         boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
       }
     Prefetcher pf;
-    for (int64_t t = begin; t < end; ++t) {
+    int64_t t, following;
+    while (claim.next(t, following)) {
       const Task k = task_of(t, blocks, R, S.Ho, S);
       const int64_t nr = k.r1 - k.r0;
       stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
-      for (int64_t uv = 0; uv < KK; ++uv)
-        for (int64_t ii = 0; ii < nr; ++ii)
-          stage_row(wst.data() + (ii * KK + uv) * tl.padded, w + (k.bg * KK + uv) * HWo + (k.r0 + ii) * Wo,
-                    Wo, 0, 1, tl.padded);
       pf.clear();
-      if (t + 1 < end) {
-        const Task n = task_of(t + 1, blocks, R, S.Ho, S);
-        for (int64_t uv = 0; uv < KK; ++uv)
-          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
+      if (following >= 0) {
+        const Task n = task_of(following, blocks, R, S.Ho, S);
         prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
+        for (int64_t uv = 0; uv < KK; ++uv)  // the rows the taps' prefetches do not reach
+          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, std::min<int64_t>(2, n.r1 - n.r0) * Wo);
       }
       const int64_t nch = ceil_div(Wo, tl.chunk);
+      const int64_t full = tl.nv == 2 ? kChanBlock : 2 * kChanBlock;
+      const int64_t ncb = Cg / full + Cg % full;  // channel blocks per chunk
       for (int64_t ii = 0; ii < nr; ++ii) {
-        const float* wrow = wst.data() + ii * KK * tl.padded;
+        const int64_t i = k.r0 + ii;
+        const T* wsrc = w + k.bg * KK * HWo + i * Wo;
+        const float* wrow;
+        const int64_t* aoff;
+        int64_t pfd = 0;
+        bool direct = false;
+        if constexpr (std::is_same_v<T, float>)
+          direct = (k.bg * KK + KK - 1) * HWo + i * Wo + tl.padded <= wend;
+        if (direct) {
+          wrow = reinterpret_cast<const float*>(wsrc);
+          aoff = dwoff.data();
+          pfd = 2 * Wo;
+        } else {
+          for (int64_t uv = 0; uv < KK; ++uv) {
+            stage_row(wst.data() + uv * tl.padded, wsrc + uv * HWo, Wo, 0, 1, tl.padded);
+            __builtin_prefetch(wsrc + uv * HWo + 2 * Wo, 0, 3);
+          }
+          wrow = wst.data();
+          aoff = swoff.data();
+        }
         const float* xrow = xst.data() + ii * s * s * QW;
         for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
-          pf.step(ii * nch + j0 / tl.chunk, nr * nch);
           const int64_t n = std::min(tl.chunk, Wo - j0);
-          for (int64_t cc = 0; cc < Cg;) {
+          int64_t blk = 0;
+          for (int64_t cc = 0; cc < Cg; ++blk) {
+            pf.step((ii * nch + j0 / tl.chunk) * ncb + blk, nr * nch * ncb);
             const int cb = chan_block(tl.nv, Cg - cc);
-            T* dst = out + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo + j0;
+            const int64_t ahead = cc == 0 ? pfd : 0;
+            T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
             if constexpr (std::is_same_v<T, float>) {
               if (n == tl.chunk) {  // whole vectors: straight into the output
-                shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff.data(), xrow + cc * xs + j0, xs,
-                             boff.data(), KK);
+                shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
+                             boff.data(), KK, ahead);
                 cc += cb;
                 continue;
               }
             }
-            shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff.data(),
-                         xrow + cc * xs + j0, xs, boff.data(), KK);
+            shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff, xrow + cc * xs + j0, xs,
+                         boff.data(), KK, ahead);
             for (int q = 0; q < cb; ++q) write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
             cc += cb;
           }
@@ -345,20 +435,22 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
   const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
   const Tiling tl = tiling(Wo);
   const int64_t QW = ceil_div(tl.padded + (K - 1) * d / s + 1, Vec::L) * Vec::L;
-  const int64_t R = row_block(S.B * S.G, S.Ho), blocks = ceil_div(S.Ho, R);
+  const int64_t R = row_block(S.B * S.G, S.Ho, Cg * (s * s * QW + tl.padded));
+  const int64_t blocks = ceil_div(S.Ho, R);
   const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;
   const int64_t gs = R * tl.padded;
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
   // Taps per micro-kernel: 7 or 9, whichever pads K*K less (dummy taps repeat tap 0).
   const int tb = ceil_div(KK, 9) * 9 < ceil_div(KK, 7) * 7 ? 9 : 7;
   const int64_t ntaps = ceil_div(KK, tb) * tb;
-  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
+  run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     std::vector<float> xst(Cg * xs), gst(Cg * gs), tmp(9 * tl.chunk), rowbuf(s * QW);
     std::vector<int64_t> boff(ntaps, 0);  // as in the forward; row ii adds ii * s * s * QW
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v) boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
     Prefetcher pf;
-    for (int64_t t = begin; t < end; ++t) {
+    int64_t t, following;
+    while (claim.next(t, following)) {
       const Task k = task_of(t, blocks, R, S.Ho, S);
       const int64_t nr = k.r1 - k.r0;
       stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
@@ -367,8 +459,8 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
           stage_row(gst.data() + cc * gs + ii * tl.padded, go + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo,
                     Wo, 0, 1, tl.padded);
       pf.clear();
-      if (t + 1 < end) {
-        const Task n = task_of(t + 1, blocks, R, S.Ho, S);
+      if (following >= 0) {
+        const Task n = task_of(following, blocks, R, S.Ho, S);
         for (int64_t cc = 0; cc < Cg; ++cc) pf.add(go + (n.c0 + cc) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
         prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
       }
@@ -409,7 +501,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   const Tiling tl = tiling(ceil_div(S.W, s));
   const int64_t b_lo = floor_div(P - span, s), b_hi = floor_div(s - 1 + P, s);
   const int64_t JW = tl.padded + b_hi - b_lo;
-  const int64_t R = row_block(S.B * S.G, S.H), blocks = ceil_div(S.H, R);
+  const int64_t R = row_block(S.B * S.G, S.H, Cg * JW / s + KK * JW), blocks = ceil_div(S.H, R);
   const int64_t gs = ((R - 1 + span) / s + 2) * JW;
   // grad_out rows [n0, n1] that input rows [y0, y1) receive from
   const auto out_rows = [&](const Task& k) {
@@ -417,7 +509,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
     return std::pair<int64_t, int64_t>(first > 0 ? ceil_div(first, s) : 0,
                                        std::min(S.Ho - 1, floor_div(k.r1 - 1 + P, s)));
   };
-  at::parallel_for(0, S.B * S.G * blocks, 1, [&](int64_t begin, int64_t end) {
+  run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
     std::vector<int64_t> aoff(KK), boff(KK), rowoff(K);
     // Per column phase z0: the taps v it receives from and their staged column.
@@ -428,7 +520,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
         if (num % s == 0) vcols[z0].push_back({v, num / s - b_lo});
       }
     Prefetcher pf;
-    for (int64_t t = begin; t < end; ++t) {
+    int64_t t, following;
+    while (claim.next(t, following)) {
       const Task k = task_of(t, blocks, R, S.H, S);
       const auto [n0, n1] = out_rows(k);
       for (int64_t cc = 0; cc < Cg; ++cc)
@@ -436,8 +529,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           stage_row(gst.data() + cc * gs + (n - n0) * JW, go + (k.c0 + cc) * HWo + n * Wo, Wo, b_lo, 1,
                     JW);
       pf.clear();
-      if (t + 1 < end) {
-        const Task nx = task_of(t + 1, blocks, R, S.H, S);
+      if (following >= 0) {
+        const Task nx = task_of(following, blocks, R, S.H, S);
         const auto [m0, m1] = out_rows(nx);
         if (m1 >= m0) {
           for (int64_t uv = 0; uv < KK; ++uv) pf.add(w + (nx.bg * KK + uv) * HWo + m0 * Wo, (m1 - m0 + 1) * Wo);
