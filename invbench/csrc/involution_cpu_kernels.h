@@ -19,10 +19,16 @@
 //   vector once per channel for all of them (register blocking over taps).
 // - Blocks of rows are sized so every thread gets several equal tasks.
 
+// L values of A's type as floats: bfloat16 and float16 widened in registers (exact).
+inline typename Vec::V load_float(const float* p) { return Vec::load(p); }
+inline typename Vec::V load_float(const c10::BFloat16* p) { return Vec::load_bf16(p); }
+inline typename Vec::V load_float(const c10::Half* p) { return Vec::load_half(p); }
+
+// A may be float (staged) or the op's own type (the forward's weights read in place).
 // With pfd != 0 each tap also prefetches A + aoff[t] + pfd (the weights a later row
 // reads), one or two cache lines per tap, spread evenly over the FMAs.
-template <int CB, int NV>
-inline void mk_shared(float* __restrict out, int64_t os, const float* A, const int64_t* aoff,
+template <int CB, int NV, bool NT, typename TA>
+inline void mk_shared(float* __restrict out, int64_t os, const TA* A, const int64_t* aoff,
                       const float* B, int64_t bs, const int64_t* boff, int64_t nt,
                       int64_t pfd) {
   using V = typename Vec::V;
@@ -33,15 +39,15 @@ inline void mk_shared(float* __restrict out, int64_t os, const float* A, const i
 #pragma GCC unroll 2
     for (int n = 0; n < NV; ++n) acc[c][n] = Vec::zero();
   for (int64_t t = 0; t < nt; ++t) {
-    const float* a = A + aoff[t];
+    const TA* a = A + aoff[t];
     const float* b = B + boff[t];
     if (pfd != 0) {
       __builtin_prefetch(a + pfd, 0, 3);
-      if (NV * L > 8) __builtin_prefetch(a + pfd + NV * L - 1, 0, 3);
+      if (NV * L * sizeof(TA) > 32) __builtin_prefetch(a + pfd + NV * L - 1, 0, 3);
     }
     V av[NV];
 #pragma GCC unroll 2
-    for (int n = 0; n < NV; ++n) av[n] = Vec::load(a + n * L);
+    for (int n = 0; n < NV; ++n) av[n] = load_float(a + n * L);
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) {  // one running pointer: fewer address operations per FMA
 #pragma GCC unroll 2
@@ -52,7 +58,12 @@ inline void mk_shared(float* __restrict out, int64_t os, const float* A, const i
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 2
-    for (int n = 0; n < NV; ++n) Vec::store(out + c * os + n * L, acc[c][n]);
+    for (int n = 0; n < NV; ++n) {
+      if constexpr (NT)
+        Vec::stream(out + c * os + n * L, acc[c][n]);
+      else
+        Vec::store(out + c * os + n * L, acc[c][n]);
+    }
 }
 
 // out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], t < TB.
@@ -91,16 +102,23 @@ constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kerne
 
 // Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.
 // Channel c of the result goes to out + c * os.
-inline void shared_block(int cb, int nv, float* out, int64_t os, const float* A, const int64_t* aoff,
+// nt_store: non-temporal stores (out and os 32-byte aligned), only for whole channel
+// blocks of two vectors.
+template <typename TA>
+inline void shared_block(int cb, int nv, float* out, int64_t os, const TA* A, const int64_t* aoff,
                          const float* B, int64_t bs, const int64_t* boff, int64_t nt,
-                         int64_t pfd = 0) {
+                         int64_t pfd = 0, bool nt_store = false) {
   if (nv == 2) {
-    if (cb == kChanBlock) return mk_shared<kChanBlock, 2>(out, os, A, aoff, B, bs, boff, nt, pfd);
-    return mk_shared<1, 2>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    if (cb == kChanBlock) {
+      if (nt_store)
+        return mk_shared<kChanBlock, 2, true>(out, os, A, aoff, B, bs, boff, nt, pfd);
+      return mk_shared<kChanBlock, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    }
+    return mk_shared<1, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
   }
   if (cb == 2 * kChanBlock)
-    return mk_shared<2 * kChanBlock, 1>(out, os, A, aoff, B, bs, boff, nt, pfd);
-  return mk_shared<1, 1>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    return mk_shared<2 * kChanBlock, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+  return mk_shared<1, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
 }
 
 inline void taps_block(int tb, int nv, float* out, int64_t os, const float* G, int64_t gs,
@@ -143,6 +161,16 @@ inline void stage_row(float* __restrict dst, const T* __restrict src, int64_t n,
       for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, Vec::load(s + q));
       if (q < hi) Vec::copy_n(dst + q, s + q, hi - q);
       q = hi;
+    } else {  // bfloat16, float16: widened a vector at a time, the tail through a buffer
+      for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, load_float(s + q));
+      if (q < hi) {
+        T part[Vec::L] = {};
+        float wide[Vec::L];
+        for (int64_t k = 0; k < hi - q; ++k) part[k] = s[q + k];
+        Vec::store(wide, load_float(static_cast<const T*>(part)));
+        Vec::copy_n(dst + q, wide, hi - q);
+        q = hi;
+      }
     }
     for (; q < hi; ++q) dst[q] = to_float(s[q]);
   } else {
@@ -159,6 +187,13 @@ inline void write_row(T* __restrict dst, const float* __restrict src, int64_t n,
       for (; k + Vec::L <= n; k += Vec::L) Vec::store(dst + k, Vec::load(src + k));
       if (k < n) Vec::copy_n(dst + k, src + k, n - k);
       k = n;
+    } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      for (; k + Vec::L <= n; k += Vec::L) Vec::store_bf16(dst + k, Vec::load(src + k));
+      if (k < n) {  // src holds whole vectors (staged or micro-kernel rows)
+        c10::BFloat16 part[Vec::L];
+        Vec::store_bf16(part, Vec::load(src + k));
+        for (; k < n; ++k) dst[k] = part[k % Vec::L];
+      }
     }
     for (; k < n; ++k) dst[k] = static_cast<T>(src[k]);
   } else {
@@ -337,11 +372,11 @@ inline Task task_of(int64_t t, int64_t blocks, int64_t R, int64_t rows, const In
   return {bg, g, b, blk * R, std::min(rows, blk * R + R), b * S.C + g * S.group_channels()};
 }
 
-// Forward. Float32 weights are read in place (no staging copy): each tap's vector is
-// loaded by the first channel block from memory and by the others from L1, and the
-// first block prefetches the same tap two rows ahead. Other types stage one output
-// row's K*K weight rows at a time (converted to float), and so does a row whose last
-// chunk would read past the end of the weight tensor.
+// Forward. The weights are read in place (no staging copy; bfloat16 and float16 are
+// widened in registers): each tap's vector is loaded by the first channel block from
+// memory and by the others from L1, and the first block prefetches the same tap two
+// rows ahead. Only a row whose last chunk would read past the end of the weight
+// tensor stages its K*K weight rows (zero-padded floats).
 template <typename T>
 void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
@@ -351,6 +386,10 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t R = row_block(S.B * S.G, S.Ho, Cg * s * s * QW + KK * Wo), blocks = ceil_div(S.Ho, R);
   const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;  // channel stride of the stage
   const int64_t wend = S.w_numel();
+  // A large float32 output is written around the caches (it is not read again here, and
+  // a cached store would first read each line): rows of whole 32-byte multiples only.
+  const bool stream_out = std::is_same_v<T, float> && S.out_numel() * 4 >= (int64_t(4) << 20) &&
+                          (HWo * 4) % 32 == 0 && (Wo * 4) % 32 == 0;
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     std::vector<float> xst(Cg * xs), wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
@@ -383,49 +422,43 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
       for (int64_t ii = 0; ii < nr; ++ii) {
         const int64_t i = k.r0 + ii;
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
-        const float* wrow;
-        const int64_t* aoff;
-        int64_t pfd = 0;
-        bool direct = false;
-        if constexpr (std::is_same_v<T, float>)
-          direct = (k.bg * KK + KK - 1) * HWo + i * Wo + tl.padded <= wend;
-        if (direct) {
-          wrow = reinterpret_cast<const float*>(wsrc);
-          aoff = dwoff.data();
-          pfd = 2 * Wo;
-        } else {
-          for (int64_t uv = 0; uv < KK; ++uv) {
-            stage_row(wst.data() + uv * tl.padded, wsrc + uv * HWo, Wo, 0, 1, tl.padded);
-            __builtin_prefetch(wsrc + uv * HWo + 2 * Wo, 0, 3);
-          }
-          wrow = wst.data();
-          aoff = swoff.data();
-        }
         const float* xrow = xst.data() + ii * s * s * QW;
-        for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
-          const int64_t n = std::min(tl.chunk, Wo - j0);
-          int64_t blk = 0;
-          for (int64_t cc = 0; cc < Cg; ++blk) {
-            pf.step((ii * nch + j0 / tl.chunk) * ncb + blk, nr * nch * ncb);
-            const int cb = chan_block(tl.nv, Cg - cc);
-            const int64_t ahead = cc == 0 ? pfd : 0;
-            T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
-            if constexpr (std::is_same_v<T, float>) {
-              if (n == tl.chunk) {  // whole vectors: straight into the output
-                shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
-                             boff.data(), KK, ahead);
-                cc += cb;
-                continue;
+        // One output row: weights wrow (float or T) at tap offsets aoff.
+        const auto row = [&](const auto* wrow, const int64_t* aoff, int64_t pfd) {
+          for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
+            const int64_t n = std::min(tl.chunk, Wo - j0);
+            int64_t blk = 0;
+            for (int64_t cc = 0; cc < Cg; ++blk) {
+              pf.step((ii * nch + j0 / tl.chunk) * ncb + blk, nr * nch * ncb);
+              const int cb = chan_block(tl.nv, Cg - cc);
+              const int64_t ahead = cc == 0 ? pfd : 0;
+              T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
+              if constexpr (std::is_same_v<T, float>) {
+                if (n == tl.chunk) {  // whole vectors: straight into the output
+                  const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
+                  shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
+                               boff.data(), KK, ahead, stream_out && aligned);
+                  cc += cb;
+                  continue;
+                }
               }
+              shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff, xrow + cc * xs + j0,
+                           xs, boff.data(), KK, ahead);
+              for (int q = 0; q < cb; ++q) write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
+              cc += cb;
             }
-            shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff, xrow + cc * xs + j0, xs,
-                         boff.data(), KK, ahead);
-            for (int q = 0; q < cb; ++q) write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
-            cc += cb;
           }
+        };
+        if ((k.bg * KK + KK - 1) * HWo + i * Wo + tl.padded <= wend) {
+          row(wsrc, dwoff.data(), 2 * Wo);
+        } else {  // the last chunk would read past the weight tensor: stage this row
+          for (int64_t uv = 0; uv < KK; ++uv)
+            stage_row(wst.data() + uv * tl.padded, wsrc + uv * HWo, Wo, 0, 1, tl.padded);
+          row(static_cast<const float*>(wst.data()), swoff.data(), 0);
         }
       }
     }
+    Vec::fence();  // the non-temporal stores are weakly ordered
   });
 }
 

@@ -39,6 +39,8 @@ struct Vec {
     return v;
   }
   static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
+  static void stream(float* p, V v) { store(p, v); }  // no portable non-temporal store
+  static void fence() {}
   static V fma(V a, V b, V c) { return a * b + c; }
   static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
     for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
@@ -49,6 +51,21 @@ struct Vec {
       even[k] = src[2 * k];
       odd[k] = src[2 * k + 1];
     }
+  }
+  // L bfloat16 / float16 values widened to float (exact), and L floats rounded to
+  // bfloat16 as c10::BFloat16 rounds (to nearest even, NaN to 0x7FC0).
+  static V load_bf16(const c10::BFloat16* p) {
+    V v;
+    for (int k = 0; k < L; ++k) v[k] = static_cast<float>(p[k]);
+    return v;
+  }
+  static V load_half(const c10::Half* p) {
+    V v;
+    for (int k = 0; k < L; ++k) v[k] = static_cast<float>(p[k]);
+    return v;
+  }
+  static void store_bf16(c10::BFloat16* p, V v) {
+    for (int k = 0; k < L; ++k) p[k] = c10::BFloat16(v[k]);
   }
 };
 #include "involution_cpu_kernels.h"
@@ -79,7 +96,38 @@ struct Vec {
     const __mmask8 k = static_cast<__mmask8>((1u << n) - 1);                      \
     _mm256_mask_storeu_ps(dst, k, _mm256_maskz_loadu_ps(k, src));                 \
   }
-#define INVBENCH_VEC256(regs, COPYN)                                              \
+// Float to bfloat16 as c10::BFloat16 rounds: to nearest even, any NaN to 0x7FC0.
+// Gives the 8 results as 32-bit lanes, each holding its bfloat16 in the low half.
+#define INVBENCH_BF16_ROUND                                                       \
+  static __m256i round_bf16(V v) {                                                \
+    const __m256i u = _mm256_castps_si256(v);                                     \
+    const __m256i bias = _mm256_add_epi32(                                        \
+        _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1)),         \
+        _mm256_set1_epi32(0x7FFF));                                               \
+    const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, bias), 16);           \
+    const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));   \
+    return _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7FC0), nan);                 \
+  }                                                                               \
+  static V load_bf16(const c10::BFloat16* p) {                                    \
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));       \
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  \
+  }                                                                               \
+  static V load_half(const c10::Half* p) {                                        \
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); \
+  }
+// Packs the eight 32-bit lanes' low halves: AVX2 by saturating pack (the values are
+// below 0x10000) and a lane fix-up, AVX-512 by vpmovdw.
+#define INVBENCH_STORE_BF16_AVX2                                                  \
+  static void store_bf16(c10::BFloat16* p, V v) {                                 \
+    const __m256i r = round_bf16(v);                                              \
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08); \
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed)); \
+  }
+#define INVBENCH_STORE_BF16_AVX512                                                \
+  static void store_bf16(c10::BFloat16* p, V v) {                                 \
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtepi32_epi16(round_bf16(v))); \
+  }
+#define INVBENCH_VEC256(regs, COPYN, STORE_BF16)                                  \
   struct Vec {                                                                    \
     using V = __m256;                                                             \
     static constexpr int L = 8;                                                   \
@@ -87,8 +135,13 @@ struct Vec {
     static V zero() { return _mm256_setzero_ps(); }                               \
     static V load(const float* p) { return _mm256_loadu_ps(p); }                  \
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }                  \
+    /* p 32-byte aligned; around the caches, no read for ownership */             \
+    static void stream(float* p, V v) { _mm256_stream_ps(p, v); }                 \
+    static void fence() { _mm_sfence(); }                                         \
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
     COPYN                                                                         \
+    INVBENCH_BF16_ROUND                                                           \
+    STORE_BF16                                                                    \
     static void split2(const float* src, float* even, float* odd) {               \
       const V a = load(src), b = load(src + 8);                                   \
       store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(                         \
@@ -100,14 +153,14 @@ struct Vec {
 
 INVBENCH_TARGET_BEGIN("avx2,fma,f16c")
 namespace avx2 {
-INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2)
+INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2, INVBENCH_STORE_BF16_AVX2)
 #include "involution_cpu_kernels.h"
 }  // namespace avx2
 INVBENCH_TARGET_END
 
 INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
 namespace avx512 {
-INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512)
+INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_STORE_BF16_AVX512)
 #include "involution_cpu_kernels.h"
 }  // namespace avx512
 INVBENCH_TARGET_END

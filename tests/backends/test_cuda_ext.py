@@ -194,6 +194,47 @@ def test_every_cpu_kernel_path_against_float64(
         ops.cpu_kernel_path("auto", torch.float32)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+@pytest.mark.parametrize("case", SIMD_CASES[:4], ids=_case_id)
+def test_cpu_low_precision_rounds_like_torch(
+    case: tuple[int | None, ...], dtype: torch.dtype
+) -> None:
+    """Half types are widened and rounded a vector at a time: every path gives, bit for bit,
+    its own float32 result on the same values rounded by torch (to nearest even), forward
+    and both gradients; a NaN input reaches the outputs as NaN in the same places."""
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    geom = _geometry(case)
+    x, w = (t.to(dtype) for t in _inputs(geom, torch.float64, "cpu", seed=8))
+    x[0, 0, geom.height // 2, geom.width // 2] = float("nan")
+    go = torch.randn(geom.out_shape, generator=torch.Generator().manual_seed(9)).to(dtype)
+    args = (geom.stride, geom.pad, geom.dilation)
+    k, groups = geom.kernel_size, geom.groups
+
+    def run(xx: torch.Tensor, ww: torch.Tensor, gg: torch.Tensor) -> list[torch.Tensor]:
+        return [
+            ops.involution_fwd(xx, ww, *args, poison=True),
+            ops.involution_grad_input(gg, ww, geom.height, geom.width, *args, poison=True),
+            ops.involution_grad_weight(gg, xx, groups, k, *args, poison=True),
+        ]
+
+    try:
+        for path in _cpu_paths():
+            assert ops.cpu_kernel_path(path, dtype) == path
+            got = run(x, w, go)
+            want = run(x.float(), w.float(), go.float())
+            assert torch.isnan(got[0]).any()
+            for g, f in zip(got, want, strict=True):
+                assert g.dtype == dtype
+                rounded = f.to(dtype)
+                nan = torch.isnan(rounded)  # torch's own NaN bits differ between its paths
+                assert torch.equal(torch.isnan(g), nan), path
+                assert torch.equal(g[~nan].view(torch.int16), rounded[~nan].view(torch.int16)), path
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
 def test_cpu_kernel_path_is_reported_and_checked() -> None:
     from invbench.backends import cuda_ext
 
