@@ -288,19 +288,61 @@ class TaskClaim {
   int64_t held_ = -1;
 };
 
-// body(TaskClaim&) runs once per worker thread: it sets up its buffers, then loops
-// while claim.next(...) gives it tasks.
+// A helper thread's state: whether it has started on the tasks, finished them, or was
+// called off before it started.
+struct HelperState {
+  std::mutex m;
+  std::condition_variable cv;
+  enum { kWaiting, kRunning, kDone, kCalledOff } phase = kWaiting;
+};
+
+// body(TaskClaim&) runs on the calling thread and on up to get_num_threads() - 1
+// helpers from torch's inter-op pool; each call sets up its buffers, then loops while
+// claim.next(...) gives it tasks.
+//
+// Not an OpenMP region: its join needs every thread to arrive, and libgomp's threads
+// spin (by default about 300 000 pause instructions, some 8 ms on Zen 4) before they
+// sleep. On a loaded 2-core machine a late worker then waited for the core its
+// spinning partner held, and a 1 ms op took 4, 8 or 12 ms (the scheduler's ticks).
+// Here the caller starts at once and takes whatever tasks are left; a helper that
+// has not started when the caller runs out of tasks is called off (it returns without
+// touching them), and one that has started is waited for, asleep.
 template <typename Body>
 void run_tasks(int64_t n, const Body& body) {
   if (n <= 0) return;
   TaskQueue q(n);
-  const int64_t workers = std::min<int64_t>(n, std::max<int64_t>(1, at::get_num_threads()));
-  at::parallel_for(0, workers, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      TaskClaim claim(q);
-      body(claim);
+  const int64_t helpers = std::min<int64_t>(n, at::get_num_threads()) - 1;
+  std::vector<std::shared_ptr<HelperState>> states;
+  if (!at::in_parallel_region()) {
+    for (int64_t h = 0; h < helpers; ++h) {
+      auto st = std::make_shared<HelperState>();
+      states.push_back(st);
+      at::launch([st, &q, &body] {
+        {
+          std::lock_guard<std::mutex> lock(st->m);
+          if (st->phase != HelperState::kWaiting) return;  // called off: q and body are gone
+          st->phase = HelperState::kRunning;
+        }
+        TaskClaim claim(q);
+        body(claim);
+        {
+          std::lock_guard<std::mutex> lock(st->m);
+          st->phase = HelperState::kDone;
+        }
+        st->cv.notify_all();
+      });
     }
-  });
+  }
+  TaskClaim claim(q);
+  body(claim);
+  for (auto& st : states) {
+    std::unique_lock<std::mutex> lock(st->m);
+    if (st->phase == HelperState::kWaiting) {
+      st->phase = HelperState::kCalledOff;
+      continue;
+    }
+    st->cv.wait(lock, [&] { return st->phase == HelperState::kDone; });
+  }
 }
 
 // Stages the input rows [y0, y0 + rows) of channels [c0, c0 + Cg) into
