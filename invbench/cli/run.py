@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from invbench.cli.console import err, fail, out
 from invbench.core.choices import CacheMode
@@ -105,6 +112,25 @@ def run(
     cpus_per_task: Annotated[
         float, typer.Option(help="With --cluster: CPUs each task reserves.")
     ] = 1.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="torch's intra-op threads (default: the suite's threads, else torch's "
+            "choice); recorded in every row."
+        ),
+    ] = None,
+    affinity: Annotated[
+        str | None,
+        typer.Option(metavar="CPUS", help="Pin the run to these CPUs, e.g. 0 or 0-1,3."),
+    ] = None,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Runs of the suite, each in a fresh process, merged into one result "
+            "(samples.parquet says which run each sample came from); compare judges "
+            "the runs as replicates."
+        ),
+    ] = 1,
 ) -> None:
     """Check, then time every backend on every case of a suite."""
     from invbench.backends.registry import default_registry
@@ -128,7 +154,13 @@ def run(
         timeout_s=timeout,
         tf32=tf32,
         min_clock=min_clock,
+        threads=threads,
+        affinity=affinity,
     )
+    if repeats < 1:
+        raise fail(f"--repeats must be >= 1, got {repeats}")
+    if repeats > 1 and (resume_dir is not None or cluster is not None or isolate):
+        raise fail("--repeats cannot be combined with --resume, --cluster or --isolate")
     if gpu_type and cluster is None:
         raise fail("--gpu-type needs --cluster")
     if cpus_per_task <= 0:
@@ -155,6 +187,11 @@ def run(
     except UsageError as exc:
         raise fail(str(exc)) from None
     directory = out_dir or default_out_dir(suite_obj)
+    if repeats > 1:
+        from invbench.cli.repeats import run_repeats
+
+        run_repeats(request, suite_obj, plan, directory, repeats, plot)
+        return
     batches = ", ".join(str(b) for b in sorted({c.geometry.batch for c in plan.cases}))
     err.print(
         f"[bold]{suite_obj.name}[/]: {len(plan.cases)} cases x {len(plan.backends)} backends x "
@@ -162,13 +199,8 @@ def run(
         f"(batch {batches}) -> {directory}",
         soft_wrap=True,
     )
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
+    progress = quiet_progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
     with _interrupt_says_how_to_resume(directory), progress:
         task = progress.add_task("starting", total=plan.n_rows)
@@ -177,11 +209,21 @@ def run(
             plan,
             registry,
             directory,
-            on_row=lambda row: progress.advance(task),
-            on_status=lambda text: progress.update(task, description=text),
+            on_row=lambda row: progress.update(task, advance=1, refresh=True),
+            on_status=lambda text: progress.update(task, description=text, refresh=True),
             request=request,
         )
     report_rows(rows, f"{suite_obj.name} on {plan.device}", directory, plot)
+
+
+def quiet_progress(*columns: ProgressColumn) -> Progress:
+    """A progress display that draws only when told, from the measuring thread itself.
+
+    rich's default refreshes from a thread of its own ten times a second, which would
+    run (and take the GIL) in the middle of timed batches; this one starts no thread, and
+    the run redraws it between batches, when a row ends or the status changes.
+    """
+    return Progress(*columns, console=err, transient=True, auto_refresh=False)
 
 
 def rows_on_disk(directory: Path) -> int:
@@ -218,7 +260,7 @@ def report_rows(rows: list[ResultRow], title: str, directory: Path, plot: bool) 
     from invbench.backends.registry import default_registry
     from invbench.cli.plot import plot_after_run
     from invbench.measure.ceiling_record import measured_ceilings
-    from invbench.render.health import health_table
+    from invbench.render.health import health_table, untrusted_lines
     from invbench.render.summary import summary_table
     from invbench.storage.results import CSV_FILE, META_FILE
 
@@ -230,6 +272,8 @@ def report_rows(rows: list[ResultRow], title: str, directory: Path, plot: bool) 
     health = health_table(rows, where=str(directory / CSV_FILE))
     if health is not None:
         out.print(health)
+    for line in untrusted_lines(rows, where=str(directory / CSV_FILE)):
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
     counts: dict[str, int] = {}
     for row in rows:
         counts[row.status] = counts.get(row.status, 0) + 1
@@ -243,9 +287,7 @@ def _resume(directory: Path, registry: Registry, plot: bool) -> None:
     from invbench.running.bench import UsageError, resume
 
     err.print(f"resuming {directory} with the options it was started with")
-    progress = Progress(
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
-    )
+    progress = quiet_progress(TextColumn("{task.description}"), TimeElapsedColumn())
     with _interrupt_says_how_to_resume(directory), progress:
         task = progress.add_task("starting", total=None)
         try:

@@ -31,6 +31,7 @@ or "model" (whole networks; each case is ``name``, ``depth`` and optionally
 ``height``/``width``/``batch``: the input images). Three more [run] keys help keep
 CPU runs short: ``batches`` (run every case at each of these batches), ``only``
 (case names to run) and ``image_size`` (model level: input height and width).
+``threads`` fixes torch's intra-op thread count (default: torch's own choice).
 
 Every unknown key or bad value is a SuiteError naming the file, the case and the key.
 """
@@ -76,6 +77,7 @@ _RUN_KEYS = (
     "batches",
     "only",
     "image_size",
+    "threads",
 )
 _MODEL_KEYS = ("batch", "depth", "height", "width")
 
@@ -102,6 +104,7 @@ class RunSettings:
     batches: tuple[int, ...] = ()  # non-empty: every case (batch not fixed) at each batch
     only: tuple[str, ...] = ()  # non-empty: run only these cases
     image_size: int | None = None  # model level: input height and width of every case
+    threads: int | None = None  # torch's intra-op threads; None: torch's default
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,7 @@ def _run_settings(path: Path, where: str, table: Any, base: RunSettings) -> RunS
                 what = "positive ints" if key == "batches" else "case names"
                 raise _err(path, where, f"{key} must be a non-empty list of {what}, got {value!r}")
             values[key] = tuple(value)
-        elif key in ("batch", "min_samples", "samples", "image_size"):
+        elif key in ("batch", "min_samples", "samples", "image_size", "threads"):
             values[key] = _int(path, where, key, value)
         elif key == "seed":
             values[key] = _int(path, where, key, value, minimum=0)

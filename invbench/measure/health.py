@@ -5,12 +5,36 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from invbench.core.noise import drift, two_modes
 from invbench.core.stats import Summary
 from invbench.measure.telemetry import RowTelemetry
 
 SPREAD_LIMIT = 0.10  # IQR / median above this: noisy
 SHORT_KERNEL_MS = 0.005  # medians under 5 us are dominated by launch and timer overhead
 CLOCK_FRACTION = 0.75  # mean SM clock below this share of the maximum: slowed down
+STEAL_LIMIT_PCT = 5.0  # the hypervisor took more than this share of the CPU time
+
+
+def host_warnings(load_avg: float | None, steal_pct: float | None, cpus: int) -> list[str]:
+    """The host was busier than the row's own threads while it was timed."""
+    out = []
+    if load_avg is not None and load_avg > cpus:
+        out.append(f"loaded: load average {load_avg:.1f} on {cpus} CPUs")
+    if steal_pct is not None and steal_pct > STEAL_LIMIT_PCT:
+        out.append(f"steal: the hypervisor took {steal_pct:.0f}% of the CPU time while timing")
+    return out
+
+
+def sample_warnings(samples: Sequence[float]) -> list[str]:
+    """What the samples' order and shape say (invbench.core.noise): drift, two modes."""
+    out = []
+    modes = two_modes(samples)
+    if modes is not None:
+        out.append(modes.phrase())
+    trend = drift(samples)
+    if trend is not None:
+        out.append(trend.phrase())
+    return out
 
 
 def row_warnings(

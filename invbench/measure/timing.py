@@ -1,6 +1,7 @@
 """Device timers: call a closure, return raw per-call samples in milliseconds.
 
 A timer times the closure and nothing else; statistics live in invbench.core.stats.
+Python's garbage collector is off for the whole of every timed batch.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from invbench.core.choices import CacheMode
+from invbench.measure.hygiene import collector_paused
 
 
 class Timer(Protocol):
@@ -61,10 +63,11 @@ class CpuTimer:
     ) -> list[float]:
         out: list[float] = []
         clock = self.clock
-        for _ in range(n):
-            t0 = clock()
-            fn()
-            out.append((clock() - t0) / 1e6)
+        with collector_paused():
+            for _ in range(n):
+                t0 = clock()
+                fn()
+                out.append((clock() - t0) / 1e6)
         self.last_host_ms = list(out)
         return out
 
@@ -258,23 +261,24 @@ class CudaTimer:
             api.sleep(cycles)
             blocker[1].record(stream)
         clock = self.clock_ns
-        t0 = clock()
-        for _ in range(n):
-            if self._flush is not None:
-                self._flush()
-            start, end = api.event(), api.event()
-            start.record(stream)
-            c0 = clock()
-            fn()
-            host_ns.append(clock() - c0)
-            end.record(stream)
-            pairs.append((start, end))
-        enqueue_ms = (clock() - t0) / 1e6
-        if self.busy is not None:
-            with self.busy(lambda: not end.query()):
+        with collector_paused():
+            t0 = clock()
+            for _ in range(n):
+                if self._flush is not None:
+                    self._flush()
+                start, end = api.event(), api.event()
+                start.record(stream)
+                c0 = clock()
+                fn()
+                host_ns.append(clock() - c0)
+                end.record(stream)
+                pairs.append((start, end))
+            enqueue_ms = (clock() - t0) / 1e6
+            if self.busy is not None:
+                with self.busy(lambda: not end.query()):
+                    end.synchronize()
+            else:
                 end.synchronize()
-        else:
-            end.synchronize()
         self.last_host_ms = [ns / 1e6 for ns in host_ns]
         hidden = False
         if blocker is not None and gate is not None:

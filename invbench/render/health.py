@@ -30,7 +30,28 @@ ADVICE = {
     "interpreted": "the Triton interpreter was timed: time Triton on a GPU",
     "launch latency not hidden": "short kernels exposed their launch: see docs/measurement.md",
     "graph capture failed": "timed hot instead of replayed: see the row's warning",
+    "drifting": "the machine changed state during the row: rerun with --repeats 3",
+    "bimodal": "a fast and a slow state: rerun with --repeats 3, check --threads",
+    "runs disagree": "processes land in different states: more --repeats, a quieter host",
+    "loaded": "other jobs held the CPUs: run alone, or pin with --affinity",
+    "steal": "the hypervisor ran other guests: a dedicated machine, or more --repeats",
+    "timer-bound": "the timer's tick is a large part of the row: time a larger --batch",
 }
+# Kinds that make a row's number unfit to quote as it stands (noisy alone does not:
+# a wide spread with many samples can still pin the median down).
+DISTRUST = (
+    "unconverged",
+    "bimodal",
+    "drifting",
+    "runs disagree",
+    "loaded",
+    "steal",
+    "throttled",
+    "low clock",
+    "interpreted",
+    "timer-bound",
+)
+UNTRUSTED_LINES = 40  # rows named one by one; more are counted
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
@@ -118,3 +139,20 @@ def _every_warning(flagged: Sequence[ResultRow]) -> Table:
             else:
                 table.add_row("", "", "", "", warning)
     return table
+
+
+def untrusted_lines(rows: Sequence[ResultRow], where: str = "") -> list[str]:
+    """One plain line for each row whose number should not be trusted, and why."""
+    lines = []
+    for row in rows:
+        warnings = [w for w in filter(None, row.warnings.split("; ")) if kind_of(w) in DISTRUST]
+        if warnings:
+            lines.append(f"do not trust {_label(row)}: {'; '.join(warnings)}")
+    if len(lines) > UNTRUSTED_LINES:
+        rest = len(lines) - UNTRUSTED_LINES
+        where = where or "results.csv"
+        lines = [
+            *lines[:UNTRUSTED_LINES],
+            f"... and {rest} more rows: the warnings column of {where}",
+        ]
+    return lines

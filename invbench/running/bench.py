@@ -19,10 +19,11 @@ from invbench.core.stats import StopPolicy
 from invbench.core.suites import Suite, find_suite
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.environment import device_identity, environment, git_state
+from invbench.measure.hygiene import parse_cpus
 from invbench.measure.memory import return_freed_memory_to_os
 from invbench.measure.precision import PrecisionPolicy, precision_policy
 from invbench.measure.telemetry import gpu_processes
-from invbench.running.engine import Engine, default_sampler
+from invbench.running.engine import Engine, apply_host_settings, default_sampler
 from invbench.running.plan import RunPlan
 from invbench.storage.results import (
     META_FILE,
@@ -56,6 +57,8 @@ class RunRequest:
     timeout_s: float = 600.0
     tf32: bool = False  # allow TF32 for float32 (default: true float32 everywhere)
     min_clock: float | None = None  # drop batches under this share of the max SM clock
+    threads: int | None = None  # None: the suite's, else torch's default
+    affinity: str | None = None  # CPU list to pin the run to ("0", "0-1,3")
 
     def to_json(self) -> dict[str, Any]:
         """What meta.json keeps so that --resume can plan the same run again."""
@@ -120,6 +123,14 @@ def plan_run(
         raise UsageError(f"--min-clock must be in (0, 1], got {request.min_clock}")
     if request.timeout_s <= 0:
         raise UsageError(f"--timeout must be > 0, got {request.timeout_s}")
+    if request.threads is not None and request.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {request.threads}")
+    affinity: tuple[int, ...] = ()
+    if request.affinity is not None:
+        try:
+            affinity = tuple(parse_cpus(request.affinity))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if request.cases:
         known_cases = [c.name for c in suite.cases]
         unknown = [c for c in request.cases if c not in known_cases]
@@ -167,6 +178,8 @@ def plan_run(
         level=suite.level,
         tf32=request.tf32,
         min_clock=request.min_clock,
+        threads=request.threads or settings.threads,
+        affinity=affinity,
     )
     return suite, plan
 
@@ -189,6 +202,8 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
         "cache_mode": plan.cache_mode.value,
         "precision": PrecisionPolicy(tf32=plan.tf32).to_json(),
         "min_clock": plan.min_clock,
+        "threads": plan.threads,
+        "affinity": list(plan.affinity) or None,
         "isolate": plan.isolate,
         "timeout_s": plan.timeout_s,
         "request": request.to_json() if request is not None else None,
@@ -229,6 +244,11 @@ def execute(
     """Run the plan, writing rows as they finish and meta.json before and after."""
     if plan.device.type == "cpu":
         return_freed_memory_to_os()
+    try:
+        threads = apply_host_settings(plan)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    plan = replace(plan, threads=threads)
     writer = ResultWriter(out_dir, stamp=device_identity(plan.device))
     meta = run_meta(suite, plan, request)
     meta["telemetry"] = telemetry_meta(plan)

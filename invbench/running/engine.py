@@ -47,7 +47,14 @@ from invbench.core.spec import Case, DeviceKind, Dtype, Mode, Status
 from invbench.core.stats import summarize, warmup_calls
 from invbench.measure import nvtx
 from invbench.measure.clock_floor import ClockFloor
-from invbench.measure.health import row_warnings
+from invbench.measure.health import host_warnings, row_warnings, sample_warnings
+from invbench.measure.hygiene import (
+    HostLoad,
+    HostSnapshot,
+    apply_affinity,
+    apply_threads,
+    usable_cpus,
+)
 from invbench.measure.memory import measure_peak
 from invbench.measure.precision import PrecisionPolicy, precision_fields, precision_policy
 from invbench.measure.telemetry import NvmlSampler, nvml_index
@@ -87,6 +94,17 @@ def default_sampler(device: torch.device, ignore_pids: Iterable[int] = ()) -> Nv
     if device.type != "cuda":
         return NvmlSampler.unavailable(f"not a CUDA run (device {device})")
     return NvmlSampler(nvml_index(device), ignore_pids=ignore_pids)
+
+
+def apply_host_settings(plan: RunPlan) -> int:
+    """Pin the process to plan.affinity, fix torch's threads; returns the thread count.
+
+    Called before anything is measured (ceilings included) and by every engine, so an
+    isolated worker or a cluster task runs with the same settings as the run it serves.
+    """
+    if plan.affinity:
+        apply_affinity(plan.affinity)
+    return apply_threads(plan.threads)
 
 
 def default_capture(device: torch.device) -> Capture | None:
@@ -133,7 +151,10 @@ class Engine:
         self.capture = capture or default_capture(plan.device)
         self.strategy = strategy or strategy_for(plan.level)
         self.strategy.start(plan.device)
+        apply_host_settings(plan)
         self._other_processes: int | None = None
+        self.host = HostLoad()
+        self._host_window: tuple[HostSnapshot, HostSnapshot] | None = None
 
     # -- rows -----------------------------------------------------------------
     def base(self, case: Case, backend: Backend, dtype: Dtype, mode: Mode) -> dict[str, Any]:
@@ -194,6 +215,19 @@ class Engine:
             self._release()
 
     def _run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
+        arms = self.prepare_group(case, dtype, mode, backends)
+        self.on_status(f"{case.name} {dtype.value} {mode.value}: timing {len(arms)} backends")
+        self._time_interleaved(arms)
+        self.finish_group(arms)
+
+    def prepare_group(
+        self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]
+    ) -> list[Arm]:
+        """Rows for what cannot run; the arms that passed their check, ready to time.
+
+        With ``round_of`` and ``finish_group`` this is the group in steps, for a driver
+        that interleaves the rounds of two processes (invbench.running.lockstep).
+        """
         label = f"{case.name} {dtype.value} {mode.value}"
         runnable: list[tuple[Backend, dict[str, Any]]] = []
         for b in backends:
@@ -204,7 +238,7 @@ class Engine:
             else:
                 runnable.append((b, base))
         if not runnable:
-            return
+            return []
         self._other_processes = self.sampler.other_processes()
         self.on_status(f"{label}: inputs and float64 reference")
         try:
@@ -214,7 +248,7 @@ class Engine:
         except Exception as exc:
             for _, base in runnable:
                 self.fail(base, classify(exc), f"inputs: {one_line(exc)}")
-            return
+            return []
         arms: list[Arm] = []
         for b, base in runnable:
             self.on_status(f"{label}: {self.strategy.describe(b, base)}: build, check, warm up")
@@ -229,8 +263,10 @@ class Engine:
                 self.fail(base, Status.INCORRECT, arm)
                 continue
             arms.append(arm)
-        self.on_status(f"{label}: timing {len(arms)} backends")
-        self._time_interleaved(arms)
+        return arms
+
+    def finish_group(self, arms: list[Arm]) -> None:
+        """A row for every arm of the group (its samples, or the error that stopped it)."""
         for arm in arms:
             self.emit(self._row(arm), [] if arm.error else arm.total.samples)
 
@@ -298,32 +334,61 @@ class Engine:
 
     # -- timing ---------------------------------------------------------------
     def _time_interleaved(self, arms: list[Arm]) -> None:
-        policy = self.plan.policy
+        self.begin_timing()
+        try:
+            self._rounds(arms)
+        finally:
+            self.end_timing()
+
+    def begin_timing(self) -> None:
+        """The start of a group's timed rounds: the host's load is read from here..."""
+        self._host_window = (self.host.snapshot(), self.host.snapshot())
+
+    def end_timing(self) -> None:
+        """...to here; every row of the group records that window's load and steal."""
+        if self._host_window is not None:
+            self._host_window = (self._host_window[0], self.host.snapshot())
+
+    def _host_fields(self) -> dict[str, Any]:
+        """threads, load_avg and steal_pct of the group just timed."""
+        fields: dict[str, Any] = {"threads": torch.get_num_threads()}
+        if self._host_window is not None:
+            before, after = self._host_window
+            fields["load_avg"] = after.load_1m
+            fields["steal_pct"] = HostLoad.steal_pct(before, after)
+        return fields
+
+    def _rounds(self, arms: list[Arm]) -> None:
         active = list(arms)
         rnd = 0
         while active:
             order = active if rnd % 2 == 0 else active[::-1]
             for arm in order:
-                total = arm.total
-                per_sample = max(total.estimate_ms * total.calls, 1e-3)
-                n = max(1, min(ROUND_MAX_SAMPLES, math.ceil(ROUND_MS / per_sample)))
-                if policy.samples is not None:
-                    n = min(n, policy.samples - len(total.samples or total.floor.dropped))
-                name = arm.backend.name
-                t0 = self.wall_clock()
-                try:
-                    with nvtx.range(f"{name}/samples"), self.sampler.window(name, timing=True):
-                        self._sample_round(arm, n, reverse=rnd % 2 == 1)
-                except Exception as exc:
-                    arm.error = (classify(exc), f"while timing: {one_line(exc)}")
-                    continue
-                arm.elapsed_s += self.wall_clock() - t0
-                floor_ms = ci_floor_ms(self.timer.resolution_ms, total.calls)
-                # while the clock floor has kept nothing, the row would get what it dropped
-                samples = total.samples or total.floor.dropped
-                arm.stop = policy.decide(samples, arm.elapsed_s, floor_ms)
+                self.round_of(arm, rnd)
             active = [a for a in active if a.stop is None and a.error is None]
             rnd += 1
+
+    def round_of(self, arm: Arm, rnd: int) -> None:
+        """One interleaved round of arm: about ROUND_MS of samples, then its stopping rule."""
+        policy = self.plan.policy
+        total = arm.total
+        per_sample = max(total.estimate_ms * total.calls, 1e-3)
+        n = max(1, min(ROUND_MAX_SAMPLES, math.ceil(ROUND_MS / per_sample)))
+        if policy.samples is not None:
+            n = max(1, min(n, policy.samples - len(total.samples or total.floor.dropped)))
+        name = arm.backend.name
+        t0 = self.wall_clock()
+        try:
+            with nvtx.range(f"{name}/samples"), self.sampler.window(name, timing=True):
+                self._sample_round(arm, n, reverse=rnd % 2 == 1)
+        except Exception as exc:
+            arm.error = (classify(exc), f"while timing: {one_line(exc)}")
+            return
+        arm.elapsed_s += self.wall_clock() - t0
+        floor_ms = ci_floor_ms(self.timer.resolution_ms, total.calls)
+        # while the clock floor has kept nothing, the row would get what it dropped
+        samples = total.samples or total.floor.dropped
+        arm.stop = policy.decide(samples, arm.elapsed_s, floor_ms)
 
     def _sample_round(self, arm: Arm, n: int, reverse: bool) -> None:
         """n samples of every part; several parts alternate in chunks (A B C, C B A, ...)."""
@@ -359,6 +424,7 @@ class Engine:
             arm.measure_fields(),
             timer=self.timer.method,
             variant=variant,
+            **self._host_fields(),
             **tele.row_fields(),
             **precision_fields(base["dtype"], self.plan.device.type),
         )
@@ -382,6 +448,8 @@ class Engine:
             floor_ms=ci_floor_ms(self.timer.resolution_ms, arm.total.calls),
             host_ms=common["host_ms"],
         )
+        warnings += sample_warnings(arm.total.samples)
+        warnings += host_warnings(common.get("load_avg"), common.get("steal_pct"), usable_cpus())
         return ResultRow(
             **base,
             status=Status.OK.value,
@@ -395,6 +463,10 @@ class Engine:
             **arm.split_fields(),
             **self.strategy.row_fields(base, s),
         )
+
+    def release(self) -> None:
+        """Free what the last group held (collector pass, cached GPU memory)."""
+        self._release()
 
     def _release(self) -> None:
         gc.collect()

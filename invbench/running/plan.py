@@ -34,6 +34,8 @@ class RunPlan:
     level: Level = Level.OP  # what a row times (invbench.running.levels)
     tf32: bool = False  # allow TF32 in float32 matmuls and convolutions (off: true float32)
     min_clock: float | None = None  # drop batches under this share of the max SM clock
+    threads: int | None = None  # torch's intra-op threads (None: torch's default)
+    affinity: tuple[int, ...] = ()  # CPUs the process is pinned to (empty: not pinned)
 
     @property
     def n_rows(self) -> int:

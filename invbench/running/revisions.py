@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import select
 import shutil
 import subprocess
@@ -103,8 +104,10 @@ def run_argv(
     modes: Sequence[Mode] = (),
     batch: int | None = None,
     samples: int | None = None,
+    threads: int | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """argv of `invbench run` for one suite file."""
+    """argv of `invbench run` for one suite file (extra: further options, as given)."""
     args = ["run", "--suite", str(suite_path), "--device", device, "--out", str(out)]
     for b in backends:
         args += ["--backend", b]
@@ -116,45 +119,81 @@ def run_argv(
         args += ["--batch", str(batch)]
     if samples is not None:
         args += ["--samples", str(samples)]
-    return args
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    return args + list(extra)
 
 
 # The loop each side's worker process runs: argv lines in, {"rc": N} lines out. It
 # imports the revision's own invbench.cli (the worktree is first on sys.path) and
-# calls its main(argv); everything main prints goes to stderr (a log file).
+# calls its main(argv); everything main prints goes to stderr (a log file). A line
+# {"lockstep": config} hands the process to the revision's invbench.running.lockstep
+# (answered {"unsupported": why} by a revision that has none).
 _WORKER = """
-import contextlib, json, sys
+import contextlib, json, os, sys
+if os.environ.get("INVBENCH_REVISION_TREE"):
+    # an editable install's import hook would fill in any module the revision lacks
+    # with this checkout's: only the revision's own tree may answer for invbench
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
 reply = sys.stdout
+def send(message):
+    reply.write(json.dumps(message) + "\\n"); reply.flush()
 from invbench.cli import main
-reply.write(json.dumps({"ready": True}) + "\\n"); reply.flush()
+send({"ready": True})
 for line in sys.stdin:
+    request = json.loads(line)
     with contextlib.redirect_stdout(sys.stderr):
+        if isinstance(request, dict) and "lockstep" in request:
+            try:
+                from invbench.running.lockstep import serve
+            except ImportError as exc:
+                send({"unsupported": f"no lockstep runs in this revision ({exc})"})
+                continue
+            inbox = (json.loads(l) for l in sys.stdin)
+            try:
+                rc = serve(request["lockstep"], inbox, send)
+            except BaseException as exc:
+                print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+                send({"failed": f"{type(exc).__name__}: {exc}"})
+                rc = 1
+            sys.exit(rc)
         try:
-            rc = main(json.loads(line))
+            rc = main(request)
         except SystemExit as exc:
             rc = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:
             print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
             rc = 1
-    reply.write(json.dumps({"rc": rc}) + "\\n"); reply.flush()
+    send({"rc": rc})
 """
 
 
 class Worker:
-    """A process that imports one revision's invbench and runs `invbench run` on request."""
+    """A process that imports one revision's invbench and runs `invbench run` on request.
 
-    def __init__(self, python: str, worktree: Path, log: Path, label: str) -> None:
+    worktree None: this checkout's own invbench, in the current directory.
+    """
+
+    def __init__(self, python: str, worktree: Path | None, log: Path, label: str) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(worktree), env.get("PYTHONPATH", "")) if p
-        )
+        # The size of the environment shifts where the stack starts, and with it the
+        # alignment of everything on it: a fixed size would deal every process of a side
+        # the same layout, and a layout effect would pose as a difference between sides.
+        env["INVBENCH_LAYOUT_PAD"] = "x" * secrets.randbelow(4096)
+        if worktree is not None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(worktree), env.get("PYTHONPATH", "")) if p
+            )
+            env["INVBENCH_REVISION_TREE"] = str(worktree)
         self.label = label
         self.log = log
         self._log = open(log, "w")  # noqa: SIM115 - closed in close()
         try:
             self.proc = subprocess.Popen(
                 [python, "-c", _WORKER],
-                cwd=worktree,
+                cwd=worktree if worktree is not None else Path.cwd(),
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -182,6 +221,27 @@ class Worker:
 
     def wait_ready(self, timeout_s: float) -> None:
         self._reply(timeout_s, f"{self.label}: importing invbench")
+
+    def send(self, message: Any, what: str) -> None:
+        """Send one JSON message; its reply is read with receive()."""
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except OSError:
+            raise RevisionError(f"{what}: worker exited; {self._tail()}") from None
+
+    def receive(self, timeout_s: float, what: str) -> dict[str, Any]:
+        """The reply to the last message sent (a RevisionError if none comes)."""
+        answer = self._reply(timeout_s, what)
+        if "failed" in answer:
+            raise RevisionError(f"{what}: {answer['failed']}")
+        return answer
+
+    def ask(self, message: Any, timeout_s: float, what: str) -> dict[str, Any]:
+        """Send one JSON message, return the JSON reply (a RevisionError if none comes)."""
+        self.send(message, what)
+        return self.receive(timeout_s, what)
 
     def run(self, argv: Sequence[str], timeout_s: float, what: str) -> None:
         assert self.proc.stdin is not None
@@ -223,14 +283,17 @@ def check_commit(out: Path, commit: str, label: str) -> ResultSet:
 
 def run_in_worker(
     python: str,
-    worktree: Path,
+    worktree: Path | None,
     argv: Sequence[str],
     out: Path,
-    commit: str,
+    commit: str | None,
     label: str,
     timeout_s: float,
 ) -> ResultSet:
-    """One `invbench run` of the revision checked out at worktree, in a fresh process."""
+    """One `invbench run` of the revision checked out at worktree, in a fresh process.
+
+    worktree and commit None: this checkout's invbench, and no check of the commit.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     worker = Worker(python, worktree, out.with_suffix(".log"), label)
     try:
@@ -238,4 +301,9 @@ def run_in_worker(
         worker.run(argv, timeout_s, label)
     finally:
         worker.close()
+    if commit is None:
+        try:
+            return load_results(out)
+        except ResultsError as exc:
+            raise RevisionError(f"{label}: {exc}") from None
     return check_commit(out, commit, label)

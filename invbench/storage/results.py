@@ -8,10 +8,11 @@ Ctrl-C at any moment leaves the rows measured so far readable.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from invbench.core.spec import Status
 #    writing; clocks over busy time only. Version-1 directories load with these columns at
 #    their defaults (see migrate_rows). Also host, device_name, device_uuid: where a row
 #    was measured (empty in version-1 rows).
-RESULT_SCHEMA_VERSION = 2
+# 3: threads, load_avg, steal_pct (how the host ran the row), runs and run_spread (rows
+#    merged from several runs); empty in older rows.
+RESULT_SCHEMA_VERSION = 3
 RESULTS_FILE = "results.parquet"
 CSV_FILE = "results.csv"
 SAMPLES_FILE = "samples.parquet"
@@ -115,6 +118,16 @@ class ResultRow:
     nvml_busy_readings: int = 0  # readings taken while the GPU ran a timed batch
     energy_resolution_s: float | None = None  # energy counter's update period
     roofline_frac: float | None = None  # gbps / the run's measured copy bandwidth
+    # How the host ran the row (invbench.measure.hygiene): torch's intra-op threads, the
+    # one-minute load average after the row's group was timed, and the share of CPU time
+    # the hypervisor stole while it was timed.
+    threads: int | None = None
+    load_avg: float | None = None
+    steal_pct: float | None = None
+    # Rows merged from several runs (run --repeats, ab): how many, and the spread of the
+    # runs' medians (standard deviation of their logs, about their coefficient of variation).
+    runs: int | None = None
+    run_spread: float | None = None
     warnings: str = ""  # health warnings, "; "-separated
     # the code path the backend ran, when it has several (cuda_ext on a CPU: its vector
     # instruction set, avx512 / avx2 / generic, or scalar for float64)
@@ -209,8 +222,9 @@ class ResultWriter:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.rows: list[ResultRow] = []
-        self._samples: list[dict[str, Any]] = []
+        self._samples: list[pd.DataFrame] = []  # one frame per row (columnar: fast to write)
         self.stamp = dict(stamp or {})
+        self._deferred = False
 
     @classmethod
     def resume(cls, directory: Path, stamp: Mapping[str, str] | None = None) -> ResultWriter:
@@ -225,25 +239,42 @@ class ResultWriter:
         writer.rows = [row_from_record(r) for r in existing.rows.to_dict("records")]
         keys = {row.key() for row in writer.rows}
         if not existing.samples.empty:
-            records = [
-                {str(k): v for k, v in r.items()} for r in existing.samples.to_dict("records")
-            ]
-            writer._samples = [r for r in records if tuple(r[k] for k in KEY_COLUMNS) in keys]
+            frame = existing.samples[[*KEY_COLUMNS, "sample", "ms"]]
+            kept = pd.MultiIndex.from_frame(frame[list(KEY_COLUMNS)]).isin(list(keys))
+            writer._samples = [frame.loc[kept].reset_index(drop=True)]
         return writer
 
     def add(self, row: ResultRow, samples_ms: Sequence[float] = ()) -> None:
         row = stamped(row, self.stamp)
         self.rows.append(row)
-        key = dict(zip(KEY_COLUMNS, row.key(), strict=True))
-        self._samples.extend(
-            {**key, "sample": i, "ms": float(ms)} for i, ms in enumerate(samples_ms)
-        )
-        self.flush()
+        if len(samples_ms):
+            n = len(samples_ms)
+            frame = pd.DataFrame({k: [v] * n for k, v in zip(KEY_COLUMNS, row.key(), strict=True)})
+            frame["sample"] = range(n)
+            frame["ms"] = [float(ms) for ms in samples_ms]
+            self._samples.append(frame)
+        if not self._deferred:
+            self.flush()
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Rows added in the block are written once, at its end (a group's rows at once)."""
+        self._deferred = True
+        try:
+            yield
+        finally:
+            self._deferred = False
+            self.flush()
 
     def flush(self) -> None:
         # results.parquet goes last: a row is on disk only once its samples are, and a kill
         # in between leaves samples without a row, which resume() drops.
-        samples = pd.DataFrame(self._samples, columns=[*KEY_COLUMNS, "sample", "ms"])
+        columns = [*KEY_COLUMNS, "sample", "ms"]
+        samples = (
+            pd.concat(self._samples, ignore_index=True)[columns]
+            if self._samples
+            else pd.DataFrame(columns=columns)
+        )
         _atomic(self.directory / SAMPLES_FILE, lambda p: samples.to_parquet(p, index=False))
         frame = rows_frame(self.rows)
         _atomic(self.directory / CSV_FILE, lambda p: frame.to_csv(p, index=False))
@@ -299,7 +330,8 @@ _ADDED_IN: dict[int, dict[str, Any]] = {
         "host": "",
         "device_name": "",
         "device_uuid": "",
-    }
+    },
+    3: {"threads": None, "load_avg": None, "steal_pct": None, "runs": None, "run_spread": None},
 }
 
 

@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -162,3 +163,20 @@ def test_ab_cli_errors_are_one_line(repo: Path, capsys: pytest.CaptureFixture[st
         main(["ab", "HEAD", "HEAD", "--suite", "smoke", "--repeats", "0", "--repo", str(repo)]) == 2
     )
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_merged_rows_say_how_many_runs_and_how_far_apart(tmp_path: Path) -> None:
+    runs = [
+        write_dir(tmp_path / f"r{i}", [(row("a"), [m, m, m]), (row("b"), [1.0, 1.0, 1.0])])
+        for i, m in enumerate((1.0, 1.5, 1.0))
+    ]
+    merged = load_results(
+        merge_runs([load_results(r) for r in runs], tmp_path / "m", {"n": 3}, meta_key="repeats")
+    )
+    rows = merged.rows.set_index("backend")
+    assert rows.loc["a", "runs"] == 3 and rows.loc["b", "runs"] == 3
+    assert rows.loc["a", "run_spread"] == pytest.approx(np.std(np.log([1, 1.5, 1]), ddof=1))
+    assert rows.loc["b", "run_spread"] == 0
+    assert "runs disagree: their medians spread 23% over 3 runs" in rows.loc["a", "warnings"]
+    assert "runs disagree" not in rows.loc["b", "warnings"]
+    assert merged.meta["repeats"] == {"n": 3} and "ab" not in merged.meta

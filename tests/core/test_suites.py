@@ -102,3 +102,12 @@ def test_bad_suites_name_file_case_and_key(tmp_path: Path, text: str, message: s
 def test_unknown_suite_lists_known() -> None:
     with pytest.raises(SuiteError, match=r"unknown suite 'nope' .*resnet-shapes"):
         find_suite("nope")
+
+
+def test_threads_is_a_run_key_and_the_smoke_suite_uses_one() -> None:
+    from invbench.core.spec import DeviceKind
+    from invbench.core.suites import find_suite
+
+    smoke = find_suite("smoke")
+    assert smoke.settings(DeviceKind.CPU).threads == 1
+    assert find_suite("resnet-shapes").settings(DeviceKind.CPU).threads is None

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -492,3 +493,15 @@ def test_rows_survive_a_parquet_round_trip(tmp_path: Any) -> None:
     back = [row_from_record(r) for r in pd.read_parquet(tmp_path / "r.parquet").to_dict("records")]
     assert back[0] == row
     assert asdict(back[1]) == asdict(row)
+
+
+def test_rows_say_how_the_host_ran_them_and_what_their_samples_show() -> None:
+    rows, _ = fake_run({"b": "bimodal", "dr": "drift", "q": "quiet"})
+    by = {r.backend: r for r in rows}
+    for r in rows:
+        assert r.threads == torch.get_num_threads()
+        if Path("/proc/loadavg").exists():
+            assert r.load_avg is not None and r.load_avg >= 0
+    assert "bimodal: " in by["b"].warnings and "bimodal" not in by["q"].warnings
+    assert "drifting: samples rose" in by["dr"].warnings
+    assert "drifting" not in by["q"].warnings

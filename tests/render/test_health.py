@@ -69,3 +69,20 @@ def test_few_flagged_rows_are_listed_warning_by_warning() -> None:
     text = text_of(health_table(rows))
     assert "noisy: IQR is 12.0%" in text and "short: median 3.00 us" in text
     assert health_table([ok_row(1)]) is None
+
+
+def test_every_untrusted_row_gets_one_plain_line() -> None:
+    from invbench.render.health import untrusted_lines
+
+    rows = [
+        ok_row(0, "noisy: IQR is 12% of the median (> 10%)"),  # noisy alone: still usable
+        ok_row(1, "bimodal: 30% of samples near 0.149 ms, the rest near 43 us; noisy: x"),
+        ok_row(2, "steal: the hypervisor took 9% of the CPU time while timing"),
+        ok_row(3),
+    ]
+    lines = untrusted_lines(rows)
+    assert len(lines) == 2
+    assert lines[0].startswith("do not trust ") and "bimodal: 30% of samples" in lines[0]
+    assert "noisy" not in lines[0] and "steal: the hypervisor" in lines[1]
+    many = untrusted_lines([ok_row(i, "drifting: samples rose 9%") for i in range(50)], "r.csv")
+    assert len(many) == 41 and many[-1] == "... and 10 more rows: the warnings column of r.csv"

@@ -49,3 +49,30 @@ def test_an_old_run_is_not_resumed_by_a_newer_schema(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "smoke-a", old)
     with pytest.raises(ResultsError, match="written with result schema 1"):
         ResultWriter.resume(old)
+
+
+def test_older_rows_load_without_the_host_and_repeat_columns(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(FIXTURES / "smoke-a", old)
+    rs = load_results(old)
+    for column in ("threads", "load_avg", "steal_pct", "runs", "run_spread"):
+        assert rs.rows[column].isna().all(), column
+
+
+def test_a_deferred_writer_writes_once_at_the_end(tmp_path: Path) -> None:
+    from tests.compare_helpers import row
+
+    writer = ResultWriter(tmp_path / "d")
+    with writer.deferred():
+        writer.add(row("a"), [1.0, 2.0])
+        writer.add(row("b"), [3.0])
+        assert not (tmp_path / "d" / "results.parquet").exists()
+    rs = load_results(tmp_path / "d")
+    assert list(rs.rows["backend"]) == ["a", "b"]
+    assert rs.samples.groupby("backend")["ms"].apply(list).to_dict() == {
+        "a": [1.0, 2.0],
+        "b": [3.0],
+    }
+    resumed = ResultWriter.resume(tmp_path / "d")  # rows and samples carried over
+    resumed.add(row("c"), [4.0])
+    assert load_results(tmp_path / "d").samples["ms"].tolist() == [1.0, 2.0, 3.0, 4.0]
