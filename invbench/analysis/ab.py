@@ -26,9 +26,11 @@ sample came from); a row that is not ok in any run stays not ok.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import tomllib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -38,8 +40,12 @@ from typing import Any
 from invbench.analysis.compare import ComparePolicy, Comparison, compare_dirs
 from invbench.core.choices import Interleave
 from invbench.core.spec import Dtype, Mode
+from invbench.running.bench import RunRequest
+from invbench.running.lockstep_driver import LockstepUnsupported, lockstep_config, run_pair
 from invbench.running.revisions import (
     RevisionError,
+    Worker,
+    check_commit,
     repo_root,
     resolve_revision,
     run_argv,
@@ -54,6 +60,7 @@ from invbench.storage.results import (
 )
 
 SIDES = ("base", "head")
+LOCKSTEP_MIN_TIME_S = 0.5
 
 
 # Something that stops an A/B run; the CLI prints it on one line and exits 2.
@@ -71,8 +78,10 @@ class AbRequest:
     modes: Sequence[Mode] = ()
     batch: int | None = None
     samples: int | None = None
+    threads: int | None = None  # None: each revision's suite default
     repeats: int = 3
-    interleave: Interleave = Interleave.CASE
+    min_time_s: float = LOCKSTEP_MIN_TIME_S  # lockstep: each row timed this long a side
+    interleave: Interleave = Interleave.LOCKSTEP
     repo: Path = Path(".")
     out: Path | None = None
     policy: ComparePolicy = field(default_factory=ComparePolicy)
@@ -195,6 +204,7 @@ def run_args(request: AbRequest, suite_path: Path, out: Path) -> list[str]:
         modes=request.modes,
         batch=request.batch,
         samples=request.samples,
+        threads=request.threads,
     )
 
 
@@ -227,45 +237,34 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
     ):
         tmp = Path(tmp_name)
         trees = dict(zip(SIDES, paths, strict=True))
-        chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
         device_kind = request.device
         if device_kind == "auto":
             import torch
 
             device_kind = "cuda" if torch.cuda.is_available() else "cpu"
+        sources: dict[str, Path] = {}
         for side in SIDES:
             try:
-                source = suite_file(trees[side], request.suite)
+                sources[side] = suite_file(trees[side], request.suite)
             except AbError as exc:
                 raise AbError(f"{side} revision {revs[side]!r}: {exc}") from None
-            if request.interleave is Interleave.SUITE:
-                chunks[side][f"suite {source.stem}"] = source
-                continue
-            for i, (name, text) in enumerate(split_suite(source, device_kind).items()):
-                path = tmp / "chunks" / side / f"{i:03d}" / source.name
-                path.parent.mkdir(parents=True)
-                path.write_text(text)
-                chunks[side][name] = path
-        names = list(chunks["base"]) + [n for n in chunks["head"] if n not in chunks["base"]]
-        plan = [(n, s, r) for n, s, r in schedule(names, request.repeats) if n in chunks[s]]
-        done: dict[str, list[ResultSet]] = {side: [] for side in SIDES}
         (out / "runs").mkdir(parents=True, exist_ok=True)
-        for i, (name, side, _) in enumerate(plan, 1):
-            label = f"[{i}/{len(plan)}] {side} {revs[side]} ({commits[side][:8]}) {name}"
-            status(label)
-            run_dir = out / "runs" / f"{i:03d}-{side}"
-            argv = run_args(request, chunks[side][name], run_dir)
-            done[side].append(
-                run_in_worker(
-                    request.python,
-                    trees[side],
-                    argv,
-                    run_dir,
-                    commits[side],
-                    label,
-                    request.timeout_s,
-                )
-            )
+        sides = _Sides(trees, sources, commits, revs)
+        interleave = request.interleave
+        plan: list[tuple[str, str, int]] = []
+        done: dict[str, list[ResultSet]] = {side: [] for side in SIDES}
+        if interleave is Interleave.LOCKSTEP:
+            try:
+                done = _lockstep_runs(request, sides, out, status)
+                plan = [("suite", side, r) for r in range(request.repeats) for side in SIDES]
+            except LockstepUnsupported as exc:
+                status(f"lockstep runs not possible ({exc}); running the sides in turn")
+                interleave = Interleave.CASE
+                shutil.rmtree(out / "runs", ignore_errors=True)
+                (out / "runs").mkdir(parents=True)
+        if interleave is not Interleave.LOCKSTEP:
+            plan, done = _runs_in_turn(request, interleave, sides, device_kind, tmp, out, status)
+    pairing = uuid.uuid4().hex
     dirs = {}
     for side in SIDES:
         dirs[side] = merge_runs(
@@ -278,7 +277,109 @@ def run_ab(request: AbRequest, on_status: Callable[[str], None] | None = None) -
                 "repeats": request.repeats,
                 "runs": [str(rs.directory.relative_to(out)) for rs in done[side]],
                 "order": [f"{n}:{s}" for n, s, _ in plan],
+                "interleave": interleave.value,
+                # run i of base and head were timed together: compare pairs them
+                "pairing": pairing if interleave is Interleave.LOCKSTEP else None,
             },
         )
     comparison = compare_dirs(dirs["base"], dirs["head"], request.policy)
     return AbResult(dirs["base"], dirs["head"], comparison, runs=len(plan))
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """Per side ("base", "head"): the worktree, its suite file, the commit, the name given."""
+
+    trees: Mapping[str, Path]
+    sources: Mapping[str, Path]
+    commits: Mapping[str, str]
+    revs: Mapping[str, str]
+
+
+def _runs_in_turn(
+    request: AbRequest,
+    interleave: Interleave,
+    sides: _Sides,
+    device_kind: str,
+    tmp: Path,
+    out: Path,
+    status: Callable[[str], None],
+) -> tuple[list[tuple[str, str, int]], dict[str, list[ResultSet]]]:
+    """Each run its own process, the sides taking turns per case entry (or per suite)."""
+    trees, sources, commits, revs = sides.trees, sides.sources, sides.commits, sides.revs
+    chunks: dict[str, dict[str, Path]] = {side: {} for side in SIDES}
+    for side in SIDES:
+        source = sources[side]
+        if interleave is Interleave.SUITE:
+            chunks[side][f"suite {source.stem}"] = source
+            continue
+        for i, (name, text) in enumerate(split_suite(source, device_kind).items()):
+            path = tmp / "chunks" / side / f"{i:03d}" / source.name
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
+            chunks[side][name] = path
+    names = list(chunks["base"]) + [n for n in chunks["head"] if n not in chunks["base"]]
+    plan = [(n, s, r) for n, s, r in schedule(names, request.repeats) if n in chunks[s]]
+    done: dict[str, list[ResultSet]] = {side: [] for side in SIDES}
+    for i, (name, side, _) in enumerate(plan, 1):
+        label = f"[{i}/{len(plan)}] {side} {revs[side]} ({commits[side][:8]}) {name}"
+        status(label)
+        run_dir = out / "runs" / f"{i:03d}-{side}"
+        argv = run_args(request, chunks[side][name], run_dir)
+        done[side].append(
+            run_in_worker(
+                request.python, trees[side], argv, run_dir, commits[side], label, request.timeout_s
+            )
+        )
+    return plan, done
+
+
+def _lockstep_runs(
+    request: AbRequest, sides: _Sides, out: Path, status: Callable[[str], None]
+) -> dict[str, list[ResultSet]]:
+    """repeats pairs of runs, a base and a head process at once, their rounds alternated."""
+    trees, sources, commits, revs = sides.trees, sides.sources, sides.commits, sides.revs
+    done: dict[str, list[ResultSet]] = {side: [] for side in SIDES}
+    for pair in range(request.repeats):
+        label = f"[pair {pair + 1}/{request.repeats}]"
+        status(
+            f"{label} base {revs['base']} ({commits['base'][:8]}) and head {revs['head']} "
+            f"({commits['head'][:8]}) in lockstep"
+        )
+        dirs = {side: out / "runs" / f"{pair + 1:03d}-{side}" for side in SIDES}
+        workers: dict[str, Worker] = {}
+        try:
+            for side in SIDES:
+                workers[side] = Worker(
+                    request.python, trees[side], dirs[side].with_suffix(".log"), f"{label} {side}"
+                )
+            configs = {
+                side: lockstep_config(
+                    _run_request(request, sources[side]).to_json(),
+                    dirs[side],
+                    side,
+                    pair,
+                    request.min_time_s,
+                )
+                for side in SIDES
+            }
+            run_pair(workers, configs, request.timeout_s, label)
+        finally:
+            for worker in workers.values():
+                worker.close()
+        for side in SIDES:
+            done[side].append(check_commit(dirs[side], commits[side], f"{label} {side}"))
+    return done
+
+
+def _run_request(request: AbRequest, suite: Path) -> RunRequest:
+    return RunRequest(
+        suite=str(suite),
+        backends=tuple(request.backends),
+        device=request.device,
+        dtypes=tuple(request.dtypes),
+        modes=tuple(request.modes),
+        batch=request.batch,
+        samples=request.samples,
+        threads=request.threads,
+    )

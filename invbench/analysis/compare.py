@@ -326,6 +326,7 @@ def compare_results(
         if bv != hv:
             raise CompareError(f"base is {column} {bv} but head is {column} {hv}: no row can match")
     run_diff = run_differences(base.meta, head.meta)
+    paired = is_paired(base.meta, head.meta)
     brows, hrows = _rows_by_key(base), _rows_by_key(head)
     bsamples, hsamples = _samples_by_key(base), _samples_by_key(head)
     keys = list(brows) + [k for k in hrows if k not in brows]
@@ -354,7 +355,9 @@ def compare_results(
         external = noise(named) if noise is not None else None
         if external is None and policy.noise_cv is not None:
             external = BetweenRunNoise(policy.noise_cv, 0, "--noise-cv")
-        ev = run_evidence(bsamples.get(k) or [], hsamples.get(k) or [], policy, external)
+        ev = run_evidence(
+            bsamples.get(k) or [], hsamples.get(k) or [], policy, external, paired=paired
+        )
         judged.append((k, ev))
     judgements = judge([ev for _, ev in judged], policy)
     for (k, ev), j in zip(judged, judgements, strict=True):
@@ -367,6 +370,13 @@ def compare_results(
         rows=tuple(rows[k] for k in keys),
         warnings=tuple(environment_warnings(base.meta, head.meta)),
     )
+
+
+def is_paired(base_meta: Mapping[str, Any], head_meta: Mapping[str, Any]) -> bool:
+    """Both sides are of one lockstep `invbench ab`: run i of each was timed together."""
+    b, h = base_meta.get("ab") or {}, head_meta.get("ab") or {}
+    token = b.get("pairing")
+    return bool(token) and token == h.get("pairing") and b.get("side") != h.get("side")
 
 
 def _schema_of(directory: Path) -> Any:

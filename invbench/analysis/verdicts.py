@@ -16,6 +16,14 @@ row is its runs: the log median of every run, weighted alike. Per row:
 - the minimum detectable effect: the change this row would call with the given
   power at the adjusted level, and how many runs a side the threshold would need.
 
+Paired runs (`invbench ab`'s lockstep pairs: a base and a head process timed at once,
+their rounds alternated) are judged on the differences of their log medians, pair by
+pair: what the machine did to a pair hit both of its runs alike, so only what differs
+within pairs is noise. A pair's log ratio is taken over matched slices of its two runs
+(`matched_log_ratio`): slices of time in which both saw the same machine. The test is
+then a paired t-test on k - 1 degrees of freedom
+(moderated the same way), and the interval is its t-interval.
+
 With one run a side and nothing known from outside there is no estimate of the
 run-to-run noise, and samples of one process cannot provide it: the row is
 `uncertain`, with what it would have needed. The displayed interval is the one
@@ -41,6 +49,7 @@ from invbench.core.stats import (
     bootstrap_ratio_ci,
     holm,
     log_median_variance,
+    matched_log_ratio,
     pooled_run_variance,
     run_log_medians,
     variance_prior,
@@ -137,10 +146,12 @@ class RunEvidence:
     external: BetweenRunNoise | None = None
     note: str = ""  # why the row cannot be tested, if it cannot
     runs: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())  # base, head
+    paired: bool = False  # s2 and df are of the pairs' differences (k_base == k_head pairs)
+    within_df: float = 0.0  # degrees of freedom of `within` (paired: the matched chunks')
 
     def interval(self, policy: ComparePolicy) -> tuple[float, float]:
         """The bootstrap interval of the ratio, computed now if it was left out."""
-        if math.isnan(self.ci_low) and self.runs[0] and self.runs[1]:
+        if math.isnan(self.ci_low) and self.runs[0] and self.runs[1] and not self.paired:
             return bootstrap_ratio_ci(
                 list(self.runs[1]),
                 list(self.runs[0]),
@@ -154,6 +165,9 @@ class RunEvidence:
     def testable(self) -> bool:
         return not self.note
 
+    def with_runs(self, bruns: Sequence[np.ndarray], hruns: Sequence[np.ndarray]) -> RunEvidence:
+        return replace(self, runs=(tuple(bruns), tuple(hruns)))
+
 
 def run_evidence(
     base: RunsLike,
@@ -161,8 +175,13 @@ def run_evidence(
     policy: ComparePolicy,
     external: BetweenRunNoise | None = None,
     bootstrap: bool = True,
+    paired: bool = False,
 ) -> RunEvidence:
-    """The runs of one row summed up; bootstrap=False leaves the interval for later."""
+    """The runs of one row summed up; bootstrap=False leaves the interval for later.
+
+    paired: base run i and head run i were timed together (lockstep); used when both
+    sides have the same number (2 or more) of runs.
+    """
     bruns, hruns = as_runs(base), as_runs(head)
     nb, nh = sum(map(len, bruns)), sum(map(len, hruns))
     if min(nb, nh) == 0:
@@ -171,6 +190,14 @@ def run_evidence(
         note = "no raw samples"
         return RunEvidence(nan, nan, kb, kh, nb, nh, nan, nan, nan, 0.0, nan, nan, nan, None, note)
     within = float(np.mean([log_median_variance(r) for r in (*bruns, *hruns)]))
+    if paired and len(bruns) == len(hruns) >= 2:
+        matched = [matched_log_ratio(b, h) for b, h in zip(bruns, hruns, strict=True)]
+        d = np.array([m.log_ratio for m in matched])
+        known = [m for m in matched if not math.isnan(m.variance)]
+        own = float(np.mean([m.variance for m in known])) if known else within
+        own_df = float(sum(m.chunks - 1 for m in known))
+        ev = paired_evidence(d, own, nb, nh, policy, external)
+        return replace(ev, within_df=own_df).with_runs(bruns, hruns)
     ev = evidence_from_logs(
         run_log_medians(bruns), run_log_medians(hruns), within, nb, nh, policy, external
     )
@@ -180,6 +207,50 @@ def run_evidence(
             hruns, bruns, policy.confidence, policy.n_resamples, policy.seed
         )
     return replace(ev, ci_low=lo, ci_high=hi, runs=(tuple(bruns), tuple(hruns)))
+
+
+def paired_evidence(
+    d: np.ndarray,
+    within: float,
+    n_base: int,
+    n_head: int,
+    policy: ComparePolicy,
+    external: BetweenRunNoise | None = None,
+) -> RunEvidence:
+    """A row's evidence from paired runs: d, the log ratio of each pair (head over base).
+
+    within is the variance of one pair's log ratio as its own samples show it (matched
+    chunks, see `matched_log_ratio`): the floor of the pairs' variance. gap is the
+    smallest difference in the direction of the change and spread 0, so a change is
+    "separated" only when every pair moved the same way.
+    """
+    k = len(d)
+    diff = float(d.mean())
+    s2 = float(d.var(ddof=1))
+    half = float(sps.t.ppf(0.5 + policy.confidence / 2, k - 1)) * math.sqrt(s2 / k)
+    note = (
+        f"fewer than {policy.min_samples} samples"
+        if min(n_base, n_head) < policy.min_samples
+        else ""
+    )
+    return RunEvidence(
+        ratio=math.exp(diff),
+        diff=diff,
+        k_base=k,
+        k_head=k,
+        n_base=n_base,
+        n_head=n_head,
+        s2=s2,
+        gap=float(np.min(d if diff >= 0 else -d)),
+        spread=0.0,
+        df=float(k - 1),
+        within=within,
+        ci_low=math.exp(diff - half),
+        ci_high=math.exp(diff + half),
+        external=external,
+        note=note,
+        paired=True,
+    )
 
 
 # Expected range of k normal draws in standard deviations (d2 of quality control).
@@ -278,9 +349,20 @@ def judge(evidence: Sequence[RunEvidence], policy: ComparePolicy) -> list[Judgem
     d0 = np.where(np.isnan(s0), 0.0, d0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mixed = np.where(np.isinf(d0), s0, (np.nan_to_num(d0 * s0) + own_df * own) / (d0 + own_df))
-        s2 = np.maximum(np.where(d0 > 0, mixed, own), np.maximum(within, 1e-12))
+        between = np.where(d0 > 0, mixed, own)
+        s2 = np.maximum(between, np.maximum(within, 1e-12))
         df = np.where(np.isinf(d0), np.inf, d0 + own_df)
-        k = np.array([1 / max(e.k_base, 1) + 1 / max(e.k_head, 1) for e in evidence])
+        # Paired runs whose pairs scatter no more than each pair's own samples say: the
+        # within-pair variance (on its matched chunks' many degrees of freedom) is the
+        # noise; pairs that scatter more keep their own, fewer, degrees of freedom.
+        within_df = np.array([e.within_df if e.paired else 0.0 for e in evidence])
+        df = np.where((within_df > df) & (within >= between), within_df, df)
+        k = np.array(
+            [
+                1 / max(e.k_base, 1) if e.paired else 1 / max(e.k_base, 1) + 1 / max(e.k_head, 1)
+                for e in evidence
+            ]
+        )
         se = np.sqrt(s2 * k)
         ok &= df > 0
         p = np.where(ok, 2 * sps.t.sf(np.abs(diff / se), np.where(ok, df, 1.0)), np.nan)
@@ -295,7 +377,8 @@ def judge(evidence: Sequence[RunEvidence], policy: ComparePolicy) -> list[Judgem
     mde = np.expm1((_t(1 - level / 2, dfs) + _t(policy.power, dfs)) * se)
     zn = float(sps.norm.ppf(1 - level / 2) + sps.norm.ppf(policy.power))
     band = math.log1p(policy.threshold)
-    needed = np.ceil(2 * s2 * zn**2 / band**2)
+    sides = np.array([1.0 if e.paired else 2.0 for e in evidence])  # pairs: one difference
+    needed = np.ceil(sides * s2 * zn**2 / band**2)
     half = _t(0.5 + policy.confidence / 2, dfs) * se
     return [
         _decide(ev, float(p[i]), float(adjusted[i]), float(mde[i]), int(needed[i]), half[i], policy)
@@ -324,7 +407,7 @@ def _decide(
     # loaded machine: 1.8x apart), which no normal model of run-to-run noise holds: a
     # side whose own runs differ by more than the gap between the sides shows that what
     # separates the sides may be such states, not the code.
-    separated = ev.gap > ev.spread or ev.df == 0
+    separated = ev.gap > ev.spread or (ev.df == 0 and not ev.paired)
     if p_adj < policy.alpha and abs(ev.diff) >= band and separated:
         # a change also shows in the bootstrap interval, the one the figures draw
         ci_low, ci_high = ev.interval(policy)

@@ -42,9 +42,24 @@ def ab_command(
         int,
         typer.Option(help="Runs per case and side; 3 gives base, head, head, base, base, head."),
     ] = 3,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch's intra-op threads in every run (default: each suite's)."),
+    ] = None,
+    min_time: Annotated[
+        float,
+        typer.Option(
+            help="lockstep: seconds each row is timed on each side at least (the two "
+            "processes must see the same mix of the machine's states)."
+        ),
+    ] = 0.5,
     interleave: Annotated[
-        str, typer.Option(help="case: one run per case entry (default); suite: per suite.")
-    ] = "case",
+        str,
+        typer.Option(
+            help="lockstep (default): a base and a head process at once, their rounds "
+            "alternated; case: the sides' runs in turn per case entry; suite: per suite."
+        ),
+    ] = "lockstep",
     repo: Annotated[Path, typer.Option(help="The git repository holding both revisions.")] = (
         Path(".")
     ),
@@ -65,8 +80,10 @@ def ab_command(
     from invbench.analysis.compare import CompareError
     from invbench.render.compare_render import write_comparison_files
 
+    if min_time < 0:
+        raise fail(f"--min-time must be >= 0, got {min_time:g}")
     if interleave not in {i.value for i in Interleave}:
-        raise fail(f"--interleave must be case or suite, got {interleave!r}")
+        raise fail(f"--interleave must be lockstep, case or suite, got {interleave!r}")
 
     request = AbRequest(
         base_rev=base_rev,
@@ -78,7 +95,9 @@ def ab_command(
         modes=tuple(mode or ()),
         batch=batch,
         samples=samples,
+        threads=threads,
         repeats=repeats,
+        min_time_s=min_time,
         interleave=Interleave(interleave),
         repo=repo,
         out=out_dir,

@@ -132,13 +132,35 @@ def compare_command(
             help="Compare runs measured on different device models (e.g. A100 vs H100).",
         ),
     ] = False,
+    history: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="STORE",
+            help="A history store (invbench history): each row's between-run spread on the "
+            "base's machine judges runs that have no replicates of their own.",
+        ),
+    ] = None,
 ) -> None:
     """Compare two result directories row by row: ratio, interval, run-level test, verdict."""
-    from invbench.analysis.compare import CompareError, compare_dirs
+    from invbench.analysis.compare import CompareError, compare_dirs, load_pair
 
     policy = policy_from(threshold, alpha, correction, noise_cv)
+    noise = None
+    if history is not None:
+        from invbench.analysis.history.baseline import history_noise
+        from invbench.analysis.history.store import HistoryStore
+
+        store = HistoryStore(history)
+        if not store.exists():
+            raise fail(f"--history {history}: no history store there (invbench history add)")
+        try:
+            base_set, _ = load_pair(base, head)
+        except CompareError as exc:
+            raise fail(str(exc)) from None
+        device = str((base_set.meta.get("run") or {}).get("device", "cpu"))
+        noise = history_noise(store, base_set.meta, device)
     try:
-        comparison = compare_dirs(base, head, policy, across_devices)
+        comparison = compare_dirs(base, head, policy, across_devices, noise)
     except CompareError as exc:
         raise fail(str(exc)) from None
     emit(comparison, fmt, output)

@@ -27,6 +27,7 @@ class OutputFormat(StrEnum):
 class Interleave(StrEnum):
     """How `ab` alternates the two revisions' runs."""
 
+    LOCKSTEP = "lockstep"  # a base and a head process at once, their rounds alternated
     CASE = "case"  # one run per [[cases]] entry: base and head of a case seconds apart
     SUITE = "suite"  # one run per whole suite: fewer processes, coarser alternation
 

@@ -317,3 +317,39 @@ def variance_prior(variances: Sequence[float], dfs: Sequence[float]) -> tuple[fl
         return math.exp(emean), math.inf
     d0 = 2 * _trigamma_inverse(evar)
     return math.exp(emean + float(digamma(d0 / 2)) - math.log(d0 / 2)), d0
+
+
+MATCHED_CHUNKS = 16  # a lockstep pair's samples are compared in this many matched chunks
+
+
+@dataclass(frozen=True)
+class MatchedRatio:
+    log_ratio: float
+    variance: float  # of log_ratio, from the spread of the chunks (NaN: one chunk)
+    chunks: int
+
+
+def matched_log_ratio(
+    base: np.ndarray, head: np.ndarray, chunks: int = MATCHED_CHUNKS
+) -> MatchedRatio:
+    """Log ratio of head to base timed in lockstep, and its variance, from matched chunks.
+
+    Both sides' samples are in time order and were taken in alternating rounds, so the
+    i-th of `chunks` equal slices of each side covers the same stretch of time: the
+    machine's state in it hit both alike. The estimate is the median over chunks of the
+    log ratio of the slices' medians (robust to a chunk that straddles a change of
+    state); its variance is that of the median of the chunk ratios, (pi / 2) s^2 / k.
+    With fewer samples than two per chunk the whole runs are one chunk each.
+    """
+    k = max(1, min(chunks, len(base) // 2, len(head) // 2))
+    ratios = np.array(
+        [
+            math.log(float(np.median(h)) / float(np.median(b)))
+            for b, h in zip(np.array_split(base, k), np.array_split(head, k), strict=True)
+        ]
+    )
+    if k < 2:
+        return MatchedRatio(float(ratios[0]), math.nan, 1)
+    center = float(np.median(ratios))
+    sigma = 1.4826 * float(np.median(np.abs(ratios - center)))  # robust: a chunk astride
+    return MatchedRatio(center, math.pi / 2 * sigma**2 / k, k)  # a change of state is not noise

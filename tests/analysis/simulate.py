@@ -68,9 +68,15 @@ def simulate_comparisons(
 
 
 def main(argv: Sequence[str]) -> None:
-    """python -m tests.analysis.simulate RUNS BETWEEN_CV: one line of the rates table."""
+    """python -m tests.analysis.simulate RUNS BETWEEN_CV: one line of the rates table.
+
+    python -m tests.analysis.simulate lockstep PAIRS LOTTERY_CV: the same for lockstep pairs.
+    """
     from invbench.analysis.verdicts import Verdict
 
+    if argv[0] == "lockstep":
+        lockstep_line(int(argv[1]), float(argv[2]))
+        return
     runs, cv = int(argv[0]), float(argv[1])
     changes = {Verdict.SLOWER, Verdict.FASTER}
     null = simulate_comparisons(100 + runs, 400, runs, 50, cv, 0.05, [1.0] * 20)
@@ -80,6 +86,87 @@ def main(argv: Sequence[str]) -> None:
     called = sum(rep[0].verdict is Verdict.SLOWER for rep in alt)
     print(f"runs={runs} cv={cv}: null comparisons with any change {alarms}/400, "
           f"rows same {same}/8000; 10% called {called}/200")  # fmt: skip
+
+
+def simulate_lockstep_pair(
+    rng: np.random.Generator,
+    level: float,
+    shift: float,
+    rounds: int = 40,
+    per_round: int = 10,
+    lottery_cv: float = 0.01,
+    within_cv: float = 0.05,
+    slow: float = 1.8,
+    switch: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The samples (in time order) of one lockstep pair of runs, base and head.
+
+    The machine flips between a fast and a slow state (slow: that many times slower; a
+    flip before each half-round with probability switch/2), which both sides see as it
+    comes, round after round; each process is off its level by lottery_cv (log sd: what a
+    process is dealt) and every sample adds right-skewed noise (half-normal within_cv, a
+    tenth of the samples three times more).
+    """
+    halves = 2 * rounds  # half-rounds in time order: base, head, head, base, ...
+    flips = rng.random(halves) < switch / 2
+    state = (bool(rng.random() < 0.5) + np.cumsum(flips)) % 2 == 1
+    side = np.array([(0, 1) if r % 2 == 0 else (1, 0) for r in range(rounds)]).ravel()
+    noise = np.abs(rng.normal(0.0, within_cv, (halves, per_round)))
+    noise *= np.where(rng.random(noise.shape) < 0.1, 3.0, 1.0)
+    dealt = np.exp(rng.normal(0.0, lottery_cv, 2))
+    true = level * np.where(side == 1, shift, 1.0) * dealt[side]
+    samples = (true * np.where(state, slow, 1.0))[:, None] * np.exp(noise)
+    return samples[side == 0].ravel(), samples[side == 1].ravel()
+
+
+def simulate_lockstep_comparisons(
+    seed: int,
+    reps: int,
+    pairs: int,
+    head_shift: Sequence[float],
+    policy: ComparePolicy | None = None,
+    **noise: float,
+) -> list[list[Judgement]]:
+    """reps whole lockstep comparisons (pairs pairs a row), judged as `ab` judges them."""
+    from invbench.analysis.verdicts import run_evidence
+
+    policy = policy or ComparePolicy()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(reps):
+        evidence = []
+        for shift in head_shift:
+            level = float(np.exp(rng.uniform(np.log(0.05), np.log(5.0))))
+            runs = [simulate_lockstep_pair(rng, level, shift, **noise) for _ in range(pairs)]  # type: ignore[arg-type]
+            evidence.append(
+                run_evidence(
+                    [b for b, _ in runs],
+                    [h for _, h in runs],
+                    policy,
+                    bootstrap=False,
+                    paired=True,
+                )
+            )
+        out.append(judge(evidence, policy))
+    return out
+
+
+def lockstep_line(pairs: int, lottery: float) -> None:
+    from invbench.analysis.verdicts import Verdict
+
+    changes = {Verdict.SLOWER, Verdict.FASTER}
+    null = simulate_lockstep_comparisons(300 + pairs, 300, pairs, [1.0] * 20, lottery_cv=lottery)
+    alarms = sum(any(j.verdict in changes for j in rep) for rep in null)
+    same = sum(j.verdict is Verdict.SAME for rep in null for j in rep)
+    line = f"lockstep pairs={pairs} lottery={lottery}: null with any change {alarms}/300, "
+    line += f"rows same {same}/6000"
+    for shift, reps in ((1.1, 200), (1.05, 200)):
+        alt = simulate_lockstep_comparisons(
+            400 + pairs, reps, pairs, [shift] + [1.0] * 19, lottery_cv=lottery
+        )
+        called = sum(rep[0].verdict is Verdict.SLOWER for rep in alt)
+        line += f"; {shift - 1:.0%} called {called}/{reps}"
+    print(line)
 
 
 if __name__ == "__main__":

@@ -178,3 +178,58 @@ def test_sides_in_different_process_states_are_not_a_change() -> None:
     base = [m * (1 + rng.normal(0, 0.01, 100)) for m in (0.0755, 0.0770, 0.0797)]
     tight = run_evidence(base, head, policy)
     assert judge([tight, *quiet], policy)[0].verdict is Verdict.FASTER
+
+
+# -- lockstep pairs (invbench ab's default) -------------------------------------------
+# A machine that flips between a fast and a 1.8x slower state (what a busy hyperthread
+# sibling does here), seen alike by both processes of a pair round by round; each
+# process off its level by 1.5% (what a process is dealt once both sides share CPUs);
+# 40 rounds of 10 samples a side, half-normal 5% sample noise; 3 pairs, 20 rows.
+PAIRS, LOTTERY = 3, 0.015
+
+
+def test_lockstep_pairs_raise_no_false_alarm_at_the_defaults() -> None:
+    from tests.analysis.simulate import simulate_lockstep_comparisons
+
+    reps = 300
+    results = simulate_lockstep_comparisons(5, reps, PAIRS, [1.0] * ROWS, lottery_cv=LOTTERY)
+    alarms = sum(any(j.verdict in CHANGES for j in rep) for rep in results)
+    assert alarms <= 6, f"{alarms} of {reps} lockstep comparisons called a change"
+    same = sum(j.verdict is Verdict.SAME for rep in results for j in rep)
+    assert same > 0.5 * reps * ROWS
+
+
+def test_lockstep_pairs_call_a_ten_percent_change() -> None:
+    from tests.analysis.simulate import simulate_lockstep_comparisons
+
+    reps = 100
+    shift = [1.1] + [1.0] * (ROWS - 1)
+    results = simulate_lockstep_comparisons(6, reps, PAIRS, shift, lottery_cv=LOTTERY)
+    called = sum(rep[0].verdict is Verdict.SLOWER for rep in results)
+    assert called >= 0.8 * reps, f"a 10% slowdown called in {called} of {reps}"
+    assert sum(any(j.verdict in CHANGES for j in rep[1:]) for rep in results) <= 2
+
+
+def test_the_same_runs_judged_unpaired_cannot_see_the_change() -> None:
+    # what pairing buys: the state noise is shared within a pair, and only pairing sees it
+    from tests.analysis.simulate import simulate_lockstep_pair
+
+    rng = np.random.default_rng(8)
+    runs = [simulate_lockstep_pair(rng, 1.0, 1.1, lottery_cv=LOTTERY) for _ in range(PAIRS)]
+    base, head = [b for b, _ in runs], [h for _, h in runs]
+    policy = ComparePolicy()
+    paired = judge([run_evidence(base, head, policy, paired=True)], policy)[0]
+    unpaired = judge([run_evidence(base, head, policy)], policy)[0]
+    assert paired.verdict is Verdict.SLOWER and 1.05 < paired.ratio < 1.15
+    assert paired.mde < unpaired.mde
+
+
+def test_pairing_needs_one_ab_run_and_its_two_sides() -> None:
+    from invbench.analysis.compare import is_paired
+
+    side = {"pairing": "abc", "side": "base"}
+    assert is_paired({"ab": side}, {"ab": {**side, "side": "head"}})
+    assert not is_paired({"ab": side}, {"ab": {**side, "side": "head", "pairing": "xyz"}})
+    assert not is_paired({"ab": side}, {"ab": side})  # two bases of one run
+    assert not is_paired({"ab": {**side, "pairing": None}}, {"ab": {"side": "head"}})
+    assert not is_paired({}, {})

@@ -21,15 +21,17 @@ z-score). ``base_spread`` gives it for one row key and machine:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from invbench.analysis.history.changepoints import Policy, analyse
+from invbench.analysis.history.machine import machine_of
 from invbench.analysis.history.series import build_series
 from invbench.analysis.history.store import Filters, HistoryStore
+from invbench.analysis.verdicts import BetweenRunNoise
 from invbench.storage.results import KEY_COLUMNS
 
 
@@ -119,3 +121,24 @@ def base_spread(
         )
         return BaseSpread(machine_id, dict(key), run_ms, commits, median, spread, False, reason)
     return BaseSpread(machine_id, dict(key), run_ms, commits, median, spread, True, "")
+
+
+def history_noise(
+    store: HistoryStore, base_meta: Mapping[str, Any], device: str
+) -> Callable[[Mapping[str, Any]], BetweenRunNoise | None]:
+    """compare's NoiseLookup from a history: each row's between-run spread on the base's machine.
+
+    A row whose history on that machine has too few runs at its current level gets
+    None (compare then uses --noise-cv, or its own replicates, or says it cannot tell).
+    """
+    machine_id = machine_of(base_meta, device).id
+
+    def lookup(key: Mapping[str, Any]) -> BetweenRunNoise | None:
+        spread = base_spread(store, key, machine_id)
+        if not spread.enough or not spread.rel_sd:
+            return None
+        return BetweenRunNoise(
+            spread.rel_sd, spread.n_runs, f"the history ({spread.n_runs} runs on this machine)"
+        )
+
+    return lookup

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from invbench.analysis.history.baseline import base_spread
@@ -62,3 +63,28 @@ def test_too_little_history_says_so(store: HistoryStore, tmp_path: Path) -> None
     assert not other.enough and "no run of this row" in other.reason
     elsewhere = base_spread(store, KEY, "ffffffffffff")
     assert not elsewhere.enough and "on this machine" in elsewhere.reason
+
+
+def test_compare_judges_single_runs_against_the_history(
+    store: HistoryStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one run a side: uncertain alone; with the base's history on this machine (5% noise
+    # between runs) a 2x slower head stands out, and the same head does not
+    from invbench.cli.app import main
+
+    def one_run(name: str, ms: float) -> Path:
+        out = write_run(tmp_path / name, commit_name(30), {"unfold": ms}, samples=30)
+        samples = pd.read_parquet(out / "samples.parquet")
+        samples["ms"] *= np.exp(np.random.default_rng(len(name)).normal(0, 0.01, len(samples)))
+        samples.to_parquet(out / "samples.parquet", index=False)
+        return out
+
+    base, same, slow = one_run("b", 2.0), one_run("s", 2.0), one_run("sl", 4.0)
+    assert main(["compare", str(base), str(slow), "--format", "json"]) == 0
+    assert '"uncertain"' in capsys.readouterr().out
+    history = ["--history", str(store.directory), "--format", "json"]
+    assert main(["compare", str(base), str(slow), *history, "--fail-on-regression"]) == 1
+    assert '"slower"' in capsys.readouterr().out
+    assert main(["compare", str(base), str(same), *history, "--fail-on-regression"]) == 0
+    assert main(["compare", str(base), str(slow), "--history", str(tmp_path / "none")]) == 2
+    assert "no history store there" in capsys.readouterr().err
