@@ -180,3 +180,35 @@ def test_merged_rows_say_how_many_runs_and_how_far_apart(tmp_path: Path) -> None
     assert "runs disagree: their medians spread 23% over 3 runs" in rows.loc["a", "warnings"]
     assert "runs disagree" not in rows.loc["b", "warnings"]
     assert merged.meta["repeats"] == {"n": 3} and "ab" not in merged.meta
+
+
+@pytest.mark.slow
+def test_lockstep_ab_pairs_its_runs(repo: Path, tmp_path: Path) -> None:
+    # the default interleaving, cut short: two pairs, one backend, 0.1 s a row and side
+    commit = git(repo, "rev-parse", "HEAD")
+    result = run_ab(
+        AbRequest(
+            "HEAD",
+            commit,
+            suite="smoke",
+            backends=("unfold",),
+            device="cpu",
+            modes=(Mode.FWD,),
+            repeats=2,
+            min_time_s=0.1,
+            repo=repo,
+            out=tmp_path / "ab",
+        )
+    )
+    assert result.runs == 4
+    metas = [load_results(d).meta for d in (result.base_dir, result.head_dir)]
+    assert metas[0]["ab"]["interleave"] == "lockstep"
+    assert metas[0]["ab"]["pairing"] and metas[0]["ab"]["pairing"] == metas[1]["ab"]["pairing"]
+    for r in result.comparison.rows:
+        assert (r.runs_base, r.runs_head) == (2, 2)
+        assert r.verdict not in (Verdict.SLOWER, Verdict.FASTER), r
+        assert r.ci_low is not None and r.ci_high is not None and r.ci_low <= r.ratio <= r.ci_high
+    for pair in ("001", "002"):
+        sides = [load_results(tmp_path / "ab" / "runs" / f"{pair}-{s}") for s in ("base", "head")]
+        assert {rs.meta["run"]["lockstep"]["side"] for rs in sides} == {"base", "head"}
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
