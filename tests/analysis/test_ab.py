@@ -204,9 +204,14 @@ def test_lockstep_ab_pairs_its_runs(repo: Path, tmp_path: Path) -> None:
     metas = [load_results(d).meta for d in (result.base_dir, result.head_dir)]
     assert metas[0]["ab"]["interleave"] == "lockstep"
     assert metas[0]["ab"]["pairing"] and metas[0]["ab"]["pairing"] == metas[1]["ab"]["pairing"]
+    # What a comparison of two short pairs may conclude is not asserted here: the
+    # false-alarm rate belongs to the defaults (calibrated in test_verdicts, measured in
+    # docs/compare.md), and a tiny op such as k3-g2 fwd unfold can land in a fast or a
+    # 3x slower state for a whole process, which two pairs can share by chance (one run
+    # of this test called it 2.79x faster, both head processes fast).
     for r in result.comparison.rows:
         assert (r.runs_base, r.runs_head) == (2, 2)
-        assert r.verdict not in (Verdict.SLOWER, Verdict.FASTER), r
+        assert r.verdict is not Verdict.NOT_COMPARABLE, r
         assert r.ci_low is not None and r.ci_high is not None and r.ci_low <= r.ratio <= r.ci_high
     for pair in ("001", "002"):
         sides = [load_results(tmp_path / "ab" / "runs" / f"{pair}-{s}") for s in ("base", "head")]
