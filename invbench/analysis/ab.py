@@ -42,13 +42,13 @@ from invbench.core.choices import Interleave
 from invbench.core.spec import Dtype, Mode
 from invbench.running.bench import RunRequest
 from invbench.running.lockstep_driver import LockstepUnsupported, lockstep_config, run_pair
+from invbench.running.replicates import request_argv
 from invbench.running.revisions import (
     RevisionError,
     Worker,
     check_commit,
     repo_root,
     resolve_revision,
-    run_argv,
     run_in_worker,
     suite_file,
     worktrees,
@@ -194,18 +194,8 @@ def schedule(names: Sequence[str], repeats: int) -> list[tuple[str, str, int]]:
 
 
 def run_args(request: AbRequest, suite_path: Path, out: Path) -> list[str]:
-    """argv of `invbench run` for one chunk."""
-    return run_argv(
-        suite_path,
-        out,
-        device=request.device,
-        backends=request.backends,
-        dtypes=request.dtypes,
-        modes=request.modes,
-        batch=request.batch,
-        samples=request.samples,
-        threads=request.threads,
-    )
+    """argv of `invbench run` for one chunk (the same argv `run --repeats` gives a run)."""
+    return request_argv(_run_request(request, suite_path), out)
 
 
 # -- merging ------------------------------------------------------------------

@@ -118,10 +118,13 @@ class HostLoad:
     @staticmethod
     def steal_pct(before: HostSnapshot, after: HostSnapshot) -> float | None:
         """Share of all CPU time, between two snapshots, that the hypervisor stole."""
-        if None in (before.steal, before.total, after.steal, after.total):
+        if (
+            before.steal is None
+            or before.total is None
+            or after.steal is None
+            or after.total is None
+        ):
             return None
-        assert before.steal is not None and after.steal is not None
-        assert before.total is not None and after.total is not None
         spent = after.total - before.total
         if spent <= 0:
             return None

@@ -154,6 +154,7 @@ class Engine:
         apply_host_settings(plan)
         self._other_processes: int | None = None
         self.host = HostLoad()
+        self._timing_from: HostSnapshot | None = None
         self._host_window: tuple[HostSnapshot, HostSnapshot] | None = None
 
     # -- rows -----------------------------------------------------------------
@@ -342,12 +343,12 @@ class Engine:
 
     def begin_timing(self) -> None:
         """The start of a group's timed rounds: the host's load is read from here..."""
-        self._host_window = (self.host.snapshot(), self.host.snapshot())
+        self._timing_from = self.host.snapshot()
 
     def end_timing(self) -> None:
         """...to here; every row of the group records that window's load and steal."""
-        if self._host_window is not None:
-            self._host_window = (self._host_window[0], self.host.snapshot())
+        if self._timing_from is not None:
+            self._host_window = (self._timing_from, self.host.snapshot())
 
     def _host_fields(self) -> dict[str, Any]:
         """threads, load_avg and steal_pct of the group just timed."""
