@@ -12,17 +12,14 @@ With --backward each call is forward plus both gradients (memory columns omitted
 from __future__ import annotations
 
 import argparse
-import ctypes
-import gc
 import statistics
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 import invbench
 from invbench.core.spec import Geometry
+from invbench.measure.memory import cpu_peak_bytes
 
 # name, C, H, stride, K, G (the resnet-shapes suite)
 LAYERS = [
@@ -37,33 +34,6 @@ LAYERS = [
 ]
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def pin_mmap_threshold() -> None:
-    """Stop glibc from serving large buffers out of already resident heap memory."""
-    ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD, fixed
-
-
-def extra_peak_bytes(fn: Callable[[], object]) -> int:
-    """Resident memory fn adds at its peak (Linux: VmHWM reset through clear_refs).
-
-    Needs pin_mmap_threshold() at start-up, so every large buffer gets fresh pages
-    that the high-water mark sees instead of reusing resident heap.
-    """
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS to the current RSS
-    before = _status_kib("VmRSS")
-    result = fn()
-    peak = _status_kib("VmHWM")
-    del result
-    return (peak - before) * 1024
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=8)
@@ -71,7 +41,6 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="also time the compile backend")
     ap.add_argument("--backward", action="store_true", help="time forward + both gradients")
     args = ap.parse_args()
-    pin_mmap_threshold()
     backends = ["cuda_ext", "unfold"] + (["compile"] if args.compile else [])
     torch.manual_seed(0)
     what = "forward + backward" if args.backward else "forward"
@@ -126,8 +95,8 @@ def main() -> None:
         if not args.backward:
             inputs = (x.numel() + w.numel()) * 4
             io = inputs + geom.numel("out") * 4
-            peak = extra_peak_bytes(lambda: run("cuda_ext"))  # output + any temporaries
-            peak_unfold = extra_peak_bytes(lambda: run("unfold"))
+            peak = cpu_peak_bytes(lambda: run("cuda_ext"))  # output + temporaries from torch
+            peak_unfold = cpu_peak_bytes(lambda: run("unfold"))
             line += f" {(inputs + peak) / io:8.2f} {(inputs + peak_unfold) / io:8.2f}"
         print(line)
 

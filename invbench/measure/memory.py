@@ -1,23 +1,34 @@
-"""Peak memory of one call of a closure, above what was allocated before it."""
+"""Peak memory of one call of a closure, above what was allocated before it.
+
+Both methods count what goes through torch's allocator and change nothing about the
+process: on a GPU, torch's peak-allocated counter; on the CPU, the allocation and free
+events torch's profiler reports for the call (CPU tensors have no peak counter).
+
+An earlier CPU method read the peak resident set (VmHWM) and, to make it see every
+block, pinned glibc's mmap and trim thresholds to 64 KiB for the whole process. That
+turned every buffer of 64 KiB or more into an mmap, page faults and an munmap on every
+timed call, so allocating backends (unfold most of all) read 2x to 4x slower than
+under glibc's defaults, and by how much depended on the heap's layout. Timing and
+memory now run under the allocator settings a user's program gets.
+"""
 
 from __future__ import annotations
 
-import ctypes
 import gc
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 
-_STATUS = Path("/proc/self/status")
-_MMAP_THRESHOLD = 1 << 16  # glibc: blocks this large are mmapped and unmapped when freed
+# The smallest peak each method can tell from nothing. Results written before
+# torch-cpu-peak replaced rss-hwm still carry rss-hwm, which saw only memory newly
+# made resident: blocks under glibc's 64 KiB mmap threshold could reuse resident heap.
+RESOLUTION_BYTES = {"rss-hwm": 1 << 16, "torch-cuda-peak": 0, "torch-cpu-peak": 0}
 
-# The smallest peak each method can tell from nothing. rss-hwm sees only memory the
-# process newly makes resident: blocks under glibc's mmap threshold come from the heap,
-# whose pages still resident (partly used by other objects) can absorb them, so a
-# smaller peak (often 0 B) says nothing about the call.
-RESOLUTION_BYTES = {"rss-hwm": _MMAP_THRESHOLD, "torch-cuda-peak": 0}  # torch counts every byte
+_MEMORY_EVENT = "[memory]"  # the name torch's profiler gives allocation and free events
 
 
 def below_resolution(peak_bytes: float | None, method: str) -> bool:
@@ -27,52 +38,19 @@ def below_resolution(peak_bytes: float | None, method: str) -> bool:
     return peak_bytes < RESOLUTION_BYTES.get(method, 0)
 
 
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-
-
 @dataclass(frozen=True)
 class PeakMemory:
     bytes: int
-    method: str  # how it was measured: torch-cuda-peak, rss-hwm
-
-
-def _proc_kib(field: str) -> int:
-    for line in _STATUS.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise OSError(f"{field} not in {_STATUS}")
-
-
-def rss_hwm_supported() -> bool:
-    try:
-        _CLEAR_REFS.write_text("5")
-        _proc_kib("VmHWM")
-        return True
-    except OSError:
-        return False
-
-
-def return_freed_memory_to_os() -> None:
-    """Make glibc hand every freed block of 64 KiB or more back to the OS at once.
-
-    Without it glibc keeps freed tensors in its heap, so a later call's allocations
-    reuse resident pages and RSS growth underestimates what the call needed.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return
-    libc.mallopt(-3, _MMAP_THRESHOLD)  # M_MMAP_THRESHOLD (also stops its dynamic growth)
-    libc.mallopt(-1, _MMAP_THRESHOLD)  # M_TRIM_THRESHOLD
-    libc.malloc_trim(0)  # and hand back what is already free in the heap
+    method: str  # how it was measured: torch-cuda-peak, torch-cpu-peak
 
 
 def measure_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
     """Run fn once and return its peak memory above the baseline.
 
     CUDA: torch's peak allocated bytes above those allocated before the call.
-    CPU: the process's peak resident set (VmHWM, reset through /proc/self/clear_refs)
-    above its resident set before the call.
+    CPU: the highest running total of the bytes torch allocated and freed during the
+    call, in the order its profiler saw them. Memory a native kernel takes from malloc
+    itself, outside torch's allocator, is not counted (nor is it on a GPU).
     """
     gc.collect()
     if device.type == "cuda":
@@ -84,12 +62,52 @@ def measure_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
         peak = torch.cuda.max_memory_allocated(device) - base
         del result
         return PeakMemory(max(peak, 0), "torch-cuda-peak")
-    # Whatever ran before in this process (another row, another test) may have left
-    # freed pages resident, which the call would reuse without growing RSS.
-    return_freed_memory_to_os()
-    _CLEAR_REFS.write_text("5")
-    base = _proc_kib("VmRSS")
-    result = fn()
-    peak = _proc_kib("VmHWM") - base
+    return PeakMemory(cpu_peak_bytes(fn), "torch-cpu-peak")
+
+
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """The peak of torch's CPU allocations during fn, above what was allocated before."""
+    from torch.profiler import ProfilerActivity, profile
+
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():
+        prof.__enter__()
+    try:
+        result = fn()
+    finally:
+        with _native_stderr_silenced():
+            prof.__exit__(None, None, None)
     del result
-    return PeakMemory(max(peak, 0), "rss-hwm")
+    events = [e for e in _kineto_events(prof) if e.name() == _MEMORY_EVENT]
+    events.sort(key=lambda e: e.start_ns())
+    level = peak = 0
+    for event in events:
+        level += event.nbytes()
+        peak = max(peak, level)
+    return peak
+
+
+def _kineto_events(prof: object) -> list[Any]:
+    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+    if results is None:
+        raise OSError("torch's profiler returned no events to read memory from")
+    return list(results.events())
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: the profiler's C++ side logs its start and
+    stop there (torch 2.13), which would land in the middle of a run's display."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to redirect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -20,7 +20,6 @@ from invbench.core.suites import Suite, find_suite
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
 from invbench.measure.environment import device_identity, environment, git_state
 from invbench.measure.hygiene import parse_cpus
-from invbench.measure.memory import return_freed_memory_to_os
 from invbench.measure.precision import PrecisionPolicy, precision_policy
 from invbench.measure.telemetry import gpu_processes
 from invbench.running.engine import Engine, apply_host_settings, default_sampler
@@ -242,8 +241,6 @@ def execute(
     request: RunRequest | None = None,
 ) -> list[ResultRow]:
     """Run the plan, writing rows as they finish and meta.json before and after."""
-    if plan.device.type == "cpu":
-        return_freed_memory_to_os()
     try:
         threads = apply_host_settings(plan)
     except ValueError as exc:
@@ -332,8 +329,6 @@ def resume(
         writer = ResultWriter.resume(directory, stamp=device_identity(plan.device))
     except ResultsError as exc:
         raise UsageError(f"--resume: {exc}") from None
-    if plan.device.type == "cpu":
-        return_freed_memory_to_os()
     meta["run"].setdefault("resumed", []).append(datetime.now(UTC).isoformat(timespec="seconds"))
     meta["run"]["status"] = "running"
     if "ceilings" not in meta:  # killed before they were measured

@@ -43,7 +43,7 @@ def check_run_dir(out: Path, backends: list[str]) -> pd.DataFrame:
     assert (rows.device == "cpu").all() and (rows.dtype == "float32").all()
     assert (rows.min_ms <= rows.median_ms).all() and (rows.p20_ms <= rows.p80_ms).all()
     assert (rows.median_ms > 0).all() and (rows.peak_mem_bytes >= 0).all()
-    assert (rows.mem_method == "rss-hwm").all()
+    assert (rows.mem_method == "torch-cpu-peak").all()
     inv = rows[rows.kind == "involution"]
     assert (inv.max_rel_err < 1e-4).all()
     # fwd+bwd does three times the forward's work

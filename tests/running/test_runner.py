@@ -142,9 +142,11 @@ def test_unfold_peak_memory_covers_its_temporary(tmp_path: Path) -> None:
     rows = run(tmp_path, make_registry(), [Case("t", "big", geom)])
     (row,) = rows
     unfold_bytes = geom.numel("out") * 49 * 4  # B*C*K*K*Ho*Wo float32: 9.8 MB
-    assert row.mem_method == "rss-hwm"
+    assert row.mem_method == "torch-cpu-peak"
     assert row.peak_mem_bytes is not None
-    assert 1.5 * unfold_bytes <= row.peak_mem_bytes <= 4 * unfold_bytes  # unfold + product
+    # the unfolded patches and their product with the weights are alive at once; the
+    # padded input copy and the output are small beside them
+    assert 2 * unfold_bytes <= row.peak_mem_bytes <= 2.2 * unfold_bytes
     assert row.flops == 2 * geom.numel("out") * 49
     assert row.bytes == 4 * (geom.numel("x") + geom.numel("weight") + geom.numel("out"))
     assert row.max_rel_err is not None and row.max_rel_err < 1e-5
@@ -164,3 +166,28 @@ def test_a_backends_timing_notes_are_row_warnings(tmp_path: Path) -> None:
     assert by["annotated"].status == Status.OK
     assert by["annotated"].warnings.split("; ")[0] == "interpreted on cpu"
     assert "interpreted" not in by["unfold"].warnings
+
+
+def minor_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def test_a_run_leaves_the_allocator_as_a_program_has_it(tmp_path: Path) -> None:
+    """After a run (memory measured on every row), a buffer freed and taken again comes
+    back from the heap without page faults, as in any program under glibc's defaults.
+
+    Pinning glibc's mmap threshold for the memory reading once made every buffer of
+    64 KiB or more an mmap with a page fault per 4 KiB on every timed call: unfold read
+    2x to 4x slower in a run than in a program of its own.
+    """
+    run(tmp_path, make_registry(), [Case("t", "x", GEOM)])
+    size = 1 << 20
+    for _ in range(5):
+        torch.empty(size, dtype=torch.uint8).fill_(1)
+    before = minor_faults()
+    for _ in range(100):
+        torch.empty(size, dtype=torch.uint8).fill_(1)
+    # pinned, each of the 100 buffers faulted in its 256 pages afresh
+    assert minor_faults() - before < 100

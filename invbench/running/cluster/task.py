@@ -113,11 +113,8 @@ def run_shard(job: ShardJob) -> Iterator[Message]:
 
     from invbench.backends.registry import default_registry
     from invbench.measure.ceilings import copy_gbps
-    from invbench.measure.memory import return_freed_memory_to_os
 
     plan = job.plan
-    if plan.device.type == "cpu":
-        return_freed_memory_to_os()
     info = worker_info(job)
     ceilings = _ceilings(plan)
     yield ("start", {**info, **job.extra, "ceilings": ceilings})
