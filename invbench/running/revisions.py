@@ -18,10 +18,13 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from invbench.core.spec import Dtype, Mode
@@ -60,8 +63,37 @@ def repo_root(repo: Path) -> Path:
 
 
 @contextlib.contextmanager
+def termination_unwinds() -> Iterator[None]:
+    """While active, SIGTERM and SIGHUP raise SystemExit(128 + signal) in the main thread.
+
+    Python's default for them ends the process at once, skipping every ``finally``: a
+    killed `invbench ab` left its worktrees registered in the user's repository and its
+    workers running. Raised as an exception, they unwind like Ctrl-C does.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def unwind(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, unwind) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
 def worktrees(repo: Path, commits: Sequence[str]) -> Iterator[list[Path]]:
-    """Detached worktrees of the commits in a temporary directory, removed on exit."""
+    """Detached worktrees of the commits in a temporary directory, removed on exit,
+    also when the process is told to terminate (SIGTERM, SIGHUP)."""
+    with termination_unwinds():
+        yield from _worktrees(repo, commits)
+
+
+def _worktrees(repo: Path, commits: Sequence[str]) -> Iterator[list[Path]]:
     tmp = Path(tempfile.mkdtemp(prefix="invbench-rev-"))
     paths: list[Path] = []
     try:

@@ -217,3 +217,28 @@ def test_lockstep_ab_pairs_its_runs(repo: Path, tmp_path: Path) -> None:
         sides = [load_results(tmp_path / "ab" / "runs" / f"{pair}-{s}") for s in ("base", "head")]
         assert {rs.meta["run"]["lockstep"]["side"] for rs in sides} == {"base", "head"}
     assert len(git(repo, "worktree", "list").splitlines()) == 1
+
+
+def test_a_terminated_run_removes_its_worktrees(repo: Path, tmp_path: Path) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: no worktree is left behind."""
+    import signal
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from invbench.running.revisions import worktrees\n"
+        "with worktrees(Path(sys.argv[1]), ['HEAD']) as (tree,):\n"
+        "    print(tree, flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(repo)], stdout=subprocess.PIPE, text=True, cwd=SOURCE
+    )
+    assert proc.stdout is not None
+    tree = Path(proc.stdout.readline().strip())
+    assert tree.is_dir() and len(git(repo, "worktree", "list").splitlines()) == 2
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not tree.exists()
+    assert len(git(repo, "worktree", "list").splitlines()) == 1
