@@ -152,6 +152,7 @@ class Comparison:
     policy: ComparePolicy
     rows: tuple[RowComparison, ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    paired: bool = False  # base run i and head run i ran in lockstep (invbench ab)
 
     def counts(self) -> dict[Verdict, int]:
         out = {v: 0 for v in Verdict}
@@ -369,6 +370,7 @@ def compare_results(
         policy=policy,
         rows=tuple(rows[k] for k in keys),
         warnings=tuple(environment_warnings(base.meta, head.meta)),
+        paired=paired,
     )
 
 

@@ -92,11 +92,17 @@ def sorted_rows(rows: Sequence[RowComparison]) -> list[RowComparison]:
 
 def subtitle(c: Comparison) -> str:
     p = c.policy
+    adjusted = f"{p.correction.value}-adjusted p < {p.alpha:g}"
+    if c.paired:
+        how = f"the pairs of runs timed together differ (paired t-test, {adjusted})"
+        interval = "paired t-interval over the pairs"
+    else:
+        how = f"the runs differ ({adjusted})"
+        interval = "bootstrap over runs"
     return (
-        f"base {c.base.short} vs head {c.head.short}; a change is called when the runs "
-        f"differ ({p.correction.value}-adjusted p < {p.alpha:g}) and the ratio of run medians "
-        f"is beyond {p.threshold:.0%}; ratio CI: {p.confidence:.0%} bootstrap over runs; "
-        f"MDE: the smallest change a row could call; runs: base/head"
+        f"base {c.base.short} vs head {c.head.short}; a change is called when {how} and "
+        f"the ratio of run medians is beyond {p.threshold:.0%}; ratio CI: {p.confidence:.0%} "
+        f"{interval}; MDE: the smallest change a row could call; runs: base/head"
     )
 
 
@@ -147,6 +153,7 @@ def as_dict(c: Comparison) -> dict[str, Any]:
         "base": asdict(c.base),
         "head": asdict(c.head),
         "policy": asdict(c.policy),
+        "paired": c.paired,
         "warnings": list(c.warnings),
         "rows": [{**asdict(r), "verdict": r.verdict.value, "change": r.change} for r in c.rows],
     }

@@ -17,7 +17,7 @@ from invbench.analysis.compare import CompareError, ComparePolicy, Verdict, comp
 from invbench.analysis.verdicts import BetweenRunNoise, Judgement, compare_runs, wording
 from invbench.cli.app import main
 from invbench.core.spec import Mode
-from invbench.render.compare_render import markdown, to_json
+from invbench.render.compare_render import markdown, subtitle, to_json
 from invbench.running.bench import RunRequest, execute, plan_run
 from invbench.storage.merge import merge_runs
 from invbench.storage.results import ResultSet, load_results
@@ -132,6 +132,7 @@ def test_rows_not_ok_never_get_a_speed_verdict(tmp_path: Path) -> None:
         ],
     )
     c = compare_dirs(base, head)
+    assert not c.paired and "bootstrap over runs" in subtitle(c)
     verdicts = {r.key["backend"]: r.verdict for r in c.rows}
     assert verdicts == {
         "a": Verdict.UNCERTAIN,  # one run a side
