@@ -66,6 +66,76 @@ inline void mk_shared(float* __restrict out, int64_t os, const TA* A, const int6
     }
 }
 
+// Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
+// Row i + 1 reads the staged input m kernel rows below row i (m = stride / dilation), so
+// an input vector at kernel row y serves tap (y, v) of row i and tap (y - m, v) of row
+// i + 1: one load feeds two FMAs where mk_shared's feeds one. Kernel rows y < m serve
+// row i only, y >= K row i + 1 only. A + arow are row i + 1's weights; B + y * rs +
+// colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
+// each tap also prefetches both rows' weights pfd ahead.
+template <int CB, bool NT, typename TA>
+inline void mk_pair(float* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
+                    const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
+                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
+  using V = typename Vec::V;
+  V acc0[CB], acc1[CB];
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) acc0[c] = acc1[c] = Vec::zero();
+  const TA* A1 = A + arow;
+  for (int64_t y = 0; y < m; ++y)  // row i only
+    for (int64_t v = 0; v < K; ++v) {
+      const TA* a0 = A + aoff[y * K + v];
+      if (pfd != 0) __builtin_prefetch(a0 + pfd, 0, 3);
+      const V w0 = load_float(a0);
+      const float* b = B + y * rs + colv[v];
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) {
+        acc0[c] = Vec::fma(w0, Vec::load(b), acc0[c]);
+        b += bs;
+      }
+    }
+  for (int64_t y = m; y < K; ++y)  // both rows
+    for (int64_t v = 0; v < K; ++v) {
+      const TA* a0 = A + aoff[y * K + v];
+      const TA* a1 = A1 + aoff[(y - m) * K + v];
+      if (pfd != 0) {
+        __builtin_prefetch(a0 + pfd, 0, 3);
+        __builtin_prefetch(a1 + pfd, 0, 3);
+      }
+      const V w0 = load_float(a0), w1 = load_float(a1);
+      const float* b = B + y * rs + colv[v];
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) {
+        const V xv = Vec::load(b);
+        acc0[c] = Vec::fma(w0, xv, acc0[c]);
+        acc1[c] = Vec::fma(w1, xv, acc1[c]);
+        b += bs;
+      }
+    }
+  for (int64_t y = K; y < K + m; ++y)  // row i + 1 only
+    for (int64_t v = 0; v < K; ++v) {
+      const TA* a1 = A1 + aoff[(y - m) * K + v];
+      if (pfd != 0) __builtin_prefetch(a1 + pfd, 0, 3);
+      const V w1 = load_float(a1);
+      const float* b = B + y * rs + colv[v];
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) {
+        acc1[c] = Vec::fma(w1, Vec::load(b), acc1[c]);
+        b += bs;
+      }
+    }
+#pragma GCC unroll 16
+  for (int c = 0; c < CB; ++c) {
+    if constexpr (NT) {
+      Vec::stream(out + c * os, acc0[c]);
+      Vec::stream(out + c * os + orow, acc1[c]);
+    } else {
+      Vec::store(out + c * os, acc0[c]);
+      Vec::store(out + c * os + orow, acc1[c]);
+    }
+  }
+}
+
 // out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], t < TB.
 template <int TB, int NV>
 inline void mk_taps(float* __restrict out, int64_t os, const float* G, int64_t gs, const float* X,
@@ -119,6 +189,19 @@ inline void shared_block(int cb, int nv, float* out, int64_t os, const TA* A, co
   if (cb == 2 * kChanBlock)
     return mk_shared<2 * kChanBlock, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
   return mk_shared<1, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+}
+
+// Channels c0 .. c0 + cb of two output rows: cb = kChanBlock or 1 (mk_pair's arguments).
+template <typename TA>
+inline void pair_block(int cb, float* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
+                       const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
+                       const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
+  if (cb == kChanBlock) {
+    if (nt_store)
+      return mk_pair<kChanBlock, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+    return mk_pair<kChanBlock, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  }
+  return mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
 }
 
 inline void taps_block(int tb, int nv, float* out, int64_t os, const float* G, int64_t gs,
@@ -433,18 +516,28 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const bool stream_out = std::is_same_v<T, float> && S.out_numel() * 4 >= (int64_t(4) << 20) &&
                           (HWo * 4) % 32 == 0 && (Wo * 4) % 32 == 0;
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
+  // Rows in pairs (mk_pair) where row i + 1's taps are row i's m = s / d kernel rows down
+  // and the two share kernel rows (m < K); one vector of pixels per call, so the chunks
+  // are L wide (nch1 per row, padded1 columns) and channels go kChanBlock at a time.
+  // Not at K < 5: with 9 taps a call does too little work for its three kernel-row
+  // loops, and the K = 3 stem layer measured slower with pairs than without.
+  const bool pairs = K >= 5 && s % d == 0 && s / d < K;
+  const int64_t m = s / d, rs = d * s * QW;
+  const int64_t nch1 = ceil_div(Wo, Vec::L), padded1 = nch1 * Vec::L;
+  const int64_t ncb1 = Cg / kChanBlock + Cg % kChanBlock;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     std::vector<float> xst(Cg * xs), wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
     std::vector<float> rowbuf(s * QW);
     // Tap offsets: into the staged weight row (swoff) or the weight planes (dwoff), and
     // into the input stage for the block's first row (boff; row ii adds ii * s * s * QW).
-    std::vector<int64_t> swoff(KK), dwoff(KK), boff(KK);
+    std::vector<int64_t> swoff(KK), dwoff(KK), boff(KK), colv(K);
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v) {
         swoff[u * K + v] = (u * K + v) * tl.padded;
         dwoff[u * K + v] = (u * K + v) * HWo;
         boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
       }
+    for (int64_t v = 0; v < K; ++v) colv[v] = ((v * d) % s) * QW + (v * d) / s;
     Prefetcher pf;
     int64_t t, following;
     while (claim.next(t, following)) {
@@ -455,13 +548,54 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
       if (following >= 0) {
         const Task n = task_of(following, blocks, R, S.Ho, S);
         prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
-        for (int64_t uv = 0; uv < KK; ++uv)  // the rows the taps' prefetches do not reach
-          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, std::min<int64_t>(2, n.r1 - n.r0) * Wo);
+        // All of its weights, not only the first rows: the taps' own prefetch, two rows
+        // ahead in each of K*K planes, then finds them in L2, and on small planes (7 or 14
+        // pixels a row) two rows ahead is hardly ahead at all.
+        for (int64_t uv = 0; uv < KK; ++uv)
+          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
       }
       const int64_t nch = ceil_div(Wo, tl.chunk);
       const int64_t full = tl.nv == 2 ? kChanBlock : 2 * kChanBlock;
       const int64_t ncb = Cg / full + Cg % full;  // channel blocks per chunk
-      for (int64_t ii = 0; ii < nr; ++ii) {
+      // Pairs of rows first (whole pairs whose vectors stay inside the weight tensor),
+      // then any row left over one at a time. pf.step counts micro-kernel calls of both.
+      const int64_t npair = pairs ? nr / 2 : 0;
+      const int64_t pair_calls = npair * nch1 * ncb1, calls = pair_calls + (nr - 2 * npair) * nch * ncb;
+      int64_t ii = 0;
+      for (; ii < 2 * npair; ii += 2) {
+        const int64_t i = k.r0 + ii;
+        if ((k.bg * KK + KK - 1) * HWo + (i + 1) * Wo + padded1 > wend) break;
+        const T* wsrc = w + k.bg * KK * HWo + i * Wo;
+        const float* xrow = xst.data() + ii * s * s * QW;
+        for (int64_t j0 = 0; j0 < Wo; j0 += Vec::L) {
+          const int64_t n = std::min<int64_t>(Vec::L, Wo - j0);
+          int64_t blk = 0;
+          for (int64_t cc = 0; cc < Cg; ++blk) {
+            pf.step(((ii / 2) * nch1 + j0 / Vec::L) * ncb1 + blk, calls);
+            const int cb = Cg - cc >= kChanBlock ? kChanBlock : 1;
+            const int64_t ahead = cc == 0 ? 2 * Wo : 0;
+            T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
+            const float* xb = xrow + cc * xs + j0;
+            if constexpr (std::is_same_v<T, float>) {
+              if (n == Vec::L) {  // whole vectors: straight into the output
+                const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
+                pair_block(cb, dst, HWo, Wo, wsrc + j0, Wo, dwoff.data(), xb, xs, rs, colv.data(), K,
+                           m, ahead, stream_out && aligned);
+                cc += cb;
+                continue;
+              }
+            }
+            pair_block(cb, tmp.data(), Vec::L, cb * Vec::L, wsrc + j0, Wo, dwoff.data(), xb, xs, rs,
+                       colv.data(), K, m, ahead, false);
+            for (int q = 0; q < cb; ++q) {
+              write_row(dst + q * HWo, tmp.data() + q * Vec::L, n, 1);
+              write_row(dst + q * HWo + Wo, tmp.data() + (cb + q) * Vec::L, n, 1);
+            }
+            cc += cb;
+          }
+        }
+      }
+      for (; ii < nr; ++ii) {
         const int64_t i = k.r0 + ii;
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
         const float* xrow = xst.data() + ii * s * s * QW;
@@ -471,7 +605,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
             const int64_t n = std::min(tl.chunk, Wo - j0);
             int64_t blk = 0;
             for (int64_t cc = 0; cc < Cg; ++blk) {
-              pf.step((ii * nch + j0 / tl.chunk) * ncb + blk, nr * nch * ncb);
+              pf.step(pair_calls + ((ii - 2 * npair) * nch + j0 / tl.chunk) * ncb + blk, calls);
               const int cb = chan_block(tl.nv, Cg - cc);
               const int64_t ahead = cc == 0 ? pfd : 0;
               T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
@@ -499,6 +633,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
           row(static_cast<const float*>(wst.data()), swoff.data(), 0);
         }
       }
+      pf.step(calls - 1, calls);  // the rest, if a pair was left to the one-row path
     }
     Vec::fence();  // the non-temporal stores are weakly ordered
   });
