@@ -227,16 +227,17 @@ inline void zero_fill(float* dst, int64_t n) {
 }
 
 // dst[q] = src[first + q * step] for indices inside [0, n), else 0; src null: all 0.
+// pads_zero: the entries outside [0, n) already hold 0 and are left as they are.
 template <typename T>
 inline void stage_row(float* __restrict dst, const T* __restrict src, int64_t n, int64_t first,
-                      int64_t step, int64_t count) {
+                      int64_t step, int64_t count, bool pads_zero = false) {
   if (src == nullptr) return zero_fill(dst, count);
   // q with 0 <= first + q * step < n
   int64_t lo = first >= 0 ? 0 : (-first + step - 1) / step;
   int64_t hi = n - 1 - first < 0 ? 0 : (n - 1 - first) / step + 1;
   hi = std::min(hi, count);
   lo = std::min(lo, hi);
-  zero_fill(dst, lo);
+  if (!pads_zero) zero_fill(dst, lo);
   if (step == 1) {
     const T* s = src + first;
     int64_t q = lo;
@@ -259,7 +260,7 @@ inline void stage_row(float* __restrict dst, const T* __restrict src, int64_t n,
   } else {
     for (int64_t q = lo; q < hi; ++q) dst[q] = to_float(src[first + q * step]);
   }
-  zero_fill(dst + hi, count - hi);
+  if (!pads_zero) zero_fill(dst + hi, count - hi);
 }
 
 template <typename T>
@@ -428,29 +429,47 @@ void run_tasks(int64_t n, const Body& body) {
   }
 }
 
+// The staged input of one thread: dst (zeroed once when allocated), rowbuf (s * QW floats,
+// zeroed once) and whether each staged row now holds an image row (held[r] != 0) or zeros.
+// Which entries of a staged row hold data is the same for every image row, so the zeros
+// of the padding columns are written once per call, not once per task, and a row outside
+// the image is written only when it held an image row before. On small planes (7 to 28
+// pixels a row, padding 3) most of a staged row is padding.
+struct InputStage {
+  std::vector<float> buf, rowbuf;
+  std::vector<char> held;
+  InputStage(int64_t floats, int64_t row_floats, int64_t rows)
+      : buf(floats), rowbuf(row_floats), held(rows, 0) {}
+};
+
 // Stages the input rows [y0, y0 + rows) of channels [c0, c0 + Cg) into
-// dst[cc * cs + (r * s + ph) * QW + q] = x[c][y0 + r][q * s + ph - pad] (0 outside).
-// At stride > 1 a row is first copied whole (zero-padded) into rowbuf (s * QW floats),
-// then split into its s column phases: two vector shuffles per 2 L floats at stride 2.
+// st.buf[cc * cs + (r * s + ph) * QW + q] = x[c][y0 + r][q * s + ph - pad] (0 outside).
+// At stride > 1 a row is first copied into st.rowbuf (s * QW floats, zero-padded), then
+// split into its s column phases: two vector shuffles per 2 L floats at stride 2.
 template <typename T>
-void stage_input(float* dst, int64_t cs, int64_t QW, const T* x, const InvShape& S, int64_t c0,
-                 int64_t y0, int64_t rows, float* rowbuf) {
+void stage_input(InputStage& st, int64_t cs, int64_t QW, const T* x, const InvShape& S, int64_t c0,
+                 int64_t y0, int64_t rows) {
   const int64_t s = S.stride, Cg = S.group_channels();
-  for (int64_t cc = 0; cc < Cg; ++cc) {
-    const T* plane = x + (c0 + cc) * S.H * S.W;
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t y = y0 + r;
-      const T* row = (y >= 0 && y < S.H) ? plane + y * S.W : nullptr;
+  float* dst = st.buf.data();
+  float* rowbuf = st.rowbuf.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t y = y0 + r;
+    const bool inside = y >= 0 && y < S.H;
+    if (!inside) {
+      if (st.held[r])
+        for (int64_t cc = 0; cc < Cg; ++cc) zero_fill(dst + cc * cs + r * s * QW, s * QW);
+      st.held[r] = 0;
+      continue;
+    }
+    st.held[r] = 1;
+    for (int64_t cc = 0; cc < Cg; ++cc) {
+      const T* row = x + ((c0 + cc) * S.H + y) * S.W;
       float* out = dst + cc * cs + r * s * QW;
       if (s == 1) {
-        stage_row(out, row, S.W, -S.pad, 1, QW);
+        stage_row(out, row, S.W, -S.pad, 1, QW, true);
         continue;
       }
-      if (row == nullptr) {
-        zero_fill(out, s * QW);
-        continue;
-      }
-      stage_row(rowbuf, row, S.W, -S.pad, 1, s * QW);
+      stage_row(rowbuf, row, S.W, -S.pad, 1, s * QW, true);
       if (s == 2) {
         for (int64_t q = 0; q < QW; q += Vec::L) Vec::split2(rowbuf + 2 * q, out + q, out + QW + q);
       } else {
@@ -526,8 +545,8 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t nch1 = ceil_div(Wo, Vec::L), padded1 = nch1 * Vec::L;
   const int64_t ncb1 = Cg / kChanBlock + Cg % kChanBlock;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
-    std::vector<float> xst(Cg * xs), wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
-    std::vector<float> rowbuf(s * QW);
+    InputStage xst(Cg * xs, s * QW, (R - 1) * s + (K - 1) * d + 1);
+    std::vector<float> wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
     // Tap offsets: into the staged weight row (swoff) or the weight planes (dwoff), and
     // into the input stage for the block's first row (boff; row ii adds ii * s * s * QW).
     std::vector<int64_t> swoff(KK), dwoff(KK), boff(KK), colv(K);
@@ -543,7 +562,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
     while (claim.next(t, following)) {
       const Task k = task_of(t, blocks, R, S.Ho, S);
       const int64_t nr = k.r1 - k.r0;
-      stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
+      stage_input(xst, xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k));
       pf.clear();
       if (following >= 0) {
         const Task n = task_of(following, blocks, R, S.Ho, S);
@@ -566,7 +585,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
         const int64_t i = k.r0 + ii;
         if ((k.bg * KK + KK - 1) * HWo + (i + 1) * Wo + padded1 > wend) break;
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
-        const float* xrow = xst.data() + ii * s * s * QW;
+        const float* xrow = xst.buf.data() + ii * s * s * QW;
         for (int64_t j0 = 0; j0 < Wo; j0 += Vec::L) {
           const int64_t n = std::min<int64_t>(Vec::L, Wo - j0);
           int64_t blk = 0;
@@ -598,7 +617,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
       for (; ii < nr; ++ii) {
         const int64_t i = k.r0 + ii;
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
-        const float* xrow = xst.data() + ii * s * s * QW;
+        const float* xrow = xst.buf.data() + ii * s * s * QW;
         // One output row: weights wrow (float or T) at tap offsets aoff.
         const auto row = [&](const auto* wrow, const int64_t* aoff, int64_t pfd) {
           for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
@@ -654,7 +673,8 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
   const int tb = ceil_div(KK, 9) * 9 < ceil_div(KK, 7) * 7 ? 9 : 7;
   const int64_t ntaps = ceil_div(KK, tb) * tb;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
-    std::vector<float> xst(Cg * xs), gst(Cg * gs), tmp(9 * tl.chunk), rowbuf(s * QW);
+    InputStage xst(Cg * xs, s * QW, (R - 1) * s + (K - 1) * d + 1);
+    std::vector<float> gst(Cg * gs), tmp(9 * tl.chunk);
     std::vector<int64_t> boff(ntaps, 0);  // as in the forward; row ii adds ii * s * s * QW
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v) boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
@@ -663,7 +683,7 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
     while (claim.next(t, following)) {
       const Task k = task_of(t, blocks, R, S.Ho, S);
       const int64_t nr = k.r1 - k.r0;
-      stage_input(xst.data(), xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k), rowbuf.data());
+      stage_input(xst, xs, QW, x, S, k.c0, k.r0 * s - S.pad, x_rows(k));
       for (int64_t cc = 0; cc < Cg; ++cc)
         for (int64_t ii = 0; ii < nr; ++ii)
           stage_row(gst.data() + cc * gs + ii * tl.padded, go + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo,
@@ -676,7 +696,7 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
       }
       const int64_t nch = ceil_div(Wo, tl.chunk);
       for (int64_t ii = 0; ii < nr; ++ii) {
-        const float* xrow = xst.data() + ii * s * s * QW;
+        const float* xrow = xst.buf.data() + ii * s * s * QW;
         for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
           pf.step(ii * nch + j0 / tl.chunk, nr * nch);
           const int64_t n = std::min(tl.chunk, Wo - j0);
