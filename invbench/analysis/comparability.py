@@ -1,7 +1,8 @@
 """Whether two sides measured the same thing the same way, and rows not to trust.
 
 `not comparable`: a difference in how a number was taken (timer, cache mode, launch
-hiding, calls per sample, TF32, cuDNN autotuning, level, threads, stopping policy)
+hiding, calls per sample, TF32, cuDNN autotuning, level, threads, stopping policy,
+allocator settings)
 changes the number without
 any change of the code, so no speed verdict is given. Versions of the driver, torch,
 CUDA, triton and the CPU or GPU model are warned about: they are often what a
@@ -13,6 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from invbench.core import allocator
 
 # Row columns that say how a row's samples were taken.
 ROW_SETTINGS = (
@@ -47,6 +50,7 @@ RUN_SETTINGS = (
     ("thread count", _threads),
     ("stopping policy", _policy),
     ("cache mode", lambda m: (m.get("run") or {}).get("cache_mode")),
+    ("allocator", lambda m: allocator.recorded(m.get("run") or {})),
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from invbench.backends.registry import Registry
+from invbench.core import allocator
 from invbench.core.choices import CacheMode
 from invbench.core.spec import DeviceKind, Dtype, Mode
 from invbench.core.stats import StopPolicy
@@ -210,6 +211,7 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
         "warmup_ms": plan.warmup_ms,
         "seed": plan.seed,
         "cases": [c.name for c in plan.cases],
+        "allocator": allocator.DEFAULT,
         "status": "running",
     }
     return meta

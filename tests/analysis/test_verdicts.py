@@ -129,6 +129,20 @@ def test_measured_differently_is_not_comparable(tmp_path: Path) -> None:
     assert all("stopping policy" in n for n in notes)
 
 
+def test_cpu_runs_timed_under_the_pinned_allocator_are_not_comparable(tmp_path: Path) -> None:
+    samples = list(np.linspace(1.0, 1.1, 30))
+    base = write_dir(tmp_path / "b", [(row("a"), samples)], {"run": {"device": "cpu"}})
+    head = write_dir(tmp_path / "h", [(row("a"), samples)], {"run": {"device": "cpu"}})
+    assert compare_dirs(base, head).rows[0].verdict is Verdict.UNCERTAIN  # both pinned
+    set_meta(head, run={"device": "cpu", "allocator": "default"})
+    (r,) = compare_dirs(base, head).rows
+    assert r.verdict is Verdict.NOT_COMPARABLE
+    assert "allocator mmap and trim thresholds pinned to 64 KiB (base) vs default" in r.note
+    set_meta(base, run={"device": "cuda:0"})  # a GPU run never had it pinned
+    set_meta(head, run={"device": "cuda:0", "allocator": "default"})
+    assert compare_dirs(base, head).rows[0].verdict is Verdict.UNCERTAIN
+
+
 def test_throttled_change_is_downgraded(tmp_path: Path) -> None:
     rng = np.random.default_rng(8)
 
