@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+from typing import Any
+
 import pytest
 import torch
 
@@ -31,6 +34,26 @@ def test_peak_does_not_count_what_was_allocated_before_the_call() -> None:
     peak = measure_peak(lambda: held + 1, CPU)  # the result, and the 1 as a tensor
     assert peak.method == "torch-cpu-peak"
     assert 1 << 20 <= peak.bytes <= (1 << 20) + 64
+
+
+def test_the_collector_is_off_during_the_call() -> None:
+    """Garbage made before the call must not be freed inside it, where its free would
+    cancel the call's own allocations in the running total."""
+    seen: list[bool] = []
+    measure_peak(lambda: seen.append(gc.isenabled()), CPU)
+    assert seen == [False]
+    assert gc.isenabled()
+
+
+def test_no_full_collection_per_measurement(monkeypatch: Any) -> None:
+    """A full collection takes about 0.2 s with torch loaded; a run measures every arm."""
+
+    def refuse(*args: Any) -> int:
+        raise AssertionError("gc.collect called")
+
+    monkeypatch.setattr(gc, "collect", refuse)
+    assert measure_peak(lambda: buffer(4096), CPU).bytes == 4096
+    assert gc.isenabled()
 
 
 def test_peak_counts_backward_temporaries() -> None:
