@@ -245,14 +245,16 @@ inline void stage_row(float* __restrict dst, const T* __restrict src, int64_t n,
       for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, Vec::load(s + q));
       if (q < hi) Vec::copy_n(dst + q, s + q, hi - q);
       q = hi;
-    } else {  // bfloat16, float16: widened a vector at a time, the tail through a buffer
+    } else if constexpr (std::is_same_v<T, c10::BFloat16>) {  // widened, the tail masked
+      for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, load_float(s + q));
+      if (q < hi) Vec::store_n(dst + q, Vec::load_bf16_n(s + q, hi - q), hi - q);
+      q = hi;
+    } else {  // float16: widened a vector at a time, the tail through a buffer
       for (; q + Vec::L <= hi; q += Vec::L) Vec::store(dst + q, load_float(s + q));
       if (q < hi) {
         T part[Vec::L] = {};
-        float wide[Vec::L];
         for (int64_t k = 0; k < hi - q; ++k) part[k] = s[q + k];
-        Vec::store(wide, load_float(static_cast<const T*>(part)));
-        Vec::copy_n(dst + q, wide, hi - q);
+        Vec::store_n(dst + q, load_float(static_cast<const T*>(part)), hi - q);
         q = hi;
       }
     }
@@ -274,9 +276,8 @@ inline void write_row(T* __restrict dst, const float* __restrict src, int64_t n,
     } else if constexpr (std::is_same_v<T, c10::BFloat16>) {
       for (; k + Vec::L <= n; k += Vec::L) Vec::store_bf16(dst + k, Vec::load(src + k));
       if (k < n) {  // src holds whole vectors (staged or micro-kernel rows)
-        c10::BFloat16 part[Vec::L];
-        Vec::store_bf16(part, Vec::load(src + k));
-        for (; k < n; ++k) dst[k] = part[k % Vec::L];
+        Vec::store_bf16_n(dst + k, Vec::load(src + k), n - k);
+        k = n;
       }
     }
     for (; k < n; ++k) dst[k] = static_cast<T>(src[k]);

@@ -70,6 +70,18 @@ struct Vec {
   static void store_bf16(c10::BFloat16* p, V v) {
     for (int k = 0; k < L; ++k) p[k] = c10::BFloat16(v[k]);
   }
+  // The first n < L lanes only: nothing past them is read or written.
+  static void store_n(float* p, V v, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) p[k] = v[k];
+  }
+  static V load_bf16_n(const c10::BFloat16* p, int64_t n) {
+    V v = zero();
+    for (int64_t k = 0; k < n; ++k) v[k] = static_cast<float>(p[k]);
+    return v;
+  }
+  static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {
+    for (int64_t k = 0; k < n; ++k) p[k] = c10::BFloat16(v[k]);
+  }
 };
 #include "involution_cpu_kernels.h"
 }  // namespace generic
@@ -88,16 +100,39 @@ struct Vec {
 
 // Eight float lanes (256 bits); REGS is how many vector registers the target has;
 // COPY_N copies n < 8 floats with masked loads and stores (no access past them).
+// The _N functions touch the first n < 8 elements only: masked loads and stores.
+// AVX2 has no 16-bit masked load or store, so its bfloat16 tails go through a buffer.
 #define INVBENCH_COPY_N_AVX2                                                      \
+  static __m256i first_n(int64_t n) {                                             \
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),             \
+                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));         \
+  }                                                                               \
   static void copy_n(float* dst, const float* src, int64_t n) {                   \
-    const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),  \
-                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
-    _mm256_maskstore_ps(dst, k, _mm256_maskload_ps(src, k));                      \
+    _mm256_maskstore_ps(dst, first_n(n), _mm256_maskload_ps(src, first_n(n)));    \
+  }                                                                               \
+  static void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first_n(n), v); } \
+  static V load_bf16_n(const c10::BFloat16* p, int64_t n) {                       \
+    c10::BFloat16 part[8] = {};                                                   \
+    for (int64_t k = 0; k < n; ++k) part[k] = p[k];                               \
+    return load_bf16(part);                                                       \
+  }                                                                               \
+  static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {                    \
+    c10::BFloat16 part[8];                                                        \
+    store_bf16(part, v);                                                          \
+    for (int64_t k = 0; k < n; ++k) p[k] = part[k];                               \
   }
 #define INVBENCH_COPY_N_AVX512                                                    \
+  static __mmask8 first_n(int64_t n) { return static_cast<__mmask8>((1u << n) - 1); } \
   static void copy_n(float* dst, const float* src, int64_t n) {                   \
-    const __mmask8 k = static_cast<__mmask8>((1u << n) - 1);                      \
-    _mm256_mask_storeu_ps(dst, k, _mm256_maskz_loadu_ps(k, src));                 \
+    _mm256_mask_storeu_ps(dst, first_n(n), _mm256_maskz_loadu_ps(first_n(n), src)); \
+  }                                                                               \
+  static void store_n(float* p, V v, int64_t n) { _mm256_mask_storeu_ps(p, first_n(n), v); } \
+  static V load_bf16_n(const c10::BFloat16* p, int64_t n) {                       \
+    const __m128i h = _mm_maskz_loadu_epi16(first_n(n), p);                       \
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  \
+  }                                                                               \
+  static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {                    \
+    _mm_mask_storeu_epi16(p, first_n(n), _mm256_cvtepi32_epi16(round_bf16(v)));   \
   }
 // Float to bfloat16 as c10::BFloat16 rounds: to nearest even, any NaN to 0x7FC0.
 // Gives the 8 results as 32-bit lanes, each holding its bfloat16 in the low half.
