@@ -147,7 +147,6 @@ class RunEvidence:
     note: str = ""  # why the row cannot be tested, if it cannot
     runs: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] = ((), ())  # base, head
     paired: bool = False  # s2 and df are of the pairs' differences (k_base == k_head pairs)
-    within_df: float = 0.0  # degrees of freedom of `within` (paired: the matched chunks')
 
     def interval(self, policy: ComparePolicy) -> tuple[float, float]:
         """The bootstrap interval of the ratio, computed now if it was left out."""
@@ -195,9 +194,7 @@ def run_evidence(
         d = np.array([m.log_ratio for m in matched])
         known = [m for m in matched if not math.isnan(m.variance)]
         own = float(np.mean([m.variance for m in known])) if known else within
-        own_df = float(sum(m.chunks - 1 for m in known))
-        ev = paired_evidence(d, own, nb, nh, policy, external)
-        return replace(ev, within_df=own_df).with_runs(bruns, hruns)
+        return paired_evidence(d, own, nb, nh, policy, external).with_runs(bruns, hruns)
     ev = evidence_from_logs(
         run_log_medians(bruns), run_log_medians(hruns), within, nb, nh, policy, external
     )
@@ -351,12 +348,11 @@ def judge(evidence: Sequence[RunEvidence], policy: ComparePolicy) -> list[Judgem
         mixed = np.where(np.isinf(d0), s0, (np.nan_to_num(d0 * s0) + own_df * own) / (d0 + own_df))
         between = np.where(d0 > 0, mixed, own)
         s2 = np.maximum(between, np.maximum(within, 1e-12))
+        # Paired runs keep the pairs' degrees of freedom even when the pairs happen to
+        # scatter less than each pair's own samples say: a process's lot (its memory
+        # layout, its CPU) adds to a pair's ratio what its samples cannot show, and k - 1
+        # pairs are all that measure it.
         df = np.where(np.isinf(d0), np.inf, d0 + own_df)
-        # Paired runs whose pairs scatter no more than each pair's own samples say: the
-        # within-pair variance (on its matched chunks' many degrees of freedom) is the
-        # noise; pairs that scatter more keep their own, fewer, degrees of freedom.
-        within_df = np.array([e.within_df if e.paired else 0.0 for e in evidence])
-        df = np.where((within_df > df) & (within >= between), within_df, df)
         k = np.array(
             [
                 1 / max(e.k_base, 1) if e.paired else 1 / max(e.k_base, 1) + 1 / max(e.k_head, 1)

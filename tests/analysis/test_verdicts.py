@@ -247,3 +247,33 @@ def test_pairing_needs_one_ab_run_and_its_two_sides() -> None:
     assert not is_paired({"ab": side}, {"ab": side})  # two bases of one run
     assert not is_paired({"ab": {**side, "pairing": None}}, {"ab": {"side": "head"}})
     assert not is_paired({}, {})
+
+
+def test_pairs_that_happen_to_agree_do_not_earn_their_samples_degrees_of_freedom() -> None:
+    """Three pairs of a noisy row, 5%, 8% and 11% faster by chance (a null `ab` saw
+    k3-g2 compile fwd+bwd so, 8% on average; over 36 null pairs that row's pair-to-pair
+    sd was 5%). Its pairs scatter less than its noisy samples say; that is no licence to
+    judge it on the samples' many degrees of freedom, beside rows whose pairs scatter
+    from 1% to 5% (a prior on few degrees of freedom, as in that run)."""
+    policy = ComparePolicy()
+    chunks = 16  # matched_log_ratio's slices: 50 samples each here
+
+    def pair(shift: float, spread: float) -> tuple[np.ndarray, np.ndarray]:
+        # slice i of head is shift * exp(+-spread) times base: the median slice ratio is
+        # exactly shift, and the slices scatter by spread
+        signs = np.resize([1.0, -1.0], chunks)
+        head = np.repeat(0.5 * shift * np.exp(spread * signs), 50)
+        return np.full(chunks * 50, 0.5), head
+
+    noisy = [pair(float(np.exp(d)), 0.075) for d in (-0.05, -0.08, -0.11)]
+    evidence = [run_evidence([b for b, _ in noisy], [h for _, h in noisy], policy, paired=True)]
+    rng = np.random.default_rng(21)
+    for sd in np.linspace(0.01, 0.05, 19):
+        quiet = [pair(float(np.exp(rng.normal(0.0, sd))), 0.01) for _ in range(3)]
+        evidence.append(
+            run_evidence([b for b, _ in quiet], [h for _, h in quiet], policy, paired=True)
+        )
+    first = judge(evidence, policy)[0]
+    assert evidence[0].s2 < evidence[0].within  # the pairs agree better than the samples
+    assert 0.91 < first.ratio < 0.93
+    assert first.verdict is Verdict.UNCERTAIN, first
