@@ -75,10 +75,14 @@ def _measure_peak(fn: Callable[[], object], device: torch.device) -> PeakMemory:
 
 
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
-    """The peak of torch's CPU allocations during fn, above what was allocated before."""
-    from torch.profiler import ProfilerActivity, profile
+    """The peak of torch's CPU allocations during fn, above what was allocated before.
 
-    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    Through torch.autograd.profiler rather than torch.profiler, whose start imports
+    torch._inductor (about 4 s in a process that has not compiled anything).
+    """
+    from torch.autograd.profiler import profile
+
+    prof = profile(use_cpu=True, profile_memory=True)
     with _native_stderr_silenced():
         prof.__enter__()
     try:
@@ -97,7 +101,7 @@ def cpu_peak_bytes(fn: Callable[[], object]) -> int:
 
 
 def _kineto_events(prof: object) -> list[Any]:
-    results = getattr(getattr(prof, "profiler", None), "kineto_results", None)
+    results = getattr(prof, "kineto_results", None)
     if results is None:
         raise OSError("torch's profiler returned no events to read memory from")
     return list(results.events())

@@ -91,3 +91,18 @@ def test_resolution_of_each_method() -> None:
     assert not below_resolution(1, "torch-cpu-peak")
     assert below_resolution(1000, "rss-hwm")  # results written by the older method
     assert not below_resolution(None, "rss-hwm")
+
+
+def test_measuring_memory_does_not_import_the_compiler() -> None:
+    """torch.profiler's start imports torch._inductor: seconds in a run without compile."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from invbench.measure.memory import measure_peak\n"
+        "peak = measure_peak(lambda: torch.empty(1000, dtype=torch.uint8), torch.device('cpu'))\n"
+        "print(peak.bytes, 'torch._inductor' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1000", "False"], out.stdout + out.stderr
