@@ -175,6 +175,7 @@ std::atomic<int> g_forced{-1};  // an Isa forced through use_isa(), or -1
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     default: return "generic";
@@ -186,9 +187,11 @@ bool isa_supported(Isa isa) {
   __builtin_cpu_init();
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (isa == Isa::Avx2) return avx2;
-  if (isa == Isa::Avx512)
-    return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512dq");
+  if (isa == Isa::Avx512) return avx512;
+  if (isa == Isa::Avx512Bf16) return avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
   return isa == Isa::Generic;
 }
@@ -197,7 +200,7 @@ Isa active_isa() {
   const int forced = g_forced.load(std::memory_order_relaxed);
   if (forced >= 0) return static_cast<Isa>(forced);
   static const Isa best = [] {
-    for (Isa isa : {Isa::Avx512, Isa::Avx2})
+    for (Isa isa : {Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2})
       if (isa_supported(isa)) return isa;
     return Isa::Generic;
   }();
@@ -209,14 +212,14 @@ std::string use_isa(const std::string& request) {
     g_forced.store(-1);
   } else if (!request.empty()) {
     bool known = false;
-    for (Isa isa : {Isa::Avx512, Isa::Avx2, Isa::Generic}) {
+    for (Isa isa : {Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Generic}) {
       if (request != isa_name(isa)) continue;
       known = true;
       TORCH_CHECK(isa_supported(isa), "involution: this CPU cannot run the ", request, " kernels");
       g_forced.store(static_cast<int>(isa));
     }
     TORCH_CHECK(known, "involution: unknown CPU kernel path '", request,
-                "' (avx512, avx2, generic or auto)");
+                "' (avx512bf16, avx512, avx2, generic or auto)");
   }
   return isa_name(active_isa());
 }
@@ -229,6 +232,7 @@ std::string kernel_path(at::ScalarType dtype) {
 #if defined(__x86_64__) || defined(_M_X64)
 #define INVBENCH_SIMD_CALL(fn, ...)                                   \
   switch (active_isa()) {                                             \
+    case Isa::Avx512Bf16: return avx512bf16::fn(__VA_ARGS__);         \
     case Isa::Avx512: return avx512::fn(__VA_ARGS__);                 \
     case Isa::Avx2: return avx2::fn(__VA_ARGS__);                     \
     default: return generic::fn(__VA_ARGS__);                         \

@@ -17,12 +17,12 @@ void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor
 void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& grad_w,
                  const InvShape& s);
 
-// The vectorised path the float32/bfloat16/float16 kernels use: "avx512", "avx2" or
-// "generic" ("scalar" for float64).
+// The vectorised path the float32/bfloat16/float16 kernels use: "avx512bf16", "avx512",
+// "avx2" or "generic" ("scalar" for float64).
 std::string kernel_path(at::ScalarType dtype);
 
-// Forces a path ("avx512", "avx2", "generic"; an error if this CPU lacks it), or
-// "auto" for the fastest one; "" changes nothing. Returns the path now in use.
+// Forces a path ("avx512bf16", "avx512", "avx2", "generic"; an error if this CPU lacks
+// it), or "auto" for the fastest one; "" changes nothing. Returns the path now in use.
 std::string use_isa(const std::string& request);
 
 }  // namespace invbench::cpu

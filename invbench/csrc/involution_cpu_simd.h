@@ -10,11 +10,13 @@
 
 namespace invbench::cpu {
 
-// Fastest first. Avx512: 8-lane float vectors with AVX-512VL's 32 registers (on CPUs
-// that split 512-bit operations in two halves, 256-bit vectors run as fast and waste
-// fewer lanes on short rows). Avx2: the same with 16 registers. Generic: 4-lane
-// vectors through the compiler's vector extension (SSE2 on x86-64, NEON on arm64).
-enum class Isa { Avx512, Avx2, Generic };
+// Fastest first. Avx512Bf16: Avx512 whose bfloat16 results are rounded by AVX512_BF16's
+// conversion (float32 and float16 run the same code as Avx512). Avx512: 8-lane float
+// vectors with AVX-512VL's 32 registers (on CPUs that split 512-bit operations in two
+// halves, 256-bit vectors run as fast and waste fewer lanes on short rows). Avx2: the
+// same with 16 registers. Generic: 4-lane vectors through the compiler's vector
+// extension (SSE2 on x86-64, NEON on arm64).
+enum class Isa { Avx512Bf16, Avx512, Avx2, Generic };
 
 const char* isa_name(Isa isa);
 
@@ -34,6 +36,9 @@ namespace avx2 {
 INVBENCH_CPU_SIMD_ENTRY_POINTS
 }
 namespace avx512 {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+}
+namespace avx512bf16 {
 INVBENCH_CPU_SIMD_ENTRY_POINTS
 }
 #endif

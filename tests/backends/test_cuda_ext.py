@@ -152,7 +152,7 @@ def _cpu_paths() -> list[str]:
 
     ops = cuda_ext.load_ops()
     paths = []
-    for path in ("avx512", "avx2", "generic"):
+    for path in ("avx512bf16", "avx512", "avx2", "generic"):
         try:
             paths.append(ops.cpu_kernel_path(path, torch.float32))
         except RuntimeError:
@@ -235,6 +235,32 @@ def test_cpu_low_precision_rounds_like_torch(
         ops.cpu_kernel_path("auto", torch.float32)
 
 
+def test_cpu_bfloat16_rounds_denormal_results_like_torch() -> None:
+    """Results below float32's smallest normal number keep their bits on every path:
+    AVX512_BF16's conversion would flush them to zero, so its path must not use it there."""
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    geom = Geometry(1, 8, 9, 11, 3, groups=2)
+    # products near 2^-130: float32 denormals that bfloat16 still holds (not zero)
+    x, w = (t * 2.0**-65 for t in _inputs(geom, torch.float64, "cpu", seed=12))
+    x, w = x.to(torch.bfloat16), w.to(torch.bfloat16)
+    args = (geom.stride, geom.pad, geom.dilation)
+    try:
+        for path in _cpu_paths():
+            assert ops.cpu_kernel_path(path, torch.bfloat16) == path
+            got = ops.involution_fwd(x, w, *args, poison=True)
+            want = ops.involution_fwd(x.float(), w.float(), *args, poison=True)
+            tiny = (want != 0) & (want.abs() < torch.finfo(torch.float32).tiny)
+            assert tiny.float().mean() > 0.9  # the results are float32 denormals...
+            assert (want.to(torch.bfloat16)[tiny] != 0).float().mean() > 0.9  # ...kept in bf16
+            assert torch.equal(got.view(torch.int16), want.to(torch.bfloat16).view(torch.int16)), (
+                path
+            )
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
 def test_cpu_kernel_path_is_reported_and_checked() -> None:
     from invbench.backends import cuda_ext
 
@@ -243,7 +269,7 @@ def test_cpu_kernel_path_is_reported_and_checked() -> None:
     backend = default_registry().get("cuda_ext")
     assert backend.variant(DeviceKind.CPU, Dtype.FLOAT32) == best  # what result rows record
     assert backend.variant(DeviceKind.CPU, Dtype.FLOAT64) == "scalar"
-    assert best in ("avx512", "avx2", "generic")
+    assert best in ("avx512bf16", "avx512", "avx2", "generic")
     assert ops.cpu_kernel_path("", torch.float64) == "scalar"
     with pytest.raises(RuntimeError, match="unknown CPU kernel path"):
         ops.cpu_kernel_path("sse9", torch.float32)
