@@ -24,11 +24,25 @@ inline typename Vec::V load_float(const float* p) { return Vec::load(p); }
 inline typename Vec::V load_float(const c10::BFloat16* p) { return Vec::load_bf16(p); }
 inline typename Vec::V load_float(const c10::Half* p) { return Vec::load_half(p); }
 
+// A result vector into the output: float as it is (NT: around the caches), bfloat16
+// rounded as c10 rounds (the forward writes bfloat16 outputs straight from registers).
+template <bool NT>
+inline void put(float* p, typename Vec::V v) {
+  if constexpr (NT)
+    Vec::stream(p, v);
+  else
+    Vec::store(p, v);
+}
+template <bool NT>
+inline void put(c10::BFloat16* p, typename Vec::V v) {
+  Vec::store_bf16(p, v);
+}
+
 // A may be float (staged) or the op's own type (the forward's weights read in place).
 // With pfd != 0 each tap also prefetches A + aoff[t] + pfd (the weights a later row
 // reads), one or two cache lines per tap, spread evenly over the FMAs.
-template <int CB, int NV, bool NT, typename TA>
-inline void mk_shared(float* __restrict out, int64_t os, const TA* A, const int64_t* aoff,
+template <int CB, int NV, bool NT, typename TA, typename TO>
+inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t* aoff,
                       const float* B, int64_t bs, const int64_t* boff, int64_t nt,
                       int64_t pfd) {
   using V = typename Vec::V;
@@ -58,12 +72,7 @@ inline void mk_shared(float* __restrict out, int64_t os, const TA* A, const int6
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 2
-    for (int n = 0; n < NV; ++n) {
-      if constexpr (NT)
-        Vec::stream(out + c * os + n * L, acc[c][n]);
-      else
-        Vec::store(out + c * os + n * L, acc[c][n]);
-    }
+    for (int n = 0; n < NV; ++n) put<NT>(out + c * os + n * L, acc[c][n]);
 }
 
 // Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
@@ -73,8 +82,8 @@ inline void mk_shared(float* __restrict out, int64_t os, const TA* A, const int6
 // row i only, y >= K row i + 1 only. A + arow are row i + 1's weights; B + y * rs +
 // colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
 // each tap also prefetches both rows' weights pfd ahead.
-template <int CB, bool NT, typename TA>
-inline void mk_pair(float* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
+template <int CB, bool NT, typename TA, typename TO>
+inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                     const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
   using V = typename Vec::V;
@@ -126,13 +135,8 @@ inline void mk_pair(float* __restrict out, int64_t os, int64_t orow, const TA* A
     }
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c) {
-    if constexpr (NT) {
-      Vec::stream(out + c * os, acc0[c]);
-      Vec::stream(out + c * os + orow, acc1[c]);
-    } else {
-      Vec::store(out + c * os, acc0[c]);
-      Vec::store(out + c * os + orow, acc1[c]);
-    }
+    put<NT>(out + c * os, acc0[c]);
+    put<NT>(out + c * os + orow, acc1[c]);
   }
 }
 
@@ -174,8 +178,8 @@ constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kerne
 // Channel c of the result goes to out + c * os.
 // nt_store: non-temporal stores (out and os 32-byte aligned), only for whole channel
 // blocks of two vectors.
-template <typename TA>
-inline void shared_block(int cb, int nv, float* out, int64_t os, const TA* A, const int64_t* aoff,
+template <typename TA, typename TO>
+inline void shared_block(int cb, int nv, TO* out, int64_t os, const TA* A, const int64_t* aoff,
                          const float* B, int64_t bs, const int64_t* boff, int64_t nt,
                          int64_t pfd = 0, bool nt_store = false) {
   if (nv == 2) {
@@ -192,8 +196,8 @@ inline void shared_block(int cb, int nv, float* out, int64_t os, const TA* A, co
 }
 
 // Channels c0 .. c0 + cb of two output rows: cb = kChanBlock or 1 (mk_pair's arguments).
-template <typename TA>
-inline void pair_block(int cb, float* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
+template <typename TA, typename TO>
+inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                        const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                        const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
   if (cb == kChanBlock) {
@@ -520,6 +524,11 @@ inline Task task_of(int64_t t, int64_t blocks, int64_t R, int64_t rows, const In
   return {bg, g, b, blk * R, std::min(rows, blk * R + R), b * S.C + g * S.group_channels()};
 }
 
+// Output types the micro-kernels write whole vectors of directly (others go through a
+// float buffer and write_row).
+template <typename T>
+constexpr bool kDirect = std::is_same_v<T, float> || std::is_same_v<T, c10::BFloat16>;
+
 // Forward. The weights are read in place (no staging copy; bfloat16 and float16 are
 // widened in registers): each tap's vector is loaded by the first channel block from
 // memory and by the others from L1, and the first block prefetches the same tap two
@@ -599,7 +608,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
             const int64_t ahead = cc == 0 ? 2 * Wo : 0;
             T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
             const float* xb = xrow + cc * xs + j0;
-            if constexpr (std::is_same_v<T, float>) {
+            if constexpr (kDirect<T>) {
               if (n == Vec::L) {  // whole vectors: straight into the output
                 const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
                 pair_block(cb, dst, HWo, Wo, wsrc + j0, Wo, dwoff.data(), xb, xs, rs, colv.data(), K,
@@ -632,7 +641,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
               const int cb = chan_block(tl.nv, Cg - cc);
               const int64_t ahead = cc == 0 ? pfd : 0;
               T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
-              if constexpr (std::is_same_v<T, float>) {
+              if constexpr (kDirect<T>) {
                 if (n == tl.chunk) {  // whole vectors: straight into the output
                   const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
                   shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
