@@ -82,6 +82,28 @@ inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t
 // row i only, y >= K row i + 1 only. A + arow are row i + 1's weights; B + y * rs +
 // colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
 // each tap also prefetches both rows' weights pfd ahead.
+// One row's taps from kernel rows [y0, y1): acc[c] += A[aoff[(y - shift) * K + v]] *
+// B[y * rs + colv[v] + c * bs] (mk_pair's rows taken alone; its arguments).
+template <int CB, typename TA>
+__attribute__((always_inline)) inline void mk_row_taps(typename Vec::V* acc, const TA* A,
+                                                       const int64_t* aoff, int64_t shift,
+                                                       const float* B, int64_t bs, int64_t rs,
+                                                       const int64_t* colv, int64_t K, int64_t y0,
+                                                       int64_t y1, int64_t pfd) {
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t v = 0; v < K; ++v) {
+      const TA* a = A + aoff[(y - shift) * K + v];
+      if (pfd != 0) __builtin_prefetch(a + pfd, 0, 3);
+      const typename Vec::V w = load_float(a);
+      const float* b = B + y * rs + colv[v];
+#pragma GCC unroll 16
+      for (int c = 0; c < CB; ++c) {
+        acc[c] = Vec::fma(w, Vec::load(b), acc[c]);
+        b += bs;
+      }
+    }
+}
+
 template <int CB, bool NT, typename TA, typename TO>
 inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
@@ -91,18 +113,7 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c) acc0[c] = acc1[c] = Vec::zero();
   const TA* A1 = A + arow;
-  for (int64_t y = 0; y < m; ++y)  // row i only
-    for (int64_t v = 0; v < K; ++v) {
-      const TA* a0 = A + aoff[y * K + v];
-      if (pfd != 0) __builtin_prefetch(a0 + pfd, 0, 3);
-      const V w0 = load_float(a0);
-      const float* b = B + y * rs + colv[v];
-#pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c) {
-        acc0[c] = Vec::fma(w0, Vec::load(b), acc0[c]);
-        b += bs;
-      }
-    }
+  mk_row_taps<CB>(acc0, A, aoff, 0, B, bs, rs, colv, K, 0, m, pfd);  // row i only
   for (int64_t y = m; y < K; ++y)  // both rows
     for (int64_t v = 0; v < K; ++v) {
       const TA* a0 = A + aoff[y * K + v];
@@ -121,18 +132,7 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
         b += bs;
       }
     }
-  for (int64_t y = K; y < K + m; ++y)  // row i + 1 only
-    for (int64_t v = 0; v < K; ++v) {
-      const TA* a1 = A1 + aoff[(y - m) * K + v];
-      if (pfd != 0) __builtin_prefetch(a1 + pfd, 0, 3);
-      const V w1 = load_float(a1);
-      const float* b = B + y * rs + colv[v];
-#pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c) {
-        acc1[c] = Vec::fma(w1, Vec::load(b), acc1[c]);
-        b += bs;
-      }
-    }
+  mk_row_taps<CB>(acc1, A1, aoff, m, B, bs, rs, colv, K, K, K + m, pfd);  // row i + 1 only
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c) {
     put<NT>(out + c * os, acc0[c]);

@@ -118,7 +118,7 @@ struct Vec {
   }                                                                               \
   static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {                    \
     c10::BFloat16 part[8];                                                        \
-    store_bf16(part, v);                                                          \
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(part), to_bf16(v));               \
     for (int64_t k = 0; k < n; ++k) p[k] = part[k];                               \
   }
 #define INVBENCH_COPY_N_AVX512                                                    \
@@ -153,31 +153,25 @@ struct Vec {
   static V load_half(const c10::Half* p) {                                        \
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); \
   }
-// Packs the eight 32-bit lanes' low halves: AVX2 by saturating pack (the values are
-// below 0x10000) and a lane fix-up, AVX-512 by vpmovdw.
-#define INVBENCH_STORE_BF16_AVX2                                                  \
-  static void store_bf16(c10::BFloat16* p, V v) {                                 \
+// TO_BF16: the eight results as bfloat16 in 128 bits. AVX2 packs the 32-bit lanes' low
+// halves by a saturating pack (the values are below 0x10000) and a lane fix-up,
+// AVX-512 by vpmovdw.
+#define INVBENCH_TO_BF16_AVX2                                                     \
+  static __m128i to_bf16(V v) {                                                   \
     const __m256i r = round_bf16(v);                                              \
-    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08); \
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed)); \
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08)); \
   }
-#define INVBENCH_STORE_BF16_AVX512                                                \
-  static __m128i to_bf16(V v) { return _mm256_cvtepi32_epi16(round_bf16(v)); }   \
-  static void store_bf16(c10::BFloat16* p, V v) {                                 \
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(v));                  \
-  }
+#define INVBENCH_TO_BF16_AVX512                                                   \
+  static __m128i to_bf16(V v) { return _mm256_cvtepi32_epi16(round_bf16(v)); }
 // AVX512_BF16: vcvtneps2bf16 rounds to nearest even as c10 does, in one instruction, but
 // it reads denormals as zero and keeps a NaN's payload (c10 gives 0x7FC0): a vector
 // holding either (vfpclassps: QNaN 0x01, denormal 0x20, SNaN 0x80) takes the sequence.
-#define INVBENCH_STORE_BF16_NATIVE                                                \
+#define INVBENCH_TO_BF16_NATIVE                                                   \
   static __m128i to_bf16(V v) {                                                   \
     if (_mm256_fpclass_ps_mask(v, 0xA1) != 0) return _mm256_cvtepi32_epi16(round_bf16(v)); \
     return (__m128i)_mm256_cvtneps_pbh(v);                                        \
-  }                                                                               \
-  static void store_bf16(c10::BFloat16* p, V v) {                                 \
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(v));                  \
   }
-#define INVBENCH_VEC256(regs, COPYN, STORE_BF16)                                  \
+#define INVBENCH_VEC256(regs, COPYN, TO_BF16)                                     \
   struct Vec {                                                                    \
     using V = __m256;                                                             \
     static constexpr int L = 8;                                                   \
@@ -191,7 +185,10 @@ struct Vec {
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
     COPYN                                                                         \
     INVBENCH_BF16_ROUND                                                           \
-    STORE_BF16                                                                    \
+    TO_BF16                                                                       \
+    static void store_bf16(c10::BFloat16* p, V v) {                               \
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(v));                \
+    }                                                                             \
     static void split2(const float* src, float* even, float* odd) {               \
       const V a = load(src), b = load(src + 8);                                   \
       store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(                         \
@@ -203,21 +200,21 @@ struct Vec {
 
 INVBENCH_TARGET_BEGIN("avx2,fma,f16c")
 namespace avx2 {
-INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2, INVBENCH_STORE_BF16_AVX2)
+INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2, INVBENCH_TO_BF16_AVX2)
 #include "involution_cpu_kernels.h"
 }  // namespace avx2
 INVBENCH_TARGET_END
 
 INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
 namespace avx512 {
-INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_STORE_BF16_AVX512)
+INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_TO_BF16_AVX512)
 #include "involution_cpu_kernels.h"
 }  // namespace avx512
 INVBENCH_TARGET_END
 
 INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,f16c")
 namespace avx512bf16 {
-INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_STORE_BF16_NATIVE)
+INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_TO_BF16_NATIVE)
 #include "involution_cpu_kernels.h"
 }  // namespace avx512bf16
 INVBENCH_TARGET_END
