@@ -437,6 +437,22 @@ void run_tasks(int64_t n, const Body& body) {
   }
 }
 
+// A row at stride 2, split into its two column phases straight from the source:
+// even[q] = src[first + 2q], odd[q] = src[first + 2q + 1] for q < count (a multiple of L)
+// where 0 <= first + 2q (+ 1) < n. The other entries must hold 0 already; a vector that
+// reaches past the row reads only the row's elements (masked loads) and writes 0 there.
+// (Copying the row first and splitting the copy made every split load wait on the
+// copy's stores, which a load spanning two of them cannot take from the store buffer.)
+template <typename T>
+inline void stage_split2(float* __restrict even, float* __restrict odd, const T* __restrict src,
+                         int64_t n, int64_t first, int64_t count) {
+  for (int64_t q = 0; q < count; q += Vec::L) {
+    const int64_t e = first + 2 * q;
+    const int64_t lo = std::max<int64_t>(0, -e), hi = std::min<int64_t>(2 * Vec::L, n - e);
+    if (lo < hi) Vec::split2_n(src + e, lo, hi, even + q, odd + q);
+  }
+}
+
 // The staged input of one thread: dst (zeroed once when allocated), rowbuf (s * QW floats,
 // zeroed once) and whether each staged row now holds an image row (held[r] != 0) or zeros.
 // Which entries of a staged row hold data is the same for every image row, so the zeros
@@ -452,8 +468,8 @@ struct InputStage {
 
 // Stages the input rows [y0, y0 + rows) of channels [c0, c0 + Cg) into
 // st.buf[cc * cs + (r * s + ph) * QW + q] = x[c][y0 + r][q * s + ph - pad] (0 outside).
-// At stride > 1 a row is first copied into st.rowbuf (s * QW floats, zero-padded), then
-// split into its s column phases: two vector shuffles per 2 L floats at stride 2.
+// At stride 2 a row is split into its two column phases as it is read (stage_split2); at
+// larger strides it is first copied into st.rowbuf (s * QW floats, zero-padded).
 template <typename T>
 void stage_input(InputStage& st, int64_t cs, int64_t QW, const T* x, const InvShape& S, int64_t c0,
                  int64_t y0, int64_t rows) {
@@ -477,13 +493,13 @@ void stage_input(InputStage& st, int64_t cs, int64_t QW, const T* x, const InvSh
         stage_row(out, row, S.W, -S.pad, 1, QW, true);
         continue;
       }
-      stage_row(rowbuf, row, S.W, -S.pad, 1, s * QW, true);
       if (s == 2) {
-        for (int64_t q = 0; q < QW; q += Vec::L) Vec::split2(rowbuf + 2 * q, out + q, out + QW + q);
-      } else {
-        for (int64_t ph = 0; ph < s; ++ph)
-          for (int64_t q = 0; q < QW; ++q) out[ph * QW + q] = rowbuf[q * s + ph];
+        stage_split2(out, out + QW, row, S.W, -S.pad, QW);
+        continue;
       }
+      stage_row(rowbuf, row, S.W, -S.pad, 1, s * QW, true);
+      for (int64_t ph = 0; ph < s; ++ph)
+        for (int64_t q = 0; q < QW; ++q) out[ph * QW + q] = rowbuf[q * s + ph];
     }
   }
 }

@@ -48,11 +48,13 @@ struct Vec {
   static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
     for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
   }
-  // even[k] = src[2k], odd[k] = src[2k + 1], k < L
-  static void split2(const float* src, float* even, float* odd) {
-    for (int k = 0; k < L; ++k) {
-      even[k] = src[2 * k];
-      odd[k] = src[2 * k + 1];
+  // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
+  // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
+  template <typename T>
+  static void split2_n(const T* p, int64_t lo, int64_t hi, float* even, float* odd) {
+    for (int64_t k = 0; k < 2 * L; ++k) {
+      const float v = k >= lo && k < hi ? static_cast<float>(p[k]) : 0.f;
+      (k % 2 == 0 ? even : odd)[k / 2] = v;
     }
   }
   // L bfloat16 / float16 values widened to float (exact), and L floats rounded to
@@ -120,6 +122,23 @@ struct Vec {
     c10::BFloat16 part[8];                                                        \
     _mm_storeu_si128(reinterpret_cast<__m128i*>(part), to_bf16(v));               \
     for (int64_t k = 0; k < n; ++k) p[k] = part[k];                               \
+  }                                                                               \
+  static __m256i lanes(int64_t lo, int64_t hi, int base) {                        \
+    const __m256i k = _mm256_add_epi32(_mm256_set1_epi32(base),                   \
+                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); \
+    return _mm256_and_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), k), \
+                            _mm256_cmpgt_epi32(k, _mm256_set1_epi32(static_cast<int>(lo) - 1))); \
+  }                                                                               \
+  static void split2_n(const float* p, int64_t lo, int64_t hi, float* even, float* odd) { \
+    split2v(_mm256_maskload_ps(p, lanes(lo, hi, 0)), _mm256_maskload_ps(p + 8, lanes(lo, hi, 8)), \
+            even, odd);                                                           \
+  }                                                                               \
+  static void split2_n(const c10::BFloat16* p, int64_t lo, int64_t hi, float* even, float* odd) { \
+    if (lo == 0 && hi == 16)                                                      \
+      return split2_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), even, odd); \
+    c10::BFloat16 part[16] = {};                                                  \
+    for (int64_t k = lo; k < hi; ++k) part[k] = p[k];                             \
+    split2_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(part)), even, odd); \
   }
 #define INVBENCH_COPY_N_AVX512                                                    \
   static __mmask8 first_n(int64_t n) { return static_cast<__mmask8>((1u << n) - 1); } \
@@ -133,6 +152,17 @@ struct Vec {
   }                                                                               \
   static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {                    \
     _mm_mask_storeu_epi16(p, first_n(n), to_bf16(v));                             \
+  }                                                                               \
+  static __mmask16 lanes(int64_t lo, int64_t hi) {                                \
+    return static_cast<__mmask16>(((1u << hi) - 1) & ~((1u << lo) - 1));          \
+  }                                                                               \
+  static void split2_n(const float* p, int64_t lo, int64_t hi, float* even, float* odd) { \
+    const __mmask16 m = lanes(lo, hi);                                            \
+    split2v(_mm256_maskz_loadu_ps(static_cast<__mmask8>(m), p),                   \
+            _mm256_maskz_loadu_ps(static_cast<__mmask8>(m >> 8), p + 8), even, odd); \
+  }                                                                               \
+  static void split2_n(const c10::BFloat16* p, int64_t lo, int64_t hi, float* even, float* odd) { \
+    split2_bf16(_mm256_maskz_loadu_epi16(lanes(lo, hi), p), even, odd);           \
   }
 // Float to bfloat16 as c10::BFloat16 rounds: to nearest even, any NaN to 0x7FC0.
 // Gives the 8 results as 32-bit lanes, each holding its bfloat16 in the low half.
@@ -189,12 +219,22 @@ struct Vec {
     static void store_bf16(c10::BFloat16* p, V v) {                               \
       _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(v));                \
     }                                                                             \
-    static void split2(const float* src, float* even, float* odd) {               \
-      const V a = load(src), b = load(src + 8);                                   \
+    /* even[k] = (a, b)[2k], odd[k] = (a, b)[2k + 1] */                           \
+    static void split2v(V a, V b, float* even, float* odd) {                      \
       store(even, _mm256_castpd_ps(_mm256_permute4x64_pd(                         \
                       _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));   \
       store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(                          \
                      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));    \
+    }                                                                             \
+    /* 16 bfloat16 as 32-bit words: the even ones are the low halves, the odd the high */ \
+    static void split2_bf16(__m256i v, float* even, float* odd) {                 \
+      store(even, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));                 \
+      store(odd, _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(-65536)))); \
+    }                                                                             \
+    static void split2_n(const c10::Half* p, int64_t lo, int64_t hi, float* even, float* odd) { \
+      c10::Half part[16] = {};                                                    \
+      for (int64_t k = lo; k < hi; ++k) part[k] = p[k];                           \
+      split2v(load_half(part), load_half(part + 8), even, odd);                   \
     }                                                                             \
   };
 

@@ -144,6 +144,7 @@ SIMD_CASES = [
     (1, 16, 7, 7, 1, 1, 1, 2, 2),
     (1, 36, 10, 23, 9, 1, 2, 2, None),
     (1, 16, 8, 9, 3, 2, 3, 1, 0),
+    (1, 16, 9, 41, 5, 2, 1, 2, None),  # stride 2, even padding: whole vectors inside the row
 ]
 
 
