@@ -126,7 +126,8 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
       const float* b = B + y * rs + colv[v];
 #pragma GCC unroll 16
       for (int c = 0; c < CB; ++c) {
-        const V xv = Vec::load(b);
+        V xv = Vec::load(b);
+        Vec::keep(xv);  // one load for both FMAs (GCC would fold it into each)
         acc0[c] = Vec::fma(w0, xv, acc0[c]);
         acc1[c] = Vec::fma(w1, xv, acc1[c]);
         b += bs;

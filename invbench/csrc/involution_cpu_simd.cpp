@@ -45,6 +45,7 @@ struct Vec {
   static void stream(float* p, V v) { store(p, v); }  // no portable non-temporal store
   static void fence() {}
   static V fma(V a, V b, V c) { return a * b + c; }
+  static void keep(V&) {}
   static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
     for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
   }
@@ -213,6 +214,8 @@ struct Vec {
     static void stream(float* p, V v) { _mm256_stream_ps(p, v); }                 \
     static void fence() { _mm_sfence(); }                                         \
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
+    /* v stays in a register: its load is not folded into each instruction using it */ \
+    static void keep(V& v) { asm("" : "+x"(v)); }                                  \
     COPYN                                                                         \
     INVBENCH_BF16_ROUND                                                           \
     TO_BF16                                                                       \
