@@ -704,7 +704,7 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
   const int64_t ntaps = ceil_div(KK, tb) * tb;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     InputStage xst(Cg * xs, s * QW, (R - 1) * s + (K - 1) * d + 1);
-    std::vector<float> gst(Cg * gs), tmp(9 * tl.chunk);
+    std::vector<float> gst(Cg * gs), tmp(9 * tl.chunk);  // gst's row tails: zeroed once
     std::vector<int64_t> boff(ntaps, 0);  // as in the forward; row ii adds ii * s * s * QW
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v) boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
@@ -717,7 +717,7 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
       for (int64_t cc = 0; cc < Cg; ++cc)
         for (int64_t ii = 0; ii < nr; ++ii)
           stage_row(gst.data() + cc * gs + ii * tl.padded, go + (k.c0 + cc) * HWo + (k.r0 + ii) * Wo,
-                    Wo, 0, 1, tl.padded);
+                    Wo, 0, 1, tl.padded, true);
       pf.clear();
       if (following >= 0) {
         const Task n = task_of(following, blocks, R, S.Ho, S);
@@ -770,6 +770,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
                                        std::min(S.Ho - 1, floor_div(k.r1 - 1 + P, s)));
   };
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
+    // Zeroed once: every staged row of gst and wst holds data in the same columns in every
+    // task (those of the grid), so their zeros are written here, not once per row.
     std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
     std::vector<int64_t> aoff(KK), boff(KK), rowoff(K);
     // Per column phase z0: the taps v it receives from and their staged column.
@@ -787,7 +789,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
       for (int64_t cc = 0; cc < Cg; ++cc)
         for (int64_t n = n0; n <= n1; ++n)
           stage_row(gst.data() + cc * gs + (n - n0) * JW, go + (k.c0 + cc) * HWo + n * Wo, Wo, b_lo, 1,
-                    JW);
+                    JW, true);
       pf.clear();
       if (following >= 0) {
         const Task nx = task_of(following, blocks, R, S.H, S);
@@ -807,7 +809,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           rowoff[u] = iy / s - n0;
           for (int64_t v = 0; v < K; ++v)
             stage_row(wst.data() + (yy * KK + u * K + v) * JW,
-                      w + (k.bg * KK + u * K + v) * HWo + (iy / s) * Wo, Wo, b_lo, 1, JW);
+                      w + (k.bg * KK + u * K + v) * HWo + (iy / s) * Wo, Wo, b_lo, 1, JW, true);
         }
         for (int64_t z0 = 0; z0 < std::min(s, S.W); ++z0) {
           int64_t nt = 0;
