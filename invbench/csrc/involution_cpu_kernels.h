@@ -763,6 +763,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   const int64_t JW = tl.padded + b_hi - b_lo;
   const int64_t R = row_block(S.B * S.G, S.H, Cg * JW / s + KK * JW), blocks = ceil_div(S.H, R);
   const int64_t gs = ((R - 1 + span) / s + 2) * JW;
+  // Pairs of input rows as in the forward (K >= 5; at stride 1 and dilation 1 only).
+  const bool two_rows = s == 1 && d == 1 && K >= 5;
   // grad_out rows [n0, n1] that input rows [y0, y1) receive from
   const auto out_rows = [&](const Task& k) {
     const int64_t first = k.r0 + P - span;
@@ -773,7 +775,12 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
     // Zeroed once: every staged row of gst and wst holds data in the same columns in every
     // task (those of the grid), so their zeros are written here, not once per row.
     std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
-    std::vector<int64_t> aoff(KK), boff(KK), rowoff(K);
+    std::vector<int64_t> aoff(KK), boff(KK), rowoff(K), rtap(KK), rcol(K);
+    // The two-row path (stride 1, dilation 1): tap (K - 1 - u, v)'s staged weight column
+    // at rtap[u * K + v], its staged grad_out column at rcol[v] (both span - v).
+    for (int64_t v = 0; v < K; ++v) rcol[v] = span - v;
+    for (int64_t u = 0; u < K; ++u)
+      for (int64_t v = 0; v < K; ++v) rtap[u * K + v] = ((K - 1 - u) * K + v) * JW + span - v;
     // Per column phase z0: the taps v it receives from and their staged column.
     std::vector<std::vector<std::pair<int64_t, int64_t>>> vcols(s);
     for (int64_t z0 = 0; z0 < s; ++z0)
@@ -799,9 +806,12 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           for (int64_t cc = 0; cc < Cg; ++cc) pf.add(go + (nx.c0 + cc) * HWo + m0 * Wo, (m1 - m0 + 1) * Wo);
         }
       }
-      for (int64_t y = k.r0; y < k.r1; ++y) {
+      // Input rows y and y + 1 whose taps all fall on the grid go two at a time through the
+      // forward's two-row micro-kernel: row y + 1's tap (u + 1, v) reads the grad_out row
+      // of row y's tap (u, v), so with the kernel rows taken in reverse (tap u at row
+      // K - 1 - u of rtap) the two rows share each grad_out vector they load.
+      const auto stage_weights = [&](int64_t y) {
         const int64_t yy = y - k.r0;
-        pf.step(yy, k.r1 - k.r0);
         for (int64_t u = 0; u < K; ++u) {
           const int64_t iy = y + P - u * d;
           rowoff[u] = -1;
@@ -810,6 +820,43 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           for (int64_t v = 0; v < K; ++v)
             stage_row(wst.data() + (yy * KK + u * K + v) * JW,
                       w + (k.bg * KK + u * K + v) * HWo + (iy / s) * Wo, Wo, b_lo, 1, JW, true);
+        }
+      };
+      const auto whole = [&](int64_t y) { return y + P - span >= 0 && y + P < S.Ho; };
+      for (int64_t y = k.r0; y < k.r1;) {
+        const int64_t yy = y - k.r0;
+        pf.step(yy, k.r1 - k.r0);
+        stage_weights(y);
+        if (two_rows && y + 1 < k.r1 && whole(y) && whole(y + 1)) {
+          pf.step(yy + 1, k.r1 - k.r0);
+          stage_weights(y + 1);
+          const float* A = wst.data() + yy * KK * JW;
+          const float* B = gst.data() + (y + P - span - n0) * JW;
+          for (int64_t m0 = 0; m0 < S.W; m0 += Vec::L) {
+            const int64_t n = std::min<int64_t>(Vec::L, S.W - m0);
+            for (int64_t cc = 0; cc < Cg;) {
+              const int cb = Cg - cc >= kChanBlock ? kChanBlock : 1;
+              T* dst = gx + (k.c0 + cc) * HW + y * S.W + m0;
+              const float* b = B + cc * gs + m0;
+              if constexpr (kDirect<T>) {
+                if (n == Vec::L) {  // whole vectors: straight into the output
+                  pair_block(cb, dst, HW, S.W, A + m0, KK * JW, rtap.data(), b, gs, JW, rcol.data(),
+                             K, 1, 0, false);
+                  cc += cb;
+                  continue;
+                }
+              }
+              pair_block(cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, KK * JW, rtap.data(), b, gs, JW,
+                         rcol.data(), K, 1, 0, false);
+              for (int q = 0; q < cb; ++q) {
+                write_row(dst + q * HW, tmp.data() + q * Vec::L, n, 1);
+                write_row(dst + q * HW + S.W, tmp.data() + (cb + q) * Vec::L, n, 1);
+              }
+              cc += cb;
+            }
+          }
+          y += 2;
+          continue;
         }
         for (int64_t z0 = 0; z0 < std::min(s, S.W); ++z0) {
           int64_t nt = 0;
@@ -835,6 +882,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
             }
           }
         }
+        ++y;
       }
     }
   });
