@@ -765,6 +765,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   const int64_t gs = ((R - 1 + span) / s + 2) * JW;
   // Pairs of input rows as in the forward (K >= 5; at stride 1 and dilation 1 only).
   const bool two_rows = s == 1 && d == 1 && K >= 5;
+  const bool merge = s == 2;
   // grad_out rows [n0, n1] that input rows [y0, y1) receive from
   const auto out_rows = [&](const Task& k) {
     const int64_t first = k.r0 + P - span;
@@ -775,6 +776,11 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
     // Zeroed once: every staged row of gst and wst holds data in the same columns in every
     // task (those of the grid), so their zeros are written here, not once per row.
     std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
+    // At stride 2 an input row's two column phases go to ybuf (per channel: the even
+    // columns, then the odd ones) and are interleaved from there into the output with
+    // vector stores; written straight from tmp they were element by element, 2 apart.
+    std::vector<float> ybuf(merge ? Cg * 2 * tl.padded : 0);
+    alignas(64) float mbuf[2 * Vec::L];
     std::vector<int64_t> aoff(KK), boff(KK), rowoff(K), rtap(KK), rcol(K);
     // The two-row path (stride 1, dilation 1): tap (K - 1 - u, v)'s staged weight column
     // at rtap[u * K + v], its staged grad_out column at rcol[v] (both span - v).
@@ -873,6 +879,13 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
             const int64_t n = std::min(tl.chunk, M - m0);
             for (int64_t cc = 0; cc < Cg;) {
               const int cb = chan_block(tl.nv, Cg - cc);
+              if (merge) {  // into the row's phase buffer, whole chunks
+                shared_block(cb, tl.nv, ybuf.data() + (cc * 2 + z0) * tl.padded + m0, 2 * tl.padded,
+                             wst.data() + m0, aoff.data(), gst.data() + cc * gs + m0, gs,
+                             boff.data(), nt);
+                cc += cb;
+                continue;
+              }
               shared_block(cb, tl.nv, tmp.data(), tl.chunk, wst.data() + m0, aoff.data(),
                            gst.data() + cc * gs + m0, gs, boff.data(), nt);
               for (int q = 0; q < cb; ++q)
@@ -882,6 +895,15 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
             }
           }
         }
+        if (merge)  // the two column phases interleaved, a vector pair at a time
+          for (int64_t cc = 0; cc < Cg; ++cc) {
+            const float* even = ybuf.data() + cc * 2 * tl.padded;
+            T* dst = gx + (k.c0 + cc) * HW + y * S.W;
+            for (int64_t q = 0; 2 * q < S.W; q += Vec::L) {
+              Vec::merge2(even + q, even + tl.padded + q, mbuf);
+              write_row(dst + 2 * q, mbuf, std::min<int64_t>(2 * Vec::L, S.W - 2 * q), 1);
+            }
+          }
         ++y;
       }
     }

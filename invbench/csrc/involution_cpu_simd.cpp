@@ -51,6 +51,13 @@ struct Vec {
   }
   // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
   // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
+  // dst[2k] = even[k], dst[2k + 1] = odd[k], k < L
+  static void merge2(const float* even, const float* odd, float* dst) {
+    for (int k = 0; k < L; ++k) {
+      dst[2 * k] = even[k];
+      dst[2 * k + 1] = odd[k];
+    }
+  }
   template <typename T>
   static void split2_n(const T* p, int64_t lo, int64_t hi, float* even, float* odd) {
     for (int64_t k = 0; k < 2 * L; ++k) {
@@ -228,6 +235,13 @@ struct Vec {
                       _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8)));   \
       store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(                          \
                      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));    \
+    }                                                                             \
+    /* dst[2k] = even[k], dst[2k + 1] = odd[k], k < 8 */                          \
+    static void merge2(const float* even, const float* odd, float* dst) {         \
+      const V e = load(even), o = load(odd);                                      \
+      const V lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);       \
+      store(dst, _mm256_permute2f128_ps(lo, hi, 0x20));                           \
+      store(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));                       \
     }                                                                             \
     /* 16 bfloat16 as 32-bit words: the even ones are the low halves, the odd the high */ \
     static void split2_bf16(__m256i v, float* even, float* odd) {                 \
