@@ -38,6 +38,21 @@ inline void put(c10::BFloat16* p, typename Vec::V v) {
   Vec::store_bf16(p, v);
 }
 
+// The first n lanes of a result vector (all of them when n >= L; nothing past them is
+// written): float as it is, bfloat16 rounded as c10 rounds.
+inline void put_n(float* p, typename Vec::V v, int64_t n) {
+  if (n >= Vec::L)
+    Vec::store(p, v);
+  else
+    Vec::store_n(p, v, n);
+}
+inline void put_n(c10::BFloat16* p, typename Vec::V v, int64_t n) {
+  if (n >= Vec::L)
+    Vec::store_bf16(p, v);
+  else
+    Vec::store_bf16_n(p, v, n);
+}
+
 // A may be float (staged) or the op's own type (the forward's weights read in place).
 // With pfd != 0 each tap also prefetches A + aoff[t] + pfd (the weights a later row
 // reads), one or two cache lines per tap, spread evenly over the FMAs.
@@ -141,10 +156,11 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
   }
 }
 
-// out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], t < TB.
-template <int TB, int NV>
-inline void mk_taps(float* __restrict out, int64_t os, const float* G, int64_t gs, const float* X,
-                    int64_t xs, const int64_t* boff, int64_t nc) {
+// out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], computed for
+// t < TB and k < NV * L, stored for t < ntap and k < ncols.
+template <int TB, int NV, typename TO>
+inline void mk_taps(TO* __restrict out, int64_t os, const float* G, int64_t gs, const float* X,
+                    int64_t xs, const int64_t* boff, int64_t nc, int64_t ntap, int64_t ncols) {
   using V = typename Vec::V;
   constexpr int L = Vec::L;
   V acc[TB][NV];
@@ -170,7 +186,8 @@ inline void mk_taps(float* __restrict out, int64_t os, const float* G, int64_t g
 #pragma GCC unroll 16
   for (int t = 0; t < TB; ++t)
 #pragma GCC unroll 2
-    for (int n = 0; n < NV; ++n) Vec::store(out + t * os + n * L, acc[t][n]);
+    for (int n = 0; n < NV; ++n)
+      if (t < ntap && n * L < ncols) put_n(out + t * os + n * L, acc[t][n], ncols - n * L);
 }
 
 constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kernel, NV = 2
@@ -209,14 +226,16 @@ inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, i
   return mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
 }
 
-inline void taps_block(int tb, int nv, float* out, int64_t os, const float* G, int64_t gs,
-                       const float* X, int64_t xs, const int64_t* boff, int64_t nc) {
+template <typename TO>
+inline void taps_block(int tb, int nv, TO* out, int64_t os, const float* G, int64_t gs,
+                       const float* X, int64_t xs, const int64_t* boff, int64_t nc, int64_t ntap,
+                       int64_t ncols) {
   if (tb == 9) {
-    if (nv == 2) return mk_taps<9, 2>(out, os, G, gs, X, xs, boff, nc);
-    return mk_taps<9, 1>(out, os, G, gs, X, xs, boff, nc);
+    if (nv == 2) return mk_taps<9, 2>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+    return mk_taps<9, 1>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
   }
-  if (nv == 2) return mk_taps<7, 2>(out, os, G, gs, X, xs, boff, nc);
-  return mk_taps<7, 1>(out, os, G, gs, X, xs, boff, nc);
+  if (nv == 2) return mk_taps<7, 2>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  return mk_taps<7, 1>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
 }
 
 template <typename T>
@@ -732,17 +751,15 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
           const int64_t n = std::min(tl.chunk, Wo - j0);
           for (int64_t t0 = 0; t0 < KK; t0 += tb) {
             T* dst = gw + (k.bg * KK + t0) * HWo + (k.r0 + ii) * Wo + j0;
-            if constexpr (std::is_same_v<T, float>) {
-              if (n == tl.chunk && t0 + tb <= KK) {
-                taps_block(tb, tl.nv, dst, HWo, gst.data() + ii * tl.padded + j0, gs, xrow + j0, xs,
-                           boff.data() + t0, Cg);
-                continue;
-              }
+            const int64_t ntap = std::min<int64_t>(tb, KK - t0);
+            if constexpr (kDirect<T>) {  // straight into the output, row tails masked
+              taps_block(tb, tl.nv, dst, HWo, gst.data() + ii * tl.padded + j0, gs, xrow + j0, xs,
+                         boff.data() + t0, Cg, ntap, n);
+              continue;
             }
             taps_block(tb, tl.nv, tmp.data(), tl.chunk, gst.data() + ii * tl.padded + j0, gs,
-                       xrow + j0, xs, boff.data() + t0, Cg);
-            for (int64_t q = 0; q < tb && t0 + q < KK; ++q)
-              write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
+                       xrow + j0, xs, boff.data() + t0, Cg, tb, tl.chunk);
+            for (int64_t q = 0; q < ntap; ++q) write_row(dst + q * HWo, tmp.data() + q * tl.chunk, n, 1);
           }
         }
       }
