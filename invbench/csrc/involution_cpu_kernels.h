@@ -59,7 +59,7 @@ inline void put_n(c10::BFloat16* p, typename Vec::V v, int64_t n) {
 template <int CB, int NV, bool NT, typename TA, typename TO>
 inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t* aoff,
                       const float* B, int64_t bs, const int64_t* boff, int64_t nt,
-                      int64_t pfd) {
+                      int64_t pfd, int64_t ncols) {
   using V = typename Vec::V;
   constexpr int L = Vec::L;
   V acc[CB][NV];
@@ -87,7 +87,12 @@ inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c)
 #pragma GCC unroll 2
-    for (int n = 0; n < NV; ++n) put<NT>(out + c * os + n * L, acc[c][n]);
+    for (int n = 0; n < NV; ++n) {
+      if (ncols >= NV * L)
+        put<NT>(out + c * os + n * L, acc[c][n]);
+      else if (n * L < ncols)  // the first ncols columns only
+        put_n(out + c * os + n * L, acc[c][n], ncols - n * L);
+    }
 }
 
 // Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
@@ -199,18 +204,18 @@ constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kerne
 template <typename TA, typename TO>
 inline void shared_block(int cb, int nv, TO* out, int64_t os, const TA* A, const int64_t* aoff,
                          const float* B, int64_t bs, const int64_t* boff, int64_t nt,
-                         int64_t pfd = 0, bool nt_store = false) {
+                         int64_t pfd = 0, bool nt_store = false, int64_t ncols = 2 * Vec::L) {
   if (nv == 2) {
     if (cb == kChanBlock) {
       if (nt_store)
-        return mk_shared<kChanBlock, 2, true>(out, os, A, aoff, B, bs, boff, nt, pfd);
-      return mk_shared<kChanBlock, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+        return mk_shared<kChanBlock, 2, true>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
+      return mk_shared<kChanBlock, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
     }
-    return mk_shared<1, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    return mk_shared<1, 2, false>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
   }
   if (cb == 2 * kChanBlock)
-    return mk_shared<2 * kChanBlock, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
-  return mk_shared<1, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd);
+    return mk_shared<2 * kChanBlock, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
+  return mk_shared<1, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
 }
 
 // Channels c0 .. c0 + cb of two output rows: cb = kChanBlock or 1 (mk_pair's arguments).
@@ -902,6 +907,15 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
                              boff.data(), nt);
                 cc += cb;
                 continue;
+              }
+              if constexpr (kDirect<T>) {
+                if (s == 1) {  // straight into the output, the row tail masked
+                  shared_block(cb, tl.nv, gx + (k.c0 + cc) * HW + y * S.W + m0, HW, wst.data() + m0,
+                               aoff.data(), gst.data() + cc * gs + m0, gs, boff.data(), nt, 0, false,
+                               n);
+                  cc += cb;
+                  continue;
+                }
               }
               shared_block(cb, tl.nv, tmp.data(), tl.chunk, wst.data() + m0, aoff.data(),
                            gst.data() + cc * gs + m0, gs, boff.data(), nt);
