@@ -931,8 +931,17 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
             const float* even = ybuf.data() + cc * 2 * tl.padded;
             T* dst = gx + (k.c0 + cc) * HW + y * S.W;
             for (int64_t q = 0; 2 * q < S.W; q += Vec::L) {
-              Vec::merge2(even + q, even + tl.padded + q, mbuf);
-              write_row(dst + 2 * q, mbuf, std::min<int64_t>(2 * Vec::L, S.W - 2 * q), 1);
+              typename Vec::V lo, hi;
+              Vec::merge2(even + q, even + tl.padded + q, lo, hi);
+              const int64_t n = S.W - 2 * q;
+              if constexpr (kDirect<T>) {
+                put_n(dst + 2 * q, lo, n);
+                if (n > Vec::L) put_n(dst + 2 * q + Vec::L, hi, n - Vec::L);
+              } else {
+                Vec::store(mbuf, lo);
+                Vec::store(mbuf + Vec::L, hi);
+                write_row(dst + 2 * q, mbuf, std::min<int64_t>(2 * Vec::L, n), 1);
+              }
             }
           }
         ++y;

@@ -51,11 +51,11 @@ struct Vec {
   }
   // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
   // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
-  // dst[2k] = even[k], dst[2k + 1] = odd[k], k < L
-  static void merge2(const float* even, const float* odd, float* dst) {
+  // (lo, hi)[2k] = even[k], (lo, hi)[2k + 1] = odd[k], k < L
+  static void merge2(const float* even, const float* odd, V& lo, V& hi) {
     for (int k = 0; k < L; ++k) {
-      dst[2 * k] = even[k];
-      dst[2 * k + 1] = odd[k];
+      (k < L / 2 ? lo : hi)[(2 * k) % L] = even[k];
+      (k < L / 2 ? lo : hi)[(2 * k + 1) % L] = odd[k];
     }
   }
   template <typename T>
@@ -236,12 +236,12 @@ struct Vec {
       store(odd, _mm256_castpd_ps(_mm256_permute4x64_pd(                          \
                      _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8)));    \
     }                                                                             \
-    /* dst[2k] = even[k], dst[2k + 1] = odd[k], k < 8 */                          \
-    static void merge2(const float* even, const float* odd, float* dst) {         \
+    /* (lo, hi)[2k] = even[k], (lo, hi)[2k + 1] = odd[k], k < 8 */                \
+    static void merge2(const float* even, const float* odd, V& lo, V& hi) {       \
       const V e = load(even), o = load(odd);                                      \
-      const V lo = _mm256_unpacklo_ps(e, o), hi = _mm256_unpackhi_ps(e, o);       \
-      store(dst, _mm256_permute2f128_ps(lo, hi, 0x20));                           \
-      store(dst + 8, _mm256_permute2f128_ps(lo, hi, 0x31));                       \
+      const V a = _mm256_unpacklo_ps(e, o), b = _mm256_unpackhi_ps(e, o);         \
+      lo = _mm256_permute2f128_ps(a, b, 0x20);                                    \
+      hi = _mm256_permute2f128_ps(a, b, 0x31);                                    \
     }                                                                             \
     /* 16 bfloat16 as 32-bit words: the even ones are the low halves, the odd the high */ \
     static void split2_bf16(__m256i v, float* even, float* odd) {                 \
