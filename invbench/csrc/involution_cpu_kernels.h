@@ -623,9 +623,12 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
         prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
         // All of its weights, not only the first rows: the taps' own prefetch, two rows
         // ahead in each of K*K planes, then finds them in L2, and on small planes (7 or 14
-        // pixels a row) two rows ahead is hardly ahead at all.
-        for (int64_t uv = 0; uv < KK; ++uv)
-          pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
+        // pixels a row) two rows ahead is hardly ahead at all. Not when they come to under
+        // 8 KiB (bfloat16 on 7 x 7 planes: 49 runs of 98 bytes), where issuing them cost
+        // more than it saved.
+        if (KK * (n.r1 - n.r0) * Wo * int64_t(sizeof(T)) >= 8192)
+          for (int64_t uv = 0; uv < KK; ++uv)
+            pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
       }
       const int64_t nch = ceil_div(Wo, tl.chunk);
       const int64_t full = tl.nv == 2 ? kChanBlock : 2 * kChanBlock;
