@@ -195,6 +195,40 @@ inline void mk_taps(TO* __restrict out, int64_t os, const float* G, int64_t gs, 
       if (t < ntap && n * L < ncols) put_n(out + t * os + n * L, acc[t][n], ncols - n * L);
 }
 
+// Two output rows of grad_weight, one kernel row of taps each (TB = K): row i's taps t
+// and row i + 1's taps one kernel row up read the same staged input, so each input
+// vector loaded feeds both rows' FMAs. out0[t][k] = sum over c < nc of G0[c * gs + k] *
+// X[c * xs + boff[t] + k], out1 the same with G1; L columns, the first ncols stored.
+template <int TB, typename TO>
+inline void mk_taps_pair(TO* __restrict out0, TO* __restrict out1, int64_t os, const float* G0,
+                         const float* G1, int64_t gs, const float* X, int64_t xs,
+                         const int64_t* boff, int64_t nc, int64_t ncols) {
+  using V = typename Vec::V;
+  V acc0[TB], acc1[TB];
+  int64_t off[TB];
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) {
+    off[t] = boff[t];
+    acc0[t] = acc1[t] = Vec::zero();
+  }
+  for (int64_t c = 0; c < nc; ++c) {
+    const V g0 = Vec::load(G0 + c * gs), g1 = Vec::load(G1 + c * gs);
+    const float* x = X + c * xs;
+#pragma GCC unroll 16
+    for (int t = 0; t < TB; ++t) {
+      V xv = Vec::load(x + off[t]);
+      Vec::keep(xv);  // one load for both rows' FMAs
+      acc0[t] = Vec::fma(g0, xv, acc0[t]);
+      acc1[t] = Vec::fma(g1, xv, acc1[t]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int t = 0; t < TB; ++t) {
+    put_n(out0 + t * os, acc0[t], ncols);
+    put_n(out1 + t * os, acc1[t], ncols);
+  }
+}
+
 constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kernel, NV = 2
 
 // Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.
@@ -729,6 +763,11 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
   // Taps per micro-kernel: 7 or 9, whichever pads K*K less (dummy taps repeat tap 0).
   const int tb = ceil_div(KK, 9) * 9 < ceil_div(KK, 7) * 7 ? 9 : 7;
   const int64_t ntaps = ceil_div(KK, tb) * tb;
+  // Two rows a call where a tap block is one kernel row (K = 7 or 9) and row i + 1's taps
+  // are row i's m = s / d kernel rows up, as in the forward; results straight into the
+  // output (float32, bfloat16), 2 x K accumulators (32 registers).
+  const int64_t m = s / d;
+  const bool pairs = kDirect<T> && tb == K && s % d == 0 && m < K && Vec::REGS >= 32;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     InputStage xst(Cg * xs, s * QW, (R - 1) * s + (K - 1) * d + 1);
     std::vector<float> gst(Cg * gs), tmp(9 * tl.chunk);  // gst's row tails: zeroed once
@@ -752,7 +791,38 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
         prefetch_input(pf, x, S, n.c0, n.r0 * s - S.pad, x_rows(n));
       }
       const int64_t nch = ceil_div(Wo, tl.chunk);
-      for (int64_t ii = 0; ii < nr; ++ii) {
+      int64_t ii = 0;
+      // Rows in pairs (one kernel row of taps a call, m = s / d kernel rows apart), then a
+      // row left over alone.
+      if constexpr (kDirect<T>) {
+        for (; pairs && ii + 1 < nr; ii += 2) {
+          pf.step(ii, nr);
+          pf.step(ii + 1, nr);
+          const float* xrow = xst.buf.data() + ii * s * s * QW;
+          const float* g0 = gst.data() + ii * tl.padded;
+          T* row0 = gw + k.bg * KK * HWo + (k.r0 + ii) * Wo;
+          for (int64_t j0 = 0; j0 < Wo; j0 += Vec::L) {
+            const int64_t n = std::min<int64_t>(Vec::L, Wo - j0);
+            for (int64_t y = 0; y < K + m; ++y) {  // kernel row y of row ii: row ii + 1's y - m
+              T* d0 = row0 + y * K * HWo + j0;
+              T* d1 = row0 + (y - m) * K * HWo + Wo + j0;
+              const float* xb = xrow + j0;
+              if (y < m)
+                taps_block(tb, 1, d0, HWo, g0 + j0, gs, xb, xs, boff.data() + y * K, Cg, K, n);
+              else if (y >= K)
+                taps_block(tb, 1, d1, HWo, g0 + tl.padded + j0, gs, xb + s * s * QW, xs,
+                           boff.data() + (y - m) * K, Cg, K, n);
+              else if (tb == 7)
+                mk_taps_pair<7>(d0, d1, HWo, g0 + j0, g0 + tl.padded + j0, gs, xb, xs,
+                                boff.data() + y * K, Cg, n);
+              else
+                mk_taps_pair<9>(d0, d1, HWo, g0 + j0, g0 + tl.padded + j0, gs, xb, xs,
+                                boff.data() + y * K, Cg, n);
+            }
+          }
+        }
+      }
+      for (; ii < nr; ++ii) {
         const float* xrow = xst.buf.data() + ii * s * s * QW;
         for (int64_t j0 = 0; j0 < Wo; j0 += tl.chunk) {
           pf.step(ii * nch + j0 / tl.chunk, nr * nch);
