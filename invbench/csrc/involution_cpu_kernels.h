@@ -95,15 +95,8 @@ inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t
     }
 }
 
-// Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
-// Row i + 1 reads the staged input m kernel rows below row i (m = stride / dilation), so
-// an input vector at kernel row y serves tap (y, v) of row i and tap (y - m, v) of row
-// i + 1: one load feeds two FMAs where mk_shared's feeds one. Kernel rows y < m serve
-// row i only, y >= K row i + 1 only. A + arow are row i + 1's weights; B + y * rs +
-// colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
-// each tap also prefetches both rows' weights pfd ahead.
 // One row's taps from kernel rows [y0, y1): acc[c] += A[aoff[(y - shift) * K + v]] *
-// B[y * rs + colv[v] + c * bs] (mk_pair's rows taken alone; its arguments).
+// B[y * rs + colv[v] + c * bs] (mk_pair's rows taken alone, below; its arguments).
 template <int CB, typename TA>
 __attribute__((always_inline)) inline void mk_row_taps(typename Vec::V* acc, const TA* A,
                                                        const int64_t* aoff, int64_t shift,
@@ -124,6 +117,13 @@ __attribute__((always_inline)) inline void mk_row_taps(typename Vec::V* acc, con
     }
 }
 
+// Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
+// Row i + 1 reads the staged input m kernel rows below row i (m = stride / dilation), so
+// an input vector at kernel row y serves tap (y, v) of row i and tap (y - m, v) of row
+// i + 1: one load feeds two FMAs where mk_shared's feeds one. Kernel rows y < m serve
+// row i only, y >= K row i + 1 only. A + arow are row i + 1's weights; B + y * rs +
+// colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
+// each tap also prefetches both rows' weights pfd ahead.
 template <int CB, bool NT, typename TA, typename TO>
 inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
@@ -804,8 +804,8 @@ void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
           for (int64_t j0 = 0; j0 < Wo; j0 += Vec::L) {
             const int64_t n = std::min<int64_t>(Vec::L, Wo - j0);
             for (int64_t y = 0; y < K + m; ++y) {  // kernel row y of row ii: row ii + 1's y - m
-              T* d0 = row0 + y * K * HWo + j0;
-              T* d1 = row0 + (y - m) * K * HWo + Wo + j0;
+              T* d0 = y < K ? row0 + y * K * HWo + j0 : nullptr;
+              T* d1 = y >= m ? row0 + (y - m) * K * HWo + Wo + j0 : nullptr;
               const float* xb = xrow + j0;
               if (y < m)
                 taps_block(tb, 1, d0, HWo, g0 + j0, gs, xb, xs, boff.data() + y * K, Cg, K, n);

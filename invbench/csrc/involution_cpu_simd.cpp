@@ -49,8 +49,6 @@ struct Vec {
   static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
     for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
   }
-  // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
-  // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
   // (lo, hi)[2k] = even[k], (lo, hi)[2k + 1] = odd[k], k < L
   static void merge2(const float* even, const float* odd, V& lo, V& hi) {
     for (int k = 0; k < L; ++k) {
@@ -58,6 +56,8 @@ struct Vec {
       (k < L / 2 ? lo : hi)[(2 * k + 1) % L] = odd[k];
     }
   }
+  // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
+  // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
   template <typename T>
   static void split2_n(const T* p, int64_t lo, int64_t hi, float* even, float* odd) {
     for (int64_t k = 0; k < 2 * L; ++k) {
