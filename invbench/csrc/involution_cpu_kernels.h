@@ -252,15 +252,42 @@ inline void shared_block(int cb, int nv, TO* out, int64_t os, const TA* A, const
   return mk_shared<1, 1, false>(out, os, A, aoff, B, bs, boff, nt, pfd, ncols);
 }
 
-// Channels c0 .. c0 + cb of two output rows: cb = kChanBlock or 1 (mk_pair's arguments).
+// Channels per two-row micro-kernel (mk_pair): 2 x CB accumulators, two weight vectors and
+// one input vector. With 16 registers that is CB = 6 (15 registers); each tap then loads 2
+// weight and 6 input vectors for 12 FMAs where CB = 4 loads 2 and 4 for 8. A group's
+// channels go 6 at a time, then 4, then one by one (16 = 6 + 6 + 4).
+constexpr int kPairBlock = Vec::REGS >= 32 ? 8 : 6;
+
+// The channel block of a two-row call with `left` channels of the group still to do.
+inline int pair_chan_block(int64_t left) {
+  if (left >= kPairBlock) return kPairBlock;
+  if (Vec::REGS < 32 && left >= 4) return 4;
+  return 1;
+}
+
+// The number of two-row calls that cover Cg channels (pair_chan_block's blocks).
+inline int64_t pair_chan_blocks(int64_t Cg) {
+  int64_t n = 0;
+  for (int64_t cc = 0; cc < Cg; ++n) cc += pair_chan_block(Cg - cc);
+  return n;
+}
+
+// Channels c0 .. c0 + cb of two output rows: cb from pair_chan_block (mk_pair's arguments).
 template <typename TA, typename TO>
 inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                        const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                        const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
-  if (cb == kChanBlock) {
+  if (cb == kPairBlock) {
     if (nt_store)
-      return mk_pair<kChanBlock, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-    return mk_pair<kChanBlock, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+      return mk_pair<kPairBlock, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+    return mk_pair<kPairBlock, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  }
+  if constexpr (Vec::REGS < 32) {
+    if (cb == 4) {
+      if (nt_store)
+        return mk_pair<4, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+      return mk_pair<4, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+    }
   }
   return mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
 }
@@ -625,16 +652,16 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
   // Rows in pairs (mk_pair) where row i + 1's taps are row i's m = s / d kernel rows down
   // and the two share kernel rows (m < K); one vector of pixels per call, so the chunks
-  // are L wide (nch1 per row, padded1 columns) and channels go kChanBlock at a time.
+  // are L wide (nch1 per row, padded1 columns) and channels go pair_chan_block at a time.
   // Not at K < 5: with 9 taps a call does too little work for its three kernel-row
   // loops, and the K = 3 stem layer measured slower with pairs than without.
   const bool pairs = K >= 5 && s % d == 0 && s / d < K;
   const int64_t m = s / d, rs = d * s * QW;
   const int64_t nch1 = ceil_div(Wo, Vec::L), padded1 = nch1 * Vec::L;
-  const int64_t ncb1 = Cg / kChanBlock + Cg % kChanBlock;
+  const int64_t ncb1 = pair_chan_blocks(Cg);
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     InputStage xst(Cg * xs, s * QW, (R - 1) * s + (K - 1) * d + 1);
-    std::vector<float> wst(KK * tl.padded), tmp(2 * kChanBlock * tl.chunk);
+    std::vector<float> wst(KK * tl.padded), tmp(2 * std::max(kChanBlock, kPairBlock) * tl.chunk);
     // Tap offsets: into the staged weight row (swoff) or the weight planes (dwoff), and
     // into the input stage for the block's first row (boff; row ii adds ii * s * s * QW).
     std::vector<int64_t> swoff(KK), dwoff(KK), boff(KK), colv(K);
@@ -682,7 +709,7 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
           int64_t blk = 0;
           for (int64_t cc = 0; cc < Cg; ++blk) {
             pf.step(((ii / 2) * nch1 + j0 / Vec::L) * ncb1 + blk, calls);
-            const int cb = Cg - cc >= kChanBlock ? kChanBlock : 1;
+            const int cb = pair_chan_block(Cg - cc);
             const int64_t ahead = cc == 0 ? 2 * Wo : 0;
             T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
             const float* xb = xrow + cc * xs + j0;
@@ -870,7 +897,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     // Zeroed once: every staged row of gst and wst holds data in the same columns in every
     // task (those of the grid), so their zeros are written here, not once per row.
-    std::vector<float> gst(Cg * gs), wst(R * KK * JW), tmp(2 * kChanBlock * tl.chunk);
+    std::vector<float> gst(Cg * gs), wst(R * KK * JW);
+    std::vector<float> tmp(2 * std::max(kChanBlock, kPairBlock) * tl.chunk);
     // At stride 2 an input row's two column phases go to ybuf (per channel: the even
     // columns, then the odd ones) and are interleaved from there into the output with
     // vector stores; written straight from tmp they were element by element, 2 apart.
@@ -936,7 +964,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           for (int64_t m0 = 0; m0 < S.W; m0 += Vec::L) {
             const int64_t n = std::min<int64_t>(Vec::L, S.W - m0);
             for (int64_t cc = 0; cc < Cg;) {
-              const int cb = Cg - cc >= kChanBlock ? kChanBlock : 1;
+              const int cb = pair_chan_block(Cg - cc);
               T* dst = gx + (k.c0 + cc) * HW + y * S.W + m0;
               const float* b = B + cc * gs + m0;
               if constexpr (kDirect<T>) {

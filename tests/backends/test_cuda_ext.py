@@ -196,6 +196,27 @@ def test_every_cpu_kernel_path_against_float64(
         ops.cpu_kernel_path("auto", torch.float32)
 
 
+def test_cpu_forward_streams_a_large_output_exactly() -> None:
+    """A float32 forward output of 4 MiB or more, whose rows are whole 32-byte multiples,
+    is written with non-temporal stores by the two-row kernel (every channel block width:
+    16 channels a group). Every path matches the extension's own float64 loops there."""
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    geom = Geometry(1, 32, 184, 184, 7, groups=2)  # 32 x 184 x 184 floats: 4.1 MiB
+    assert geom.width % 8 == 0 and 4 * 32 * 184 * 184 >= 4 << 20
+    x, w = _inputs(geom, torch.float64, "cpu", seed=13)
+    args = (geom.stride, geom.pad, geom.dilation)
+    want = ops.involution_fwd(x, w, *args, poison=True)  # float64: plain exact loops
+    try:
+        for path in _cpu_paths():
+            assert ops.cpu_kernel_path(path, torch.float32) == path
+            got = ops.involution_fwd(x.float(), w.float(), *args, poison=True)
+            assert relative_error(got.double(), want) < 1e-5, path
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
 @pytest.mark.parametrize("case", SIMD_CASES[:4], ids=_case_id)
 def test_cpu_low_precision_rounds_like_torch(
