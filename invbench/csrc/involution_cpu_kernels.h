@@ -896,8 +896,12 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   };
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     // Zeroed once: every staged row of gst and wst holds data in the same columns in every
-    // task (those of the grid), so their zeros are written here, not once per row.
-    std::vector<float> gst(Cg * gs), wst(R * KK * JW);
+    // task (those of the grid), so their zeros are written here, not once per row. wst
+    // holds the task's weight rows n0 .. n1 of each of the K*K planes (NR rows a plane),
+    // staged once per task: input row y's tap (u, v) reads row (y + P - u*d) / s of plane
+    // (u, v), so staging them per input row copied every weight row K / s times.
+    const int64_t NR = gs / JW;
+    std::vector<float> gst(Cg * gs), wst(KK * NR * JW);
     std::vector<float> tmp(2 * std::max(kChanBlock, kPairBlock) * tl.chunk);
     // At stride 2 an input row's two column phases go to ybuf (per channel: the even
     // columns, then the odd ones) and are interleaved from there into the output with
@@ -905,11 +909,14 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
     std::vector<float> ybuf(merge ? Cg * 2 * tl.padded : 0);
     alignas(64) float mbuf[2 * Vec::L];
     std::vector<int64_t> aoff(KK), boff(KK), rowoff(K), rtap(KK), rcol(K);
-    // The two-row path (stride 1, dilation 1): tap (K - 1 - u, v)'s staged weight column
-    // at rtap[u * K + v], its staged grad_out column at rcol[v] (both span - v).
+    // The two-row path (stride 1, dilation 1): input row y's tap (K - 1 - u, v) reads its
+    // weights at rtap[u * K + v] from wst + (y + P - n0) * JW (row y + P - (K - 1 - u) of
+    // plane (K - 1 - u, v), column span - v), and row y + 1's the same one row further on;
+    // its staged grad_out column is rcol[v] (also span - v).
     for (int64_t v = 0; v < K; ++v) rcol[v] = span - v;
     for (int64_t u = 0; u < K; ++u)
-      for (int64_t v = 0; v < K; ++v) rtap[u * K + v] = ((K - 1 - u) * K + v) * JW + span - v;
+      for (int64_t v = 0; v < K; ++v)
+        rtap[u * K + v] = ((K - 1 - u) * K + v) * NR * JW - (K - 1 - u) * JW + span - v;
     // Per column phase z0: the taps v it receives from and their staged column.
     std::vector<std::vector<std::pair<int64_t, int64_t>>> vcols(s);
     for (int64_t z0 = 0; z0 < s; ++z0)
@@ -926,6 +933,15 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
         for (int64_t n = n0; n <= n1; ++n)
           stage_row(gst.data() + cc * gs + (n - n0) * JW, go + (k.c0 + cc) * HWo + n * Wo, Wo, b_lo, 1,
                     JW, true);
+      // Plane (u, v)'s rows that the task's input rows [r0, r1) read: n * s = y + P - u * d.
+      for (int64_t u = 0; u < K; ++u) {
+        const int64_t lo = std::max(n0, ceil_div(std::max<int64_t>(k.r0 + P - u * d, 0), s));
+        const int64_t hi = std::min(n1, floor_div(k.r1 - 1 + P - u * d, s));
+        for (int64_t v = 0; v < K; ++v)
+          for (int64_t n = lo; n <= hi; ++n)
+            stage_row(wst.data() + ((u * K + v) * NR + n - n0) * JW,
+                      w + (k.bg * KK + u * K + v) * HWo + n * Wo, Wo, b_lo, 1, JW, true);
+      }
       pf.clear();
       if (following >= 0) {
         const Task nx = task_of(following, blocks, R, S.H, S);
@@ -939,27 +955,22 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
       // forward's two-row micro-kernel: row y + 1's tap (u + 1, v) reads the grad_out row
       // of row y's tap (u, v), so with the kernel rows taken in reverse (tap u at row
       // K - 1 - u of rtap) the two rows share each grad_out vector they load.
-      const auto stage_weights = [&](int64_t y) {
-        const int64_t yy = y - k.r0;
+      // rowoff[u]: the staged row (of grad_out, and of each weight plane) that input row
+      // y's kernel row u reads, or -1 where it falls off the grid.
+      const auto row_taps = [&](int64_t y) {
         for (int64_t u = 0; u < K; ++u) {
           const int64_t iy = y + P - u * d;
-          rowoff[u] = -1;
-          if (iy < 0 || iy % s != 0 || iy / s >= S.Ho) continue;
-          rowoff[u] = iy / s - n0;
-          for (int64_t v = 0; v < K; ++v)
-            stage_row(wst.data() + (yy * KK + u * K + v) * JW,
-                      w + (k.bg * KK + u * K + v) * HWo + (iy / s) * Wo, Wo, b_lo, 1, JW, true);
+          rowoff[u] = iy < 0 || iy % s != 0 || iy / s >= S.Ho ? -1 : iy / s - n0;
         }
       };
       const auto whole = [&](int64_t y) { return y + P - span >= 0 && y + P < S.Ho; };
       for (int64_t y = k.r0; y < k.r1;) {
         const int64_t yy = y - k.r0;
         pf.step(yy, k.r1 - k.r0);
-        stage_weights(y);
+        row_taps(y);
         if (two_rows && y + 1 < k.r1 && whole(y) && whole(y + 1)) {
           pf.step(yy + 1, k.r1 - k.r0);
-          stage_weights(y + 1);
-          const float* A = wst.data() + yy * KK * JW;
+          const float* A = wst.data() + (y + P - n0) * JW;
           const float* B = gst.data() + (y + P - span - n0) * JW;
           for (int64_t m0 = 0; m0 < S.W; m0 += Vec::L) {
             const int64_t n = std::min<int64_t>(Vec::L, S.W - m0);
@@ -969,13 +980,13 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
               const float* b = B + cc * gs + m0;
               if constexpr (kDirect<T>) {
                 if (n == Vec::L) {  // whole vectors: straight into the output
-                  pair_block(cb, dst, HW, S.W, A + m0, KK * JW, rtap.data(), b, gs, JW, rcol.data(),
-                             K, 1, 0, false);
+                  pair_block(cb, dst, HW, S.W, A + m0, JW, rtap.data(), b, gs, JW, rcol.data(), K,
+                             1, 0, false);
                   cc += cb;
                   continue;
                 }
               }
-              pair_block(cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, KK * JW, rtap.data(), b, gs, JW,
+              pair_block(cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, JW, rtap.data(), b, gs, JW,
                          rcol.data(), K, 1, 0, false);
               for (int q = 0; q < cb; ++q) {
                 write_row(dst + q * HW, tmp.data() + q * Vec::L, n, 1);
@@ -992,7 +1003,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
           for (int64_t u = 0; u < K; ++u) {
             if (rowoff[u] < 0) continue;
             for (const auto& [v, col] : vcols[z0]) {
-              aoff[nt] = (yy * KK + u * K + v) * JW + col;
+              aoff[nt] = ((u * K + v) * NR + rowoff[u]) * JW + col;
               boff[nt] = rowoff[u] * JW + col;
               ++nt;
             }
