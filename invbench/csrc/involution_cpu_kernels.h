@@ -162,8 +162,11 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
 }
 
 // out[t][k] = sum over c < nc of G[c * gs + k] * X[c * xs + boff[t] + k], computed for
-// t < TB and k < NV * L, stored for t < ntap and k < ncols.
-template <int TB, int NV, typename TO>
+// t < TB and k < NV * L, stored for t < ntap and k < ncols. UNIT: boff[t] = boff[0] + t
+// (a kernel row's taps at stride 1 and dilation 1), so the loads take their offsets as
+// constants; with 16 registers the offsets otherwise live on the stack and are reloaded
+// for every channel.
+template <int TB, int NV, bool UNIT, typename TO>
 inline void mk_taps(TO* __restrict out, int64_t os, const float* G, int64_t gs, const float* X,
                     int64_t xs, const int64_t* boff, int64_t nc, int64_t ntap, int64_t ncols) {
   using V = typename Vec::V;
@@ -172,10 +175,11 @@ inline void mk_taps(TO* __restrict out, int64_t os, const float* G, int64_t gs, 
   int64_t off[TB];
 #pragma GCC unroll 16
   for (int t = 0; t < TB; ++t) {
-    off[t] = boff[t];
+    off[t] = UNIT ? t : boff[t];
 #pragma GCC unroll 2
     for (int n = 0; n < NV; ++n) acc[t][n] = Vec::zero();
   }
+  if constexpr (UNIT) X += boff[0];
   for (int64_t c = 0; c < nc; ++c) {
     const float* g = G + c * gs;
     const float* x = X + c * xs;
@@ -292,16 +296,30 @@ inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, i
   return mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
 }
 
+// mk_taps for tb taps at offsets boff, NV = nv; the unit-step form (16-register paths only)
+// where boff[t] = boff[0] + t for every t < tb.
 template <typename TO>
 inline void taps_block(int tb, int nv, TO* out, int64_t os, const float* G, int64_t gs,
                        const float* X, int64_t xs, const int64_t* boff, int64_t nc, int64_t ntap,
                        int64_t ncols) {
-  if (tb == 9) {
-    if (nv == 2) return mk_taps<9, 2>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-    return mk_taps<9, 1>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  if constexpr (Vec::REGS < 32) {
+    bool unit = true;
+    for (int t = 1; t < tb && unit; ++t) unit = boff[t] == boff[0] + t;
+    if (unit) {
+      if (tb == 9) {
+        if (nv == 2) return mk_taps<9, 2, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+        return mk_taps<9, 1, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+      }
+      if (nv == 2) return mk_taps<7, 2, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+      return mk_taps<7, 1, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+    }
   }
-  if (nv == 2) return mk_taps<7, 2>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-  return mk_taps<7, 1>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  if (tb == 9) {
+    if (nv == 2) return mk_taps<9, 2, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+    return mk_taps<9, 1, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  }
+  if (nv == 2) return mk_taps<7, 2, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  return mk_taps<7, 1, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
 }
 
 template <typename T>
@@ -602,6 +620,9 @@ inline Tiling tiling(int64_t cols) {
   return {nv, chunk, ceil_div(cols, chunk) * chunk};
 }
 
+// One vector per micro-kernel whatever the row's length.
+inline Tiling tiling_one(int64_t cols) { return {1, Vec::L, ceil_div(cols, Vec::L) * Vec::L}; }
+
 inline int chan_block(int nv, int64_t left) {
   const int full = nv == 2 ? kChanBlock : 2 * kChanBlock;
   return left >= full ? full : 1;
@@ -780,7 +801,11 @@ template <typename T>
 void grad_weight_t(const T* go, const T* x, T* gw, const InvShape& S) {
   const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
   const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
-  const Tiling tl = tiling(Wo);
+  // With 16 registers, two vectors of pixels a call (7 or 9 taps x 2 accumulators and two
+  // grad_out vectors) fill or overflow the register file; one vector a call measured
+  // faster on rows of more than two vectors (0.75 to 0.89 of the time on the stem to
+  // layer2 at batch 8, two threads) and no faster on 14-pixel rows, which keep two.
+  const Tiling tl = Vec::REGS < 32 && Wo > 2 * Vec::L ? tiling_one(Wo) : tiling(Wo);
   const int64_t QW = ceil_div(tl.padded + (K - 1) * d / s + 1, Vec::L) * Vec::L;
   const int64_t R = row_block(S.B * S.G, S.Ho, Cg * (s * s * QW + tl.padded));
   const int64_t blocks = ceil_div(S.Ho, R);
