@@ -111,7 +111,12 @@ struct Vec {
 // Eight float lanes (256 bits); REGS is how many vector registers the target has;
 // COPY_N copies n < 8 floats with masked loads and stores (no access past them).
 // The _N functions touch the first n < 8 elements only: masked loads and stores.
-// AVX2 has no 16-bit masked load or store, so its bfloat16 tails go through a buffer.
+// AVX2 has no 16-bit masked load or store: a run of bfloat16 values is read as the 32-bit
+// words it fills (a masked load) plus at most one value at each end (broadcast and
+// blended in), all in registers; copied element by element into a buffer and loaded
+// from there, the load waited for the copies' stores (it spans several of them, so the
+// store buffer cannot forward it). Its bfloat16 stores of a tail still go through a
+// buffer (each element's load comes from one store).
 #define INVBENCH_COPY_N_AVX2                                                      \
   static __m256i first_n(int64_t n) {                                             \
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)),             \
@@ -121,10 +126,22 @@ struct Vec {
     _mm256_maskstore_ps(dst, first_n(n), _mm256_maskload_ps(src, first_n(n)));    \
   }                                                                               \
   static void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first_n(n), v); } \
+  /* 16-bit lane `at` of v set to p[at] */                                        \
+  static __m256i put_u16(__m256i v, const c10::BFloat16* p, int64_t at) {         \
+    const __m256i k = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
+    const __m256i one = _mm256_cmpeq_epi16(k, _mm256_set1_epi16(static_cast<short>(at))); \
+    return _mm256_blendv_epi8(v, _mm256_set1_epi16(static_cast<short>(p[at].x)), one); \
+  }                                                                               \
+  /* p[lo .. hi) in 16-bit lanes lo .. hi (0 <= lo < hi <= 16), zeros elsewhere */ \
+  static __m256i load_u16_range(const c10::BFloat16* p, int64_t lo, int64_t hi) {  \
+    __m256i v = _mm256_maskload_epi32(reinterpret_cast<const int*>(p), lanes((lo + 1) / 2, hi / 2, 0)); \
+    if (lo % 2) v = put_u16(v, p, lo);                                            \
+    if (hi % 2) v = put_u16(v, p, hi - 1);                                        \
+    return v;                                                                     \
+  }                                                                               \
   static V load_bf16_n(const c10::BFloat16* p, int64_t n) {                       \
-    c10::BFloat16 part[8] = {};                                                   \
-    for (int64_t k = 0; k < n; ++k) part[k] = p[k];                               \
-    return load_bf16(part);                                                       \
+    const __m128i h = _mm256_castsi256_si128(load_u16_range(p, 0, n));            \
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  \
   }                                                                               \
   static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {                    \
     c10::BFloat16 part[8];                                                        \
@@ -144,9 +161,7 @@ struct Vec {
   static void split2_n(const c10::BFloat16* p, int64_t lo, int64_t hi, float* even, float* odd) { \
     if (lo == 0 && hi == 16)                                                      \
       return split2_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), even, odd); \
-    c10::BFloat16 part[16] = {};                                                  \
-    for (int64_t k = lo; k < hi; ++k) part[k] = p[k];                             \
-    split2_bf16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(part)), even, odd); \
+    split2_bf16(load_u16_range(p, lo, hi), even, odd);                            \
   }
 #define INVBENCH_COPY_N_AVX512                                                    \
   static __mmask8 first_n(int64_t n) { return static_cast<__mmask8>((1u << n) - 1); } \
