@@ -1,6 +1,6 @@
 """The cuda_ext / cuda_naive backends: forward and gradients against the float64 reference.
 
-CPU tests run everywhere (the first one builds the extension, ~20 s); the same
+CPU tests run everywhere (the first one builds the extension: 1 to 4 min on 2 cores); the same
 checks on CUDA are marked gpu and skipped without a CUDA device.
 """
 
