@@ -276,24 +276,40 @@ inline int64_t pair_chan_blocks(int64_t Cg) {
   return n;
 }
 
+// mk_pair for CB channels, with non-temporal stores or not.
+template <int CB, typename TA, typename TO>
+inline void pair_nt(bool nt_store, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
+                    const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
+                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
+  if (nt_store) return mk_pair<CB, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  mk_pair<CB, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+}
+
 // Channels c0 .. c0 + cb of two output rows: cb from pair_chan_block (mk_pair's arguments).
 template <typename TA, typename TO>
 inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                        const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                        const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
-  if (cb == kPairBlock) {
-    if (nt_store)
-      return mk_pair<kPairBlock, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-    return mk_pair<kPairBlock, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-  }
+  if (cb == kPairBlock)
+    return pair_nt<kPairBlock>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
   if constexpr (Vec::REGS < 32) {
-    if (cb == 4) {
-      if (nt_store)
-        return mk_pair<4, true>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-      return mk_pair<4, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-    }
+    if (cb == 4)
+      return pair_nt<4>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
   }
-  return mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  mk_pair<1, false>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+}
+
+// mk_taps for tb (7 or 9) taps and nv vectors.
+template <bool UNIT, typename TO>
+inline void taps_of(int tb, int nv, TO* out, int64_t os, const float* G, int64_t gs,
+                    const float* X, int64_t xs, const int64_t* boff, int64_t nc, int64_t ntap,
+                    int64_t ncols) {
+  if (tb == 9) {
+    if (nv == 2) return mk_taps<9, 2, UNIT>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+    return mk_taps<9, 1, UNIT>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  }
+  if (nv == 2) return mk_taps<7, 2, UNIT>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  mk_taps<7, 1, UNIT>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
 }
 
 // mk_taps for tb taps at offsets boff, NV = nv; the unit-step form (16-register paths only)
@@ -305,21 +321,9 @@ inline void taps_block(int tb, int nv, TO* out, int64_t os, const float* G, int6
   if constexpr (Vec::REGS < 32) {
     bool unit = true;
     for (int t = 1; t < tb && unit; ++t) unit = boff[t] == boff[0] + t;
-    if (unit) {
-      if (tb == 9) {
-        if (nv == 2) return mk_taps<9, 2, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-        return mk_taps<9, 1, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-      }
-      if (nv == 2) return mk_taps<7, 2, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-      return mk_taps<7, 1, true>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-    }
+    if (unit) return taps_of<true>(tb, nv, out, os, G, gs, X, xs, boff, nc, ntap, ncols);
   }
-  if (tb == 9) {
-    if (nv == 2) return mk_taps<9, 2, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-    return mk_taps<9, 1, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-  }
-  if (nv == 2) return mk_taps<7, 2, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
-  return mk_taps<7, 1, false>(out, os, G, gs, X, xs, boff, nc, ntap, ncols);
+  taps_of<false>(tb, nv, out, os, G, gs, X, xs, boff, nc, ntap, ncols);
 }
 
 template <typename T>
