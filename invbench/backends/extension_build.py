@@ -41,7 +41,16 @@ import torch
 
 CSRC = Path(__file__).resolve().parent.parent / "csrc"
 NAMESPACE = "invbench_ext"
-CPU_SOURCES = ("binding.cpp", "involution_cpu.cpp", "involution_cpu_simd.cpp")
+# The kernels compile once per instruction-set path, each path its own translation unit
+# so that ninja compiles them side by side; the longest (generic) first.
+CPU_SOURCES = (
+    "involution_cpu_generic.cpp",
+    "involution_cpu_avx2.cpp",
+    "involution_cpu_avx512.cpp",
+    "involution_cpu_avx512bf16.cpp",
+    "binding.cpp",
+    "involution_cpu.cpp",
+)
 CUDA_SOURCES = ("binding_cuda.cpp", "involution_cuda.cu")
 _MAX_ERROR_LINES = 8
 STALE_AFTER_DAYS = 30
@@ -105,10 +114,22 @@ def _cpu_signature() -> str:
     return platform.processor()
 
 
+DEBUG_ENV = "INVBENCH_EXT_DEBUG"
+
+
+def debug_build() -> bool:
+    """``INVBENCH_EXT_DEBUG=1``: unoptimised code with debug information, for a debugger.
+
+    It builds in a fraction of the optimised build's time and runs many times slower; its
+    flags are in the cache key, so it never replaces the optimised build.
+    """
+    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
 def _host_flags() -> list[str]:
     # Portable code: the CPU kernels carry their own AVX2 / AVX-512 variants and pick
     # one at run time, so no -march=native. The C++ standard is the one torch asks for.
-    flags = ["-O3"]
+    flags = ["-O0", "-g"] if debug_build() else ["-O3"]
     if sys.platform.startswith("linux"):
         flags.append("-fopenmp")  # at::parallel_for is OpenMP-based in torch's Linux builds
     return flags
@@ -121,7 +142,9 @@ def plan(with_cuda: bool) -> BuildPlan:
     cflags = _host_flags()
     if with_cuda:
         cflags.append("-DINVBENCH_WITH_CUDA")
-    cuda_cflags = ["-O3", "-lineinfo"] if with_cuda else []
+    cuda_cflags: list[str] = []
+    if with_cuda:
+        cuda_cflags = ["-O0", "-g", "-G"] if debug_build() else ["-O3", "-lineinfo"]
     ldflags = ["-fopenmp"] if sys.platform.startswith("linux") else []
     arch = _cuda_arch_list() if with_cuda else None
     digest = hashlib.sha256()
@@ -374,6 +397,8 @@ def load(with_cuda: bool) -> BuildPlan:
                     torch.ops.load_library(str(p.library))  # type: ignore[no-untyped-call]
                 else:
                     what = "CPU and CUDA" if with_cuda else "CPU"
+                    if debug_build():
+                        what += f", unoptimised: {DEBUG_ENV} is set"
                     arch = f" for sm {p.arch_list}" if p.arch_list else ""
                     with _progress(
                         f"invbench: building the involution extension ({what}{arch}); "

@@ -1,8 +1,8 @@
 // The vectorised CPU kernels, written once for every instruction-set path.
 //
-// Deliberately no include guard: involution_cpu_simd.cpp includes this file once per
-// path, each time inside its own namespace and compiler target region, after defining
-// `Vec` there (the vector type, its width L and load/store/fma).
+// Deliberately no include guard: each path's involution_cpu_<path>.cpp includes this file
+// inside its own namespace and compiler target region, after defining `Vec` there (the
+// vector type, its width L and load/store/fma).
 //
 // Layout of the work (all three ops):
 // - SIMD runs across output pixels of one row (input pixels for grad_x): a vector is

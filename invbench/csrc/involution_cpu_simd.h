@@ -1,6 +1,6 @@
 // Vectorised CPU kernels of involution: which instruction-set paths exist and the
 // entry points of each. The kernels themselves are in involution_cpu_kernels.h,
-// compiled once per path (involution_cpu_simd.cpp); the path is chosen at run time
+// compiled once per path (involution_cpu_<path>.cpp); the path is chosen at run time
 // from the CPU's features (involution_cpu.cpp).
 #pragma once
 

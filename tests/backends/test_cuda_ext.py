@@ -504,6 +504,19 @@ def test_cache_key_depends_on_sources(tmp_path: object, monkeypatch: pytest.Monk
     assert extension_build.plan(False).name != before
 
 
+def test_debug_build_has_its_own_flags_and_cache_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(extension_build.DEBUG_ENV, raising=False)
+    optimised = extension_build.plan(False)
+    for off in ("", "0"):
+        monkeypatch.setenv(extension_build.DEBUG_ENV, off)
+        assert extension_build.plan(False) == optimised
+    monkeypatch.setenv(extension_build.DEBUG_ENV, "1")
+    debug = extension_build.plan(False)
+    assert "-O3" in optimised.cflags and "-O3" not in debug.cflags
+    assert {"-O0", "-g"} <= set(debug.cflags)
+    assert debug.name != optimised.name and debug.directory != optimised.directory
+
+
 def test_failed_build_is_an_unavailability_reason(tmp_path: object) -> None:
     # A fresh process builds a deliberately broken copy of the sources.
     import os
@@ -565,6 +578,9 @@ def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
     )
     env = dict(os.environ, INVBENCH_CACHE_DIR=str(Path(str(tmp_path)) / "cache"), MAX_JOBS="2")
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path])
+    # The debug build: the lock does not depend on the flags, and it builds several times
+    # faster than the optimised one (which every other test here builds and loads).
+    env[extension_build.DEBUG_ENV] = "1"
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", code],
@@ -580,6 +596,7 @@ def test_two_processes_building_at_once_build_once(tmp_path: object) -> None:
     assert all(out.strip() == "OK True" for out, _ in results), results
     builds = sum(err.count("building the involution extension") for _, err in results)
     assert builds == 1, results
+    assert extension_build.DEBUG_ENV in "".join(err for _, err in results)
 
 
 def test_stale_cache_entries_are_pruned_unless_in_use(tmp_path: object) -> None:

@@ -1,100 +1,9 @@
-// Instantiates the vectorised kernels (involution_cpu_kernels.h) once per
-// instruction-set path, each inside a compiler target region, so one portable build
-// holds them all and involution_cpu.cpp picks one at run time from the CPU's features.
-#include "involution_cpu_simd.h"
+// The 256-bit vector types of the x86-64 paths (AVX2, AVX-512, AVX512_BF16), as macros
+// that each path's translation unit expands inside its own namespace and compiler target
+// region, and the target-region macros themselves.
+#pragma once
 
-#include <ATen/Parallel.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
-
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <cstring>
-#include <memory>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
-
-#if defined(__GNUC__) && !defined(__clang__)
-// The staged rows are short (tens of floats): GCC would turn the fill and copy loops
-// into memset/memmove calls that cost more than the loops.
-#pragma GCC optimize("no-tree-loop-distribute-patterns")
-#endif
-
-namespace invbench::cpu {
-
-namespace generic {
-// Four lanes through the compiler's vector extension: SSE2 on x86-64, NEON on arm64.
-struct Vec {
-  typedef float V __attribute__((vector_size(16)));
-  static constexpr int L = 4;
-  static constexpr int REGS = 16;
-  static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
-  static V load(const float* p) {
-    V v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-  }
-  static void store(float* p, V v) { std::memcpy(p, &v, sizeof v); }
-  static void stream(float* p, V v) { store(p, v); }  // no portable non-temporal store
-  static void fence() {}
-  static V fma(V a, V b, V c) { return a * b + c; }
-  static void keep(V&) {}
-  static void copy_n(float* dst, const float* src, int64_t n) {  // n < L
-    for (int64_t k = 0; k < n; ++k) dst[k] = src[k];
-  }
-  // (lo, hi)[2k] = even[k], (lo, hi)[2k + 1] = odd[k], k < L
-  static void merge2(const float* even, const float* odd, V& lo, V& hi) {
-    for (int k = 0; k < L; ++k) {
-      (k < L / 2 ? lo : hi)[(2 * k) % L] = even[k];
-      (k < L / 2 ? lo : hi)[(2 * k + 1) % L] = odd[k];
-    }
-  }
-  // even[k] = p[2k], odd[k] = p[2k + 1] (k < L), widened to float, reading only p[lo, hi)
-  // (0 <= lo < hi <= 2L) and giving 0 for the other lanes.
-  template <typename T>
-  static void split2_n(const T* p, int64_t lo, int64_t hi, float* even, float* odd) {
-    for (int64_t k = 0; k < 2 * L; ++k) {
-      const float v = k >= lo && k < hi ? static_cast<float>(p[k]) : 0.f;
-      (k % 2 == 0 ? even : odd)[k / 2] = v;
-    }
-  }
-  // L bfloat16 / float16 values widened to float (exact), and L floats rounded to
-  // bfloat16 as c10::BFloat16 rounds (to nearest even, NaN to 0x7FC0).
-  static V load_bf16(const c10::BFloat16* p) {
-    V v;
-    for (int k = 0; k < L; ++k) v[k] = static_cast<float>(p[k]);
-    return v;
-  }
-  static V load_half(const c10::Half* p) {
-    V v;
-    for (int k = 0; k < L; ++k) v[k] = static_cast<float>(p[k]);
-    return v;
-  }
-  static void store_bf16(c10::BFloat16* p, V v) {
-    for (int k = 0; k < L; ++k) p[k] = c10::BFloat16(v[k]);
-  }
-  // The first n < L lanes only: nothing past them is read or written.
-  static void store_n(float* p, V v, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) p[k] = v[k];
-  }
-  static V load_bf16_n(const c10::BFloat16* p, int64_t n) {
-    V v = zero();
-    for (int64_t k = 0; k < n; ++k) v[k] = static_cast<float>(p[k]);
-    return v;
-  }
-  static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {
-    for (int64_t k = 0; k < n; ++k) p[k] = c10::BFloat16(v[k]);
-  }
-};
-#include "involution_cpu_kernels.h"
-}  // namespace generic
+#include "involution_cpu_kernels_prelude.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
@@ -270,27 +179,4 @@ struct Vec {
     }                                                                             \
   };
 
-INVBENCH_TARGET_BEGIN("avx2,fma,f16c")
-namespace avx2 {
-INVBENCH_VEC256(16, INVBENCH_COPY_N_AVX2, INVBENCH_TO_BF16_AVX2)
-#include "involution_cpu_kernels.h"
-}  // namespace avx2
-INVBENCH_TARGET_END
-
-INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,f16c")
-namespace avx512 {
-INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_TO_BF16_AVX512)
-#include "involution_cpu_kernels.h"
-}  // namespace avx512
-INVBENCH_TARGET_END
-
-INVBENCH_TARGET_BEGIN("avx512f,avx512vl,avx512bw,avx512dq,avx512bf16,avx2,fma,f16c")
-namespace avx512bf16 {
-INVBENCH_VEC256(32, INVBENCH_COPY_N_AVX512, INVBENCH_TO_BF16_NATIVE)
-#include "involution_cpu_kernels.h"
-}  // namespace avx512bf16
-INVBENCH_TARGET_END
-
 #endif
-
-}  // namespace invbench::cpu
