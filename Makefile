@@ -13,6 +13,9 @@ SUITE  ?= resnet-shapes
 ARGS   ?=
 OUT    ?=
 PHASE  ?= all
+# Test processes (pytest-xdist). Two keep a 2-core machine busy (the tests alone use about
+# one core); TEST_JOBS=1 runs them in one process.
+TEST_JOBS ?= 2
 
 .PHONY: setup run test lint first-light gpu-check clean
 
@@ -31,7 +34,7 @@ run: setup
 	$(BIN)/invbench run --suite $(SUITE) $(ARGS)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --benchmark-disable
 
 lint: setup
 	$(BIN)/ruff check invbench tests benchmarks tools
