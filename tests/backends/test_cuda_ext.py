@@ -146,6 +146,7 @@ SIMD_CASES = [
     (1, 16, 8, 9, 3, 2, 3, 1, 0),
     (1, 16, 9, 41, 5, 2, 1, 2, None),  # stride 2, even padding: whole vectors inside the row
     (1, 18, 10, 11, 9, 1, 1, 2, None),  # K = 9: grad_weight's two-row kernel with 9 taps
+    (1, 18, 9, 10, 7, 1, 1, 2, None),  # K = 7, stride 1: unit-step pairs of 6, 1, 1, 1 channels
 ]
 
 
