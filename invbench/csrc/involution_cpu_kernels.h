@@ -157,12 +157,13 @@ __attribute__((always_inline)) inline void mk_pair_taps(typename Vec::V* acc0,
 // colv[v] is tap (y, v)'s input for channel 0 (channel c adds c * bs). With pfd != 0
 // each tap also prefetches both rows' weights pfd ahead.
 //
-// KU != 0: the unit-step form for K = KU at m = 1 (stride 1, dilation 1): colv[v] = v and
-// aoff[t] = t * aoff[1] (weight planes aoff[1] apart), so every offset is a constant or a
-// pointer step. The general form reloads colv, aoff and, with 16 registers, several of
-// its pointers from the stack for every tap: 14 loads and about 8 integer instructions
-// for 12 FMAs where this one has 8 loads and 2 additions.
-template <int CB, bool NT, int KU, typename TA, typename TO>
+// KU != 0: the unit-step form for K = KU at m = 1, where the offsets are affine in the
+// tap: aoff[y * K + v] = aoff[0] + y * ay + v * av and colv[v] = colv[0] + CS * v (CS = 1
+// in the forward, -1 in grad_x; unit_offsets checks it). Every offset is then a constant
+// or a pointer step. GCC's code for the general form reloads colv, aoff and, with 16
+// registers, several of its pointers from the stack for every tap: 14 loads and about 8
+// integer instructions for 12 FMAs where this one has 8 loads and 2 additions.
+template <int CB, bool NT, int KU, int CS, typename TA, typename TO>
 inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                     const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
@@ -172,24 +173,26 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
   for (int c = 0; c < CB; ++c) acc0[c] = acc1[c] = Vec::zero();
   const TA* A1 = A + arow;
   if constexpr (KU != 0) {
-    const int64_t P = aoff[1];
+    // av: from tap v to v + 1; skip: from the end of a kernel row to the next row's start
+    const int64_t av = aoff[1] - aoff[0], skip = aoff[KU] - aoff[0] - KU * av;
     const float* b[CB];
 #pragma GCC unroll 16
-    for (int c = 0; c < CB; ++c) b[c] = B + c * bs;
-    const TA* a0 = A;
-    const TA* a1 = A1;
+    for (int c = 0; c < CB; ++c) b[c] = B + colv[0] + c * bs;
+    const TA* a0 = A + aoff[0];
+    const TA* a1 = A1 + aoff[0];
 #pragma GCC unroll 16
-    for (int v = 0; v < KU; ++v, a0 += P) {  // kernel row 0: row i only
+    for (int v = 0; v < KU; ++v, a0 += av) {  // kernel row 0: row i only
       if (pfd != 0) __builtin_prefetch(a0 + pfd, 0, 3);
       const V w0 = load_float(a0);
 #pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c) acc0[c] = Vec::fma(w0, Vec::load(b[c] + v), acc0[c]);
+      for (int c = 0; c < CB; ++c) acc0[c] = Vec::fma(w0, Vec::load(b[c] + CS * v), acc0[c]);
     }
-    for (int y = 1; y < KU; ++y) {  // both rows
+    a0 += skip;
+    for (int y = 1; y < KU; ++y, a0 += skip, a1 += skip) {  // both rows
 #pragma GCC unroll 16
       for (int c = 0; c < CB; ++c) b[c] += rs;
 #pragma GCC unroll 16
-      for (int v = 0; v < KU; ++v, a0 += P, a1 += P) {
+      for (int v = 0; v < KU; ++v, a0 += av, a1 += av) {
         if (pfd != 0) {
           __builtin_prefetch(a0 + pfd, 0, 3);
           __builtin_prefetch(a1 + pfd, 0, 3);
@@ -197,7 +200,7 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
         const V w0 = load_float(a0), w1 = load_float(a1);
 #pragma GCC unroll 16
         for (int c = 0; c < CB; ++c) {
-          V xv = Vec::load(b[c] + v);
+          V xv = Vec::load(b[c] + CS * v);
           Vec::keep(xv);
           acc0[c] = Vec::fma(w0, xv, acc0[c]);
           acc1[c] = Vec::fma(w1, xv, acc1[c]);
@@ -207,11 +210,11 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
 #pragma GCC unroll 16
     for (int c = 0; c < CB; ++c) b[c] += rs;
 #pragma GCC unroll 16
-    for (int v = 0; v < KU; ++v, a1 += P) {  // kernel row K: row i + 1 only
+    for (int v = 0; v < KU; ++v, a1 += av) {  // kernel row K: row i + 1 only
       if (pfd != 0) __builtin_prefetch(a1 + pfd, 0, 3);
       const V w1 = load_float(a1);
 #pragma GCC unroll 16
-      for (int c = 0; c < CB; ++c) acc1[c] = Vec::fma(w1, Vec::load(b[c] + v), acc1[c]);
+      for (int c = 0; c < CB; ++c) acc1[c] = Vec::fma(w1, Vec::load(b[c] + CS * v), acc1[c]);
     }
   } else {
     mk_pair_taps<CB>(acc0, acc1, A, A1, aoff, B, bs, rs, colv, K, m, pfd);
@@ -339,29 +342,56 @@ inline int64_t pair_chan_blocks(int64_t Cg) {
 }
 
 // mk_pair for CB channels, with non-temporal stores or not.
-template <int CB, int KU, typename TA, typename TO>
+template <int CB, int KU, int CS, typename TA, typename TO>
 inline void pair_nt(bool nt_store, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                     const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
   if (nt_store)
-    return mk_pair<CB, true, KU>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-  mk_pair<CB, false, KU>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+    return mk_pair<CB, true, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  mk_pair<CB, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+}
+
+// Whether aoff and colv fit mk_pair's unit-step form for K = KU and column step CS.
+template <int KU, int CS>
+inline bool unit_offsets(const int64_t* aoff, const int64_t* colv, int64_t K, int64_t m) {
+  if (K != KU || m != 1) return false;
+  const int64_t av = aoff[1] - aoff[0], ay = aoff[K] - aoff[0];
+  for (int64_t y = 0; y < K; ++y)
+    for (int64_t v = 0; v < K; ++v)
+      if (aoff[y * K + v] != aoff[0] + y * ay + v * av) return false;
+  for (int64_t v = 0; v < K; ++v)
+    if (colv[v] != colv[0] + CS * v) return false;
+  return true;
 }
 
 // Channels c0 .. c0 + cb of two output rows: cb from pair_chan_block (mk_pair's arguments;
-// KU its unit-step form).
-template <int KU, typename TA, typename TO>
+// KU, CS its unit-step form).
+template <int KU, int CS, typename TA, typename TO>
 inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                        const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
                        const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
   if (cb == kPairBlock)
-    return pair_nt<kPairBlock, KU>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m,
-                                   pfd);
+    return pair_nt<kPairBlock, KU, CS>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv,
+                                       K, m, pfd);
   if constexpr (Vec::REGS < 32) {
     if (cb == 4)
-      return pair_nt<4, KU>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+      return pair_nt<4, KU, CS>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m,
+                                pfd);
   }
-  mk_pair<1, false, KU>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  mk_pair<1, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+}
+
+// pair_block in mk_pair's unit-step form for K = 7 when `unit`, else the general form
+// (whose columns may run either way: CS does not apply to it).
+template <int CS, typename TA, typename TO>
+inline void pair_block_of(bool unit, int cb, TO* out, int64_t os, int64_t orow, const TA* A,
+                          int64_t arow, const int64_t* aoff, const float* B, int64_t bs,
+                          int64_t rs, const int64_t* colv, int64_t K, int64_t m, int64_t pfd,
+                          bool nt_store) {
+  if (unit)
+    return pair_block<7, CS>(cb, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd,
+                             nt_store);
+  pair_block<0, 1>(cb, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd, nt_store);
 }
 
 // mk_taps for tb (7 or 9) taps and nv vectors.
@@ -762,15 +792,13 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
         boff[u * K + v] = (u * d * s + (v * d) % s) * QW + (v * d) / s;
       }
     for (int64_t v = 0; v < K; ++v) colv[v] = ((v * d) % s) * QW + (v * d) / s;
-    // Two rows of cb channels (pair_block's arguments); at K = 7, stride 1 and dilation 1
-    // (colv[v] = v, the weight planes HWo apart) in mk_pair's unit-step form.
+    // Two rows of cb channels (pair_block's arguments), in the unit-step form where it fits
+    // (K = 7, stride 1, dilation 1).
+    const bool unit = unit_offsets<7, 1>(dwoff.data(), colv.data(), K, m);
     const auto pair = [&](int cb, auto* dst, int64_t os, int64_t orow, const T* a,
                           const float* xb, int64_t ahead, bool nt) {
-      if (K == 7 && s == 1 && d == 1)
-        return pair_block<7>(cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K,
-                             m, ahead, nt);
-      pair_block<0>(cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K, m, ahead,
-                    nt);
+      pair_block_of<1>(unit, cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K, m,
+                       ahead, nt);
     };
     Prefetcher pf;
     int64_t t, following;
@@ -1019,6 +1047,9 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
     for (int64_t u = 0; u < K; ++u)
       for (int64_t v = 0; v < K; ++v)
         rtap[u * K + v] = ((K - 1 - u) * K + v) * NR * JW - (K - 1 - u) * JW + span - v;
+    // The two-row calls in mk_pair's unit-step form where it fits (K = 7; the columns
+    // run backwards).
+    const bool unit = two_rows && unit_offsets<7, -1>(rtap.data(), rcol.data(), K, 1);
     // Per column phase z0: the taps v it receives from and their staged column.
     std::vector<std::vector<std::pair<int64_t, int64_t>>> vcols(s);
     for (int64_t z0 = 0; z0 < s; ++z0)
@@ -1082,14 +1113,14 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
               const float* b = B + cc * gs + m0;
               if constexpr (kDirect<T>) {
                 if (n == Vec::L) {  // whole vectors: straight into the output
-                  pair_block<0>(cb, dst, HW, S.W, A + m0, JW, rtap.data(), b, gs, JW, rcol.data(),
-                                K, 1, 0, false);
+                  pair_block_of<-1>(unit, cb, dst, HW, S.W, A + m0, JW, rtap.data(), b, gs, JW,
+                                    rcol.data(), K, 1, 0, false);
                   cc += cb;
                   continue;
                 }
               }
-              pair_block<0>(cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, JW, rtap.data(), b, gs,
-                            JW, rcol.data(), K, 1, 0, false);
+              pair_block_of<-1>(unit, cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, JW,
+                                rtap.data(), b, gs, JW, rcol.data(), K, 1, 0, false);
               for (int q = 0; q < cb; ++q) {
                 write_row(dst + q * HW, tmp.data() + q * Vec::L, n, 1);
                 write_row(dst + q * HW + S.W, tmp.data() + (cb + q) * Vec::L, n, 1);
