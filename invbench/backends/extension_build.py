@@ -413,4 +413,10 @@ def load(with_cuda: bool) -> BuildPlan:
             _failed[with_cuda] = reason
             raise ExtensionBuildError(reason) from None
         _loaded[with_cuda] = p
+        if debug_build():  # built now or found in the cache: its timings mean little
+            print(
+                f"invbench: {DEBUG_ENV} is set: the involution extension is an unoptimised "
+                "debug build, many times slower than the real one",
+                file=sys.stderr,
+            )
         return p
