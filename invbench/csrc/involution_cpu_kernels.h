@@ -793,12 +793,12 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
       }
     for (int64_t v = 0; v < K; ++v) colv[v] = ((v * d) % s) * QW + (v * d) / s;
     // Two rows of cb channels (pair_block's arguments), in the unit-step form where it fits
-    // (K = 7, stride 1, dilation 1).
+    // (K = 7 and m = 1: stride 1 and dilation 1, or both 2).
     const bool unit = unit_offsets<7, 1>(dwoff.data(), colv.data(), K, m);
     const auto pair = [&](int cb, auto* dst, int64_t os, int64_t orow, const T* a,
                           const float* xb, int64_t ahead, bool nt) {
-      pair_block_of<1>(unit, cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K, m,
-                       ahead, nt);
+      pair_block_of<1>(unit, cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K,
+                       m, ahead, nt);
     };
     Prefetcher pf;
     int64_t t, following;
