@@ -33,8 +33,10 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/invbench run --suite $(SUITE) $(ARGS)
 
+# Tests marked `alone` time real work and judge it: they run afterwards, with no neighbour.
 test: setup
-	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --benchmark-disable
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --benchmark-disable -m "not alone"
+	$(BIN)/python -m pytest -q --benchmark-disable -m alone
 
 lint: setup
 	$(BIN)/ruff check invbench tests benchmarks tools

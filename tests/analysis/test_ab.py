@@ -83,6 +83,7 @@ def test_bad_revision_and_suite_are_errors_and_leave_no_worktree(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_aa_run_on_smoke_calls_no_change(
     repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
