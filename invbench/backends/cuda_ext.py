@@ -160,7 +160,7 @@ class CudaExtBackend(InvolutionBackend):
         return super().build(work)
 
     def variant(self, device: DeviceKind, dtype: Dtype) -> str:
-        """On a CPU: the vector path the kernels chose at run time (avx512bf16 ... generic)."""
+        """On a CPU: the vector path the kernels chose at run time (avx512bf16-zmm ... generic)."""
         if device is not DeviceKind.CPU or "ops" not in _OPS:
             return ""
         path: str = _OPS["ops"].cpu_kernel_path("", getattr(torch, dtype.value))

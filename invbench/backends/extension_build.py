@@ -48,6 +48,8 @@ CPU_SOURCES = (
     "involution_cpu_avx2.cpp",
     "involution_cpu_avx512.cpp",
     "involution_cpu_avx512bf16.cpp",
+    "involution_cpu_avx512_zmm.cpp",
+    "involution_cpu_avx512bf16_zmm.cpp",
     "binding.cpp",
     "involution_cpu.cpp",
 )

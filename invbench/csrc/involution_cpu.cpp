@@ -175,6 +175,8 @@ std::atomic<int> g_forced{-1};  // an Isa forced through use_isa(), or -1
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16Zmm: return "avx512bf16-zmm";
+    case Isa::Avx512Zmm: return "avx512-zmm";
     case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
@@ -190,18 +192,32 @@ bool isa_supported(Isa isa) {
   const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512dq");
-  if (isa == Isa::Avx512) return avx512;
-  if (isa == Isa::Avx512Bf16) return avx512 && __builtin_cpu_supports("avx512bf16");
+  if (isa == Isa::Avx512 || isa == Isa::Avx512Zmm) return avx512;
+  if (isa == Isa::Avx512Bf16 || isa == Isa::Avx512Bf16Zmm)
+    return avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
   return isa == Isa::Generic;
+}
+
+// Whether this core runs 512-bit FMAs at (about) twice the 256-bit rate: then the -zmm
+// paths come first. Measured once.
+bool zmm_full_width() {
+#if defined(__x86_64__) || defined(_M_X64)
+  static const bool full = isa_supported(Isa::Avx512Zmm) && avx512_zmm::zmm_fma_speedup() > 1.5;
+  return full;
+#else
+  return false;
+#endif
 }
 
 Isa active_isa() {
   const int forced = g_forced.load(std::memory_order_relaxed);
   if (forced >= 0) return static_cast<Isa>(forced);
   static const Isa best = [] {
-    for (Isa isa : {Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2})
-      if (isa_supported(isa)) return isa;
+    for (Isa isa : {Isa::Avx512Bf16Zmm, Isa::Avx512Zmm, Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2}) {
+      const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
+      if (isa_supported(isa) && (!zmm || zmm_full_width())) return isa;
+    }
     return Isa::Generic;
   }();
   return best;
@@ -212,14 +228,15 @@ std::string use_isa(const std::string& request) {
     g_forced.store(-1);
   } else if (!request.empty()) {
     bool known = false;
-    for (Isa isa : {Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2, Isa::Generic}) {
+    for (Isa isa : {Isa::Avx512Bf16Zmm, Isa::Avx512Zmm, Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2,
+                    Isa::Generic}) {
       if (request != isa_name(isa)) continue;
       known = true;
       TORCH_CHECK(isa_supported(isa), "involution: this CPU cannot run the ", request, " kernels");
       g_forced.store(static_cast<int>(isa));
     }
     TORCH_CHECK(known, "involution: unknown CPU kernel path '", request,
-                "' (avx512bf16, avx512, avx2, generic or auto)");
+                "' (avx512bf16-zmm, avx512-zmm, avx512bf16, avx512, avx2, generic or auto)");
   }
   return isa_name(active_isa());
 }
@@ -229,23 +246,35 @@ std::string kernel_path(at::ScalarType dtype) {
   return isa_name(active_isa());
 }
 
+// `wide`: the -zmm paths run the op on their 16-lane kernels (wide_rows), else on the
+// 8-lane ones of the same instruction set.
 #if defined(__x86_64__) || defined(_M_X64)
-#define INVBENCH_SIMD_CALL(fn, ...)                                   \
-  switch (active_isa()) {                                             \
-    case Isa::Avx512Bf16: return avx512bf16::fn(__VA_ARGS__);         \
-    case Isa::Avx512: return avx512::fn(__VA_ARGS__);                 \
-    case Isa::Avx2: return avx2::fn(__VA_ARGS__);                     \
-    default: return generic::fn(__VA_ARGS__);                         \
+#define INVBENCH_SIMD_CALL(fn, wide, ...)                                                \
+  switch (active_isa()) {                                                                \
+    case Isa::Avx512Bf16Zmm:                                                             \
+      return (wide) ? avx512bf16_zmm::fn(__VA_ARGS__) : avx512bf16::fn(__VA_ARGS__);     \
+    case Isa::Avx512Zmm: return (wide) ? avx512_zmm::fn(__VA_ARGS__) : avx512::fn(__VA_ARGS__); \
+    case Isa::Avx512Bf16: return avx512bf16::fn(__VA_ARGS__);                            \
+    case Isa::Avx512: return avx512::fn(__VA_ARGS__);                                    \
+    case Isa::Avx2: return avx2::fn(__VA_ARGS__);                                        \
+    default: return generic::fn(__VA_ARGS__);                                            \
   }
 #else
-#define INVBENCH_SIMD_CALL(fn, ...) return generic::fn(__VA_ARGS__);
+#define INVBENCH_SIMD_CALL(fn, wide, ...) return generic::fn(__VA_ARGS__);
 #endif
+
+// Whether rows of `cols` columns go to the 16-lane kernels: where 16 lanes leave no more
+// of them idle than 8 do (14, 16, 28, 32 or 112 columns, not 7, 24 or 56). Measured on a
+// Zen 5 core (in one process, paths alternated): 16 lanes took 0.82 to 0.93 of the time
+// on the resnet-shapes forwards of 14 and 28 columns, and 1.14 on layer1's 56 columns
+// (four 16-lane vectors a row against seven full 8-lane ones).
+static bool wide_rows(int64_t cols) { return cols > 8 && (cols + 15) / 16 * 16 <= (cols + 7) / 8 * 8; }
 
 void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, const InvShape& s) {
   if (x.scalar_type() == at::kDouble)
     return forward_impl<double>(x.const_data_ptr<double>(), weight.const_data_ptr<double>(),
                                 out.mutable_data_ptr<double>(), s);
-  INVBENCH_SIMD_CALL(forward, x, weight, out, s)
+  INVBENCH_SIMD_CALL(forward, wide_rows(s.Wo), x, weight, out, s)
 }
 
 void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor& grad_x,
@@ -254,7 +283,8 @@ void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor
     return grad_input_impl<double>(grad_out.const_data_ptr<double>(),
                                    weight.const_data_ptr<double>(),
                                    grad_x.mutable_data_ptr<double>(), s);
-  INVBENCH_SIMD_CALL(grad_input, grad_out, weight, grad_x, s)
+  const bool wide = wide_rows((s.W + s.stride - 1) / s.stride);  // one column phase
+  INVBENCH_SIMD_CALL(grad_input, wide, grad_out, weight, grad_x, s)
 }
 
 void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& grad_w,
@@ -262,7 +292,7 @@ void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& gr
   if (grad_out.scalar_type() == at::kDouble)
     return grad_weight_impl<double>(grad_out.const_data_ptr<double>(), x.const_data_ptr<double>(),
                                     grad_w.mutable_data_ptr<double>(), s);
-  INVBENCH_SIMD_CALL(grad_weight, grad_out, x, grad_w, s)
+  INVBENCH_SIMD_CALL(grad_weight, wide_rows(s.Wo), grad_out, x, grad_w, s)
 }
 
 }  // namespace invbench::cpu

@@ -39,13 +39,16 @@ inline void put(c10::BFloat16* p, typename Vec::V v) {
 }
 
 // The first n lanes of a result vector (all of them when n >= L; nothing past them is
-// written): float as it is, bfloat16 rounded as c10 rounds.
+// written): float as it is (NT: a whole vector around the caches), bfloat16 rounded as
+// c10 rounds.
+template <bool NT = false>
 inline void put_n(float* p, typename Vec::V v, int64_t n) {
   if (n >= Vec::L)
-    Vec::store(p, v);
+    put<NT>(p, v);
   else
     Vec::store_n(p, v, n);
 }
+template <bool NT = false>
 inline void put_n(c10::BFloat16* p, typename Vec::V v, int64_t n) {
   if (n >= Vec::L)
     Vec::store_bf16(p, v);
@@ -91,7 +94,7 @@ inline void mk_shared(TO* __restrict out, int64_t os, const TA* A, const int64_t
       if (ncols >= NV * L)
         put<NT>(out + c * os + n * L, acc[c][n]);
       else if (n * L < ncols)  // the first ncols columns only
-        put_n(out + c * os + n * L, acc[c][n], ncols - n * L);
+        put_n<NT>(out + c * os + n * L, acc[c][n], ncols - n * L);
     }
 }
 
@@ -149,7 +152,8 @@ __attribute__((always_inline)) inline void mk_pair_taps(typename Vec::V* acc0,
   mk_row_taps<CB>(acc1, A1, aoff, m, B, bs, rs, colv, K, K, K + m, pfd);  // row i + 1 only
 }
 
-// Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each.
+// Two output rows at once (forward): rows i and i + 1 of CB channels, L pixels each (the
+// first ncols of them stored).
 // Row i + 1 reads the staged input m kernel rows below row i (m = stride / dilation), so
 // an input vector at kernel row y serves tap (y, v) of row i and tap (y - m, v) of row
 // i + 1: one load feeds two FMAs where mk_shared's feeds one. Kernel rows y < m serve
@@ -166,7 +170,7 @@ __attribute__((always_inline)) inline void mk_pair_taps(typename Vec::V* acc0,
 template <int CB, bool NT, int KU, int CS, typename TA, typename TO>
 inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
-                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
+                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd, int64_t ncols) {
   using V = typename Vec::V;
   V acc0[CB], acc1[CB];
 #pragma GCC unroll 16
@@ -221,8 +225,8 @@ inline void mk_pair(TO* __restrict out, int64_t os, int64_t orow, const TA* A, i
   }
 #pragma GCC unroll 16
   for (int c = 0; c < CB; ++c) {
-    put<NT>(out + c * os, acc0[c]);
-    put<NT>(out + c * os + orow, acc1[c]);
+    put_n<NT>(out + c * os, acc0[c], ncols);
+    put_n<NT>(out + c * os + orow, acc1[c], ncols);
   }
 }
 
@@ -298,11 +302,13 @@ inline void mk_taps_pair(TO* __restrict out0, TO* __restrict out1, int64_t os, c
   }
 }
 
+constexpr int64_t kStreamAlign = 32;  // bytes: Vec::stream's alignment on every path
+
 constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kernel, NV = 2
 
 // Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.
 // Channel c of the result goes to out + c * os.
-// nt_store: non-temporal stores (out and os 32-byte aligned), only for whole channel
+// nt_store: non-temporal stores (out and os kStreamAlign-aligned), only for whole channel
 // blocks of two vectors.
 template <typename TA, typename TO>
 inline void shared_block(int cb, int nv, TO* out, int64_t os, const TA* A, const int64_t* aoff,
@@ -345,10 +351,11 @@ inline int64_t pair_chan_blocks(int64_t Cg) {
 template <int CB, int KU, int CS, typename TA, typename TO>
 inline void pair_nt(bool nt_store, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                     const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
-                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd) {
+                    const int64_t* colv, int64_t K, int64_t m, int64_t pfd, int64_t ncols) {
   if (nt_store)
-    return mk_pair<CB, true, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
-  mk_pair<CB, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+    return mk_pair<CB, true, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd,
+                                     ncols);
+  mk_pair<CB, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd, ncols);
 }
 
 // Whether aoff and colv fit mk_pair's unit-step form for K = KU and column step CS.
@@ -369,16 +376,17 @@ inline bool unit_offsets(const int64_t* aoff, const int64_t* colv, int64_t K, in
 template <int KU, int CS, typename TA, typename TO>
 inline void pair_block(int cb, TO* out, int64_t os, int64_t orow, const TA* A, int64_t arow,
                        const int64_t* aoff, const float* B, int64_t bs, int64_t rs,
-                       const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store) {
+                       const int64_t* colv, int64_t K, int64_t m, int64_t pfd, bool nt_store,
+                       int64_t ncols) {
   if (cb == kPairBlock)
     return pair_nt<kPairBlock, KU, CS>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv,
-                                       K, m, pfd);
+                                       K, m, pfd, ncols);
   if constexpr (Vec::REGS < 32) {
     if (cb == 4)
       return pair_nt<4, KU, CS>(nt_store, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m,
-                                pfd);
+                                pfd, ncols);
   }
-  mk_pair<1, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd);
+  mk_pair<1, false, KU, CS>(out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd, ncols);
 }
 
 // pair_block in mk_pair's unit-step form for K = 7 when `unit`, else the general form
@@ -387,11 +395,12 @@ template <int CS, typename TA, typename TO>
 inline void pair_block_of(bool unit, int cb, TO* out, int64_t os, int64_t orow, const TA* A,
                           int64_t arow, const int64_t* aoff, const float* B, int64_t bs,
                           int64_t rs, const int64_t* colv, int64_t K, int64_t m, int64_t pfd,
-                          bool nt_store) {
+                          bool nt_store, int64_t ncols) {
   if (unit)
     return pair_block<7, CS>(cb, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd,
-                             nt_store);
-  pair_block<0, 1>(cb, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd, nt_store);
+                             nt_store, ncols);
+  pair_block<0, 1>(cb, out, os, orow, A, arow, aoff, B, bs, rs, colv, K, m, pfd, nt_store,
+                   ncols);
 }
 
 // mk_taps for tb (7 or 9) taps and nv vectors.
@@ -766,9 +775,9 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t xs = ((R - 1) * s + (K - 1) * d + 1) * s * QW;  // channel stride of the stage
   const int64_t wend = S.w_numel();
   // A large float32 output is written around the caches (it is not read again here, and
-  // a cached store would first read each line): rows of whole 32-byte multiples only.
+  // a cached store would first read each line): rows of whole kStreamAlign multiples only.
   const bool stream_out = std::is_same_v<T, float> && S.out_numel() * 4 >= (int64_t(4) << 20) &&
-                          (HWo * 4) % 32 == 0 && (Wo * 4) % 32 == 0;
+                          (HWo * 4) % kStreamAlign == 0 && (Wo * 4) % kStreamAlign == 0;
   const auto x_rows = [&](const Task& k) { return (k.r1 - k.r0 - 1) * s + (K - 1) * d + 1; };
   // Rows in pairs (mk_pair) where row i + 1's taps are row i's m = s / d kernel rows down
   // and the two share kernel rows (m < K); one vector of pixels per call, so the chunks
@@ -796,9 +805,9 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
     // (K = 7 and m = 1: stride 1 and dilation 1, or both 2).
     const bool unit = unit_offsets<7, 1>(dwoff.data(), colv.data(), K, m);
     const auto pair = [&](int cb, auto* dst, int64_t os, int64_t orow, const T* a,
-                          const float* xb, int64_t ahead, bool nt) {
+                          const float* xb, int64_t ahead, bool nt, int64_t ncols) {
       pair_block_of<1>(unit, cb, dst, os, orow, a, Wo, dwoff.data(), xb, xs, rs, colv.data(), K,
-                       m, ahead, nt);
+                       m, ahead, nt, ncols);
     };
     Prefetcher pf;
     int64_t t, following;
@@ -841,15 +850,13 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
             const int64_t ahead = cc == 0 ? 2 * Wo : 0;
             T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
             const float* xb = xrow + cc * xs + j0;
-            if constexpr (kDirect<T>) {
-              if (n == Vec::L) {  // whole vectors: straight into the output
-                const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
-                pair(cb, dst, HWo, Wo, wsrc + j0, xb, ahead, stream_out && aligned);
-                cc += cb;
-                continue;
-              }
+            if constexpr (kDirect<T>) {  // straight into the output, the row tail masked
+              const bool aligned = reinterpret_cast<uintptr_t>(dst) % kStreamAlign == 0;
+              pair(cb, dst, HWo, Wo, wsrc + j0, xb, ahead, stream_out && aligned, n);
+              cc += cb;
+              continue;
             }
-            pair(cb, tmp.data(), Vec::L, cb * Vec::L, wsrc + j0, xb, ahead, false);
+            pair(cb, tmp.data(), Vec::L, cb * Vec::L, wsrc + j0, xb, ahead, false, Vec::L);
             for (int q = 0; q < cb; ++q) {
               write_row(dst + q * HWo, tmp.data() + q * Vec::L, n, 1);
               write_row(dst + q * HWo + Wo, tmp.data() + (cb + q) * Vec::L, n, 1);
@@ -872,14 +879,12 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
               const int cb = chan_block(tl.nv, Cg - cc);
               const int64_t ahead = cc == 0 ? pfd : 0;
               T* dst = out + (k.c0 + cc) * HWo + i * Wo + j0;
-              if constexpr (kDirect<T>) {
-                if (n == tl.chunk) {  // whole vectors: straight into the output
-                  const bool aligned = reinterpret_cast<uintptr_t>(dst) % 32 == 0;
-                  shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
-                               boff.data(), KK, ahead, stream_out && aligned);
-                  cc += cb;
-                  continue;
-                }
+              if constexpr (kDirect<T>) {  // straight into the output, the row tail masked
+                const bool aligned = reinterpret_cast<uintptr_t>(dst) % kStreamAlign == 0;
+                shared_block(cb, tl.nv, dst, HWo, wrow + j0, aoff, xrow + cc * xs + j0, xs,
+                             boff.data(), KK, ahead, stream_out && aligned, n);
+                cc += cb;
+                continue;
               }
               shared_block(cb, tl.nv, tmp.data(), tl.chunk, wrow + j0, aoff, xrow + cc * xs + j0,
                            xs, boff.data(), KK, ahead);
@@ -1111,16 +1116,14 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
               const int cb = pair_chan_block(Cg - cc);
               T* dst = gx + (k.c0 + cc) * HW + y * S.W + m0;
               const float* b = B + cc * gs + m0;
-              if constexpr (kDirect<T>) {
-                if (n == Vec::L) {  // whole vectors: straight into the output
-                  pair_block_of<-1>(unit, cb, dst, HW, S.W, A + m0, JW, rtap.data(), b, gs, JW,
-                                    rcol.data(), K, 1, 0, false);
-                  cc += cb;
-                  continue;
-                }
+              if constexpr (kDirect<T>) {  // straight into the output, the row tail masked
+                pair_block_of<-1>(unit, cb, dst, HW, S.W, A + m0, JW, rtap.data(), b, gs, JW,
+                                  rcol.data(), K, 1, 0, false, n);
+                cc += cb;
+                continue;
               }
               pair_block_of<-1>(unit, cb, tmp.data(), Vec::L, cb * Vec::L, A + m0, JW,
-                                rtap.data(), b, gs, JW, rcol.data(), K, 1, 0, false);
+                                rtap.data(), b, gs, JW, rcol.data(), K, 1, 0, false, Vec::L);
               for (int q = 0; q < cb; ++q) {
                 write_row(dst + q * HW, tmp.data() + q * Vec::L, n, 1);
                 write_row(dst + q * HW + S.W, tmp.data() + (cb + q) * Vec::L, n, 1);

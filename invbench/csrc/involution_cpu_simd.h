@@ -10,13 +10,17 @@
 
 namespace invbench::cpu {
 
-// Fastest first. Avx512Bf16: Avx512 whose bfloat16 results are rounded by AVX512_BF16's
-// conversion (float32 and float16 run the same code as Avx512). Avx512: 8-lane float
-// vectors with AVX-512VL's 32 registers (on CPUs that split 512-bit operations in two
-// halves, 256-bit vectors run as fast and waste fewer lanes on short rows). Avx2: the
-// same with 16 registers. Generic: 4-lane vectors through the compiler's vector
-// extension (SSE2 on x86-64, NEON on arm64).
-enum class Isa { Avx512Bf16, Avx512, Avx2, Generic };
+// Fastest first. The -zmm paths: 16-lane (512-bit) vectors with AVX-512's 32 registers,
+// on rows where 16 lanes leave no more idle than 8 (other rows run the same instruction
+// set's 8-lane kernels); the fastest paths only on CPUs that execute 512-bit FMAs at full
+// width (zmm_fma_speedup).
+// Avx512Bf16: Avx512 whose bfloat16 results are rounded by AVX512_BF16's conversion
+// (float32 and float16 run the same code as Avx512). Avx512: 8-lane float vectors with
+// AVX-512VL's 32 registers (on CPUs that split 512-bit operations in two halves,
+// 256-bit vectors run as fast and waste fewer lanes on short rows). Avx2: the same with
+// 16 registers. Generic: 4-lane vectors through the compiler's vector extension (SSE2
+// on x86-64, NEON on arm64).
+enum class Isa { Avx512Bf16Zmm, Avx512Zmm, Avx512Bf16, Avx512, Avx2, Generic };
 
 const char* isa_name(Isa isa);
 
@@ -39,6 +43,16 @@ namespace avx512 {
 INVBENCH_CPU_SIMD_ENTRY_POINTS
 }
 namespace avx512bf16 {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+}
+namespace avx512_zmm {
+INVBENCH_CPU_SIMD_ENTRY_POINTS
+// How many times the 256-bit rate this core runs 512-bit FMAs at: about 2 where it
+// executes them at full width, about 1 where it splits each in two halves. Measured on
+// first use (about a millisecond), best of three.
+double zmm_fma_speedup();
+}
+namespace avx512bf16_zmm {
 INVBENCH_CPU_SIMD_ENTRY_POINTS
 }
 #endif

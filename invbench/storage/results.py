@@ -130,7 +130,7 @@ class ResultRow:
     run_spread: float | None = None
     warnings: str = ""  # health warnings, "; "-separated
     # the code path the backend ran, when it has several (cuda_ext on a CPU: its vector
-    # instruction set, avx512 / avx2 / generic, or scalar for float64)
+    # instruction set and width, avx512bf16-zmm ... avx2 / generic, or scalar for float64)
     variant: str = ""
     # layer and model levels (op rows keep the defaults)
     level: str = "op"

@@ -147,7 +147,14 @@ SIMD_CASES = [
     (1, 16, 9, 41, 5, 2, 1, 2, None),  # stride 2, even padding: whole vectors inside the row
     (1, 18, 10, 11, 9, 1, 1, 2, None),  # K = 9: grad_weight's two-row kernel with 9 taps
     (1, 18, 9, 10, 7, 1, 1, 2, None),  # K = 7, stride 1: unit-step pairs of 6, 1, 1, 1 channels
+    # rows the -zmm paths run on 16 lanes: 16 + 16 + 13 columns; at stride 2, 16 + 15 (and
+    # an odd row left to the one-row kernel, two vectors a call)
+    (1, 16, 6, 45, 7, 1, 1, 1, None),
+    (1, 18, 9, 62, 7, 2, 1, 2, None),
 ]
+
+# Every CPU kernel path, fastest first (the tests run those this CPU has).
+CPU_PATHS = ("avx512bf16-zmm", "avx512-zmm", "avx512bf16", "avx512", "avx2", "generic")
 
 
 def _cpu_paths() -> list[str]:
@@ -155,7 +162,7 @@ def _cpu_paths() -> list[str]:
 
     ops = cuda_ext.load_ops()
     paths = []
-    for path in ("avx512bf16", "avx512", "avx2", "generic"):
+    for path in CPU_PATHS:
         try:
             paths.append(ops.cpu_kernel_path(path, torch.float32))
         except RuntimeError:
@@ -197,15 +204,23 @@ def test_every_cpu_kernel_path_against_float64(
         ops.cpu_kernel_path("auto", torch.float32)
 
 
-def test_cpu_forward_streams_a_large_output_exactly() -> None:
+@pytest.mark.parametrize(
+    "geom",
+    [
+        Geometry(1, 32, 184, 184, 7, groups=2),  # 8-lane kernels on every path
+        Geometry(1, 48, 160, 160, 7, groups=3),  # 16 lanes on the -zmm paths: two-row kernel
+        Geometry(1, 48, 160, 160, 3, groups=3),  # and the one-row kernel, two vectors a call
+    ],
+    ids=["W184K7", "W160K7", "W160K3"],
+)
+def test_cpu_forward_streams_a_large_output_exactly(geom: Geometry) -> None:
     """A float32 forward output of 4 MiB or more, whose rows are whole 32-byte multiples,
-    is written with non-temporal stores by the two-row kernel (every channel block width:
-    16 channels a group). Every path matches the extension's own float64 loops there."""
+    is written with non-temporal stores (every channel block width: 16 channels a group).
+    Every path matches the extension's own float64 loops there."""
     from invbench.backends import cuda_ext
 
     ops = cuda_ext.load_ops()
-    geom = Geometry(1, 32, 184, 184, 7, groups=2)  # 32 x 184 x 184 floats: 4.1 MiB
-    assert geom.width % 8 == 0 and 4 * 32 * 184 * 184 >= 4 << 20
+    assert geom.width % 8 == 0 and 4 * geom.channels * geom.height * geom.width >= 4 << 20
     x, w = _inputs(geom, torch.float64, "cpu", seed=13)
     args = (geom.stride, geom.pad, geom.dilation)
     want = ops.involution_fwd(x, w, *args, poison=True)  # float64: plain exact loops
@@ -293,7 +308,7 @@ def test_cpu_kernel_path_is_reported_and_checked() -> None:
     backend = default_registry().get("cuda_ext")
     assert backend.variant(DeviceKind.CPU, Dtype.FLOAT32) == best  # what result rows record
     assert backend.variant(DeviceKind.CPU, Dtype.FLOAT64) == "scalar"
-    assert best in ("avx512bf16", "avx512", "avx2", "generic")
+    assert best in CPU_PATHS
     assert ops.cpu_kernel_path("", torch.float64) == "scalar"
     with pytest.raises(RuntimeError, match="unknown CPU kernel path"):
         ops.cpu_kernel_path("sse9", torch.float32)
