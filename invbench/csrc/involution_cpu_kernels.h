@@ -766,7 +766,7 @@ constexpr bool kDirect = std::is_same_v<T, float> || std::is_same_v<T, c10::BFlo
 // rows ahead. Only a row whose last chunk would read past the end of the weight
 // tensor stages its K*K weight rows (zero-padded floats).
 template <typename T>
-void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
+void forward_t(const T* x, const T* w, T* out, const InvShape& S, bool next_weights) {
   const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, d = S.dilation;
   const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo;
   const Tiling tl = tiling(Wo);
@@ -823,8 +823,10 @@ void forward_t(const T* x, const T* w, T* out, const InvShape& S) {
         // ahead in each of K*K planes, then finds them in L2, and on small planes (7 or 14
         // pixels a row) two rows ahead is hardly ahead at all. Not when they come to under
         // 8 KiB (bfloat16 on 7 x 7 planes: 49 runs of 98 bytes), where issuing them cost
-        // more than it saved.
-        if (KK * (n.r1 - n.r0) * Wo * int64_t(sizeof(T)) >= 8192)
+        // more than it saved; and not where the caller says so (next_weights false: on a
+        // Zen 5 core, whose taps' own prefetch found them in time, issuing them cost 5 to
+        // 12% of the forward's time).
+        if (next_weights && KK * (n.r1 - n.r0) * Wo * int64_t(sizeof(T)) >= 8192)
           for (int64_t uv = 0; uv < KK; ++uv)
             pf.add(w + (n.bg * KK + uv) * HWo + n.r0 * Wo, (n.r1 - n.r0) * Wo);
       }
@@ -1209,10 +1211,12 @@ void dispatch_float_types(const at::Tensor& t, F&& f) {
   }
 }
 
-void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s) {
+void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s,
+             bool next_weights) {
   dispatch_float_types(x, [&](auto tag) {
     using T = decltype(tag);
-    forward_t<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(), out.mutable_data_ptr<T>(), s);
+    forward_t<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(), out.mutable_data_ptr<T>(), s,
+                 next_weights);
   });
 }
 

@@ -25,9 +25,11 @@ enum class Isa { Avx512Bf16Zmm, Avx512Zmm, Avx512Bf16, Avx512, Avx2, Generic };
 const char* isa_name(Isa isa);
 
 // Float32, bfloat16 and float16 tensors, contiguous; float accumulation. Every
-// element of the output is written.
+// element of the output is written. next_weights: the forward prefetches the next task's
+// weights while it computes (see forward_t).
 #define INVBENCH_CPU_SIMD_ENTRY_POINTS                                                          \
-  void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s);   \
+  void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const InvShape& s,    \
+               bool next_weights);                                                             \
   void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx,                   \
                   const InvShape& s);                                                          \
   void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s);
