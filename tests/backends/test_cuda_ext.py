@@ -423,7 +423,9 @@ def test_odd_size_stride_2_never_reads_out_of_bounds() -> None:
 
 
 def test_direct_op_checks_are_errors_not_crashes() -> None:
-    ops = torch.ops.invbench_ext
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()  # its own load: under xdist no earlier test need have run here
     x = torch.randn(1, 4, 8, 8)
     with pytest.raises(RuntimeError, match="does not match"):
         ops.involution_fwd(x, torch.randn(1, 2, 3, 3, 9, 8), 1, 1, 1, False, False)
@@ -454,7 +456,9 @@ def test_torch_compile_matches_eager() -> None:
 def test_fake_tensor_shapes() -> None:
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    ops = torch.ops.invbench_ext
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()  # its own load: under xdist no earlier test need have run here
     with FakeTensorMode():
         x = torch.empty(2, 8, 9, 7)
         w = torch.empty(2, 2, 3, 3, 5, 4)
