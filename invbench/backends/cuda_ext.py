@@ -16,10 +16,16 @@ Availability checks only the toolchain (a compiler, ninja, nvcc for CUDA); the
 build itself happens in build() or on the first apply(), and takes about a
 minute the first time. A build failure becomes the backend's unavailability
 reason and an ExtensionBuildError from apply().
+
+On a CPU the kernels pick their vector path at run time; ``$INVBENCH_CPU_PATH``
+(``avx512bf16-zmm`` ... ``generic``, or ``auto``) forces one for the whole process,
+so two runs can compare paths. A path this CPU lacks, or an unknown name, is an
+ExtensionBuildError from build() and apply(): the rows say why.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -38,6 +44,19 @@ from invbench.core.spec import DeviceKind, Dtype, Geometry
 
 _OPS: dict[str, Any] = {}
 _ops_lock = threading.Lock()
+CPU_PATH_ENV = "INVBENCH_CPU_PATH"
+
+
+def apply_cpu_path_request(ops: Any) -> None:
+    """Force the CPU kernel path named by $INVBENCH_CPU_PATH, if it is set."""
+    request = os.environ.get(CPU_PATH_ENV, "").strip()
+    if not request:
+        return
+    try:
+        ops.cpu_kernel_path(request, torch.float32)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise extension_build.ExtensionBuildError(f"{CPU_PATH_ENV}={request}: {reason}") from None
 
 
 def _fwd_fake(
@@ -118,6 +137,8 @@ def load_ops() -> Any:
         return ops
     with _ops_lock:
         if "ops" not in _OPS:
+            if "path_error" in _OPS:
+                raise extension_build.ExtensionBuildError(_OPS["path_error"])
             extension_build.load(extension_build.cuda_build_wanted())
             ns = extension_build.NAMESPACE
             torch.library.register_fake(f"{ns}::involution_fwd", _fwd_fake)
@@ -126,6 +147,11 @@ def load_ops() -> Any:
             torch.library.register_autograd(
                 f"{ns}::involution_fwd", _backward, setup_context=_setup_context
             )
+            try:
+                apply_cpu_path_request(getattr(torch.ops, ns))
+            except extension_build.ExtensionBuildError as err:
+                _OPS["path_error"] = str(err)
+                raise
             _OPS["ops"] = getattr(torch.ops, ns)
         return _OPS["ops"]
 

@@ -6,6 +6,12 @@ checks on CUDA are marked gpu and skipped without a CUDA device.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
 import pytest
 import torch
 
@@ -15,6 +21,8 @@ from invbench.backends.base import poisoned_outputs
 from invbench.backends.registry import default_registry
 from invbench.core.spec import DeviceKind, Dtype, Geometry
 from invbench.operator.reference import involution_reference, relative_error
+
+ROOT = Path(__file__).resolve().parents[2]
 
 HAS_CUDA = torch.cuda.is_available() and torch.version.cuda is not None
 
@@ -314,6 +322,53 @@ def test_cpu_kernel_path_is_reported_and_checked() -> None:
         ops.cpu_kernel_path("sse9", torch.float32)
     assert ops.cpu_kernel_path("generic", torch.float32) == "generic"
     assert ops.cpu_kernel_path("auto", torch.bfloat16) == best
+
+
+def test_cpu_path_request_forces_a_path_or_names_the_mistake(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    try:
+        monkeypatch.delenv(cuda_ext.CPU_PATH_ENV, raising=False)
+        best = ops.cpu_kernel_path("auto", torch.float32)
+        cuda_ext.apply_cpu_path_request(ops)  # unset: nothing changes
+        assert ops.cpu_kernel_path("", torch.float32) == best
+        monkeypatch.setenv(cuda_ext.CPU_PATH_ENV, " generic ")
+        cuda_ext.apply_cpu_path_request(ops)
+        assert ops.cpu_kernel_path("", torch.bfloat16) == "generic"
+        monkeypatch.setenv(cuda_ext.CPU_PATH_ENV, "sse9")
+        with pytest.raises(
+            extension_build.ExtensionBuildError,
+            match=r"^INVBENCH_CPU_PATH=sse9: involution: unknown CPU kernel path 'sse9' \(",
+        ):
+            cuda_ext.apply_cpu_path_request(ops)
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
+def _smoke_rows(tmp_path: Path, path: str) -> pd.DataFrame:
+    """The smoke suite's cuda_ext rows from `invbench run` in a new process, the path
+    forced through INVBENCH_CPU_PATH."""
+    out = tmp_path / path
+    env = {**os.environ, "INVBENCH_CPU_PATH": path, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "invbench", "run", "--suite", "smoke", "--device", "cpu"]
+    cmd += ["--backend", "cuda_ext", "--mode", "fwd", "--out", str(out)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return pd.read_parquet(out / "results.parquet")
+
+
+def test_run_records_the_forced_cpu_path_and_a_bad_one_as_the_rows_reason(
+    tmp_path: Path,
+) -> None:
+    rows = _smoke_rows(tmp_path, "generic")
+    assert len(rows) > 0 and set(rows["status"]) == {"ok"}
+    assert set(rows["variant"]) == {"generic"}
+    rows = _smoke_rows(tmp_path, "sse9")
+    assert len(rows) > 0 and set(rows["status"]) == {"error"}
+    assert rows["reason"].str.contains("INVBENCH_CPU_PATH=sse9: involution: unknown CPU").all()
 
 
 @pytest.mark.parametrize("device", _devices())
