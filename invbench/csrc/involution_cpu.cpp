@@ -201,9 +201,10 @@ bool isa_supported(Isa isa) {
 
 // Whether this core runs 512-bit FMAs at (about) twice the 256-bit rate: then the -zmm
 // paths come first. Measured once.
-bool zmm_full_width() {
+static bool zmm_full_width() {
 #if defined(__x86_64__) || defined(_M_X64)
-  static const bool full = isa_supported(Isa::Avx512Zmm) && avx512_zmm::zmm_fma_speedup() > 1.5;
+  static const bool full =
+      isa_supported(Isa::Avx512Zmm) && avx512_zmm::zmm_fma_speedup() > 1.5;
   return full;
 #else
   return false;
@@ -279,7 +280,9 @@ static bool prefetch_next_weights() {
 // Zen 5 core (in one process, paths alternated): 16 lanes took 0.82 to 0.93 of the time
 // on the resnet-shapes forwards of 14 and 28 columns, and 1.14 on layer1's 56 columns
 // (four 16-lane vectors a row against seven full 8-lane ones).
-static bool wide_rows(int64_t cols) { return cols > 8 && (cols + 15) / 16 * 16 <= (cols + 7) / 8 * 8; }
+static bool wide_rows(int64_t cols) {
+  return cols > 8 && (cols + 15) / 16 * 16 <= (cols + 7) / 8 * 8;
+}
 
 void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, const InvShape& s) {
   if (x.scalar_type() == at::kDouble)
