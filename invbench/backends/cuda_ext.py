@@ -55,7 +55,8 @@ def apply_cpu_path_request(ops: Any) -> None:
     try:
         ops.cpu_kernel_path(request, torch.float32)
     except RuntimeError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = str(err).strip().splitlines()
+        reason = lines[0] if lines else type(err).__name__
         raise extension_build.ExtensionBuildError(f"{CPU_PATH_ENV}={request}: {reason}") from None
 
 
