@@ -288,7 +288,13 @@ void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, con
   if (x.scalar_type() == at::kDouble)
     return forward_impl<double>(x.const_data_ptr<double>(), weight.const_data_ptr<double>(),
                                 out.mutable_data_ptr<double>(), s);
-  INVBENCH_SIMD_CALL(forward, wide_rows(s.Wo), x, weight, out, s, prefetch_next_weights())
+#if defined(__x86_64__) || defined(_M_X64)
+  // Channel vectors fill all 16 lanes whatever the row's length.
+  const bool wide = avx512_zmm::forward_across_channels(s) || wide_rows(s.Wo);
+#else
+  const bool wide = false;
+#endif
+  INVBENCH_SIMD_CALL(forward, wide, x, weight, out, s, prefetch_next_weights())
 }
 
 void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor& grad_x,

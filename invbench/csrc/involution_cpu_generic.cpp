@@ -67,6 +67,21 @@ struct Vec {
   static void store_bf16_n(c10::BFloat16* p, V v, int64_t n) {
     for (int64_t k = 0; k < n; ++k) p[k] = c10::BFloat16(v[k]);
   }
+  static V set1(float a) { return V{a, a, a, a}; }
+  static V set1_bf16(const c10::BFloat16* p) { return set1(static_cast<float>(*p)); }
+  static V set1_half(const c10::Half* p) { return set1(static_cast<float>(*p)); }
+  static V load_n(const float* p, int64_t n) {
+    V v = zero();
+    for (int64_t k = 0; k < n; ++k) v[k] = p[k];
+    return v;
+  }
+  // v[r][c] becomes v[c][r] (a 4 x 4 block)
+  static void transpose(V* v) {
+    V t[L];
+    for (int r = 0; r < L; ++r)
+      for (int c = 0; c < L; ++c) t[c][r] = v[r][c];
+    for (int r = 0; r < L; ++r) v[r] = t[r];
+  }
 };
 #include "involution_cpu_kernels.h"
 }  // namespace generic

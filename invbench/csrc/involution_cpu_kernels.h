@@ -1200,6 +1200,8 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
   });
 }
 
+#include "involution_cpu_chanvec.h"
+
 // Float32, bfloat16 and float16; float64 has its own exact kernels (involution_cpu.cpp).
 template <typename F>
 void dispatch_float_types(const at::Tensor& t, F&& f) {
@@ -1215,10 +1217,15 @@ void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const In
              bool next_weights) {
   dispatch_float_types(x, [&](auto tag) {
     using T = decltype(tag);
+    if (cv_fits(s))
+      return forward_cv_t<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(),
+                             out.mutable_data_ptr<T>(), s);
     forward_t<T>(x.const_data_ptr<T>(), w.const_data_ptr<T>(), out.mutable_data_ptr<T>(), s,
                  next_weights);
   });
 }
+
+bool forward_across_channels(const InvShape& s) { return cv_fits(s); }
 
 void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx, const InvShape& s) {
   dispatch_float_types(go, [&](auto tag) {

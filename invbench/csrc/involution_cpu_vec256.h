@@ -35,6 +35,7 @@
     _mm256_maskstore_ps(dst, first_n(n), _mm256_maskload_ps(src, first_n(n)));    \
   }                                                                               \
   static void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first_n(n), v); } \
+  static V load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, first_n(n)); } \
   /* 16-bit lane `at` of v set to p[at] */                                        \
   static __m256i put_u16(__m256i v, const c10::BFloat16* p, int64_t at) {         \
     const __m256i k = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); \
@@ -78,6 +79,7 @@
     _mm256_mask_storeu_ps(dst, first_n(n), _mm256_maskz_loadu_ps(first_n(n), src)); \
   }                                                                               \
   static void store_n(float* p, V v, int64_t n) { _mm256_mask_storeu_ps(p, first_n(n), v); } \
+  static V load_n(const float* p, int64_t n) { return _mm256_maskz_loadu_ps(first_n(n), p); } \
   static V load_bf16_n(const c10::BFloat16* p, int64_t n) {                       \
     const __m128i h = _mm_maskz_loadu_epi16(first_n(n), p);                       \
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));  \
@@ -145,6 +147,33 @@
     static void stream(float* p, V v) { _mm256_stream_ps(p, v); }                 \
     static void fence() { _mm_sfence(); }                                         \
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }              \
+    static V set1(float a) { return _mm256_set1_ps(a); }                          \
+    /* one bfloat16 in every lane, widened (a word broadcast and a shift) */       \
+    static V set1_bf16(const c10::BFloat16* p) {                                  \
+      return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_set1_epi16(static_cast<short>(p->x)), 16)); \
+    }                                                                             \
+    static V set1_half(const c10::Half* p) {                                      \
+      return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(p->x)));           \
+    }                                                                             \
+    /* v[r][c] becomes v[c][r] (an 8 x 8 block in registers) */                   \
+    static void transpose(V* v) {                                                 \
+      V t[8];                                                                     \
+      for (int k = 0; k < 4; ++k) {                                               \
+        t[2 * k] = _mm256_unpacklo_ps(v[2 * k], v[2 * k + 1]);                    \
+        t[2 * k + 1] = _mm256_unpackhi_ps(v[2 * k], v[2 * k + 1]);                \
+      }                                                                           \
+      for (int k = 0; k < 2; ++k)                                                 \
+        for (int h = 0; h < 2; ++h) {                                             \
+          const __m256d a = _mm256_castps_pd(t[4 * k + h]), b = _mm256_castps_pd(t[4 * k + 2 + h]); \
+          v[4 * k + 2 * h] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, b));         \
+          v[4 * k + 2 * h + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, b));     \
+        }                                                                         \
+      for (int h = 0; h < 4; ++h) {                                               \
+        t[h] = _mm256_permute2f128_ps(v[h], v[4 + h], 0x20);                      \
+        t[4 + h] = _mm256_permute2f128_ps(v[h], v[4 + h], 0x31);                  \
+      }                                                                           \
+      for (int k = 0; k < 8; ++k) v[k] = t[k];                                    \
+    }                                                                             \
     /* v stays in a register: its load is not folded into each instruction using it */ \
     static void keep(V& v) { asm("" : "+x"(v)); }                                  \
     COPYN                                                                         \

@@ -39,6 +39,38 @@
     }                                                                             \
     static void fence() { _mm_sfence(); }                                         \
     static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }              \
+    static V set1(float a) { return _mm512_set1_ps(a); }                          \
+    /* one bfloat16 in every lane, widened (a word broadcast and a shift) */       \
+    static V set1_bf16(const c10::BFloat16* p) {                                  \
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_set1_epi16(static_cast<short>(p->x)), 16)); \
+    }                                                                             \
+    static V set1_half(const c10::Half* p) {                                      \
+      return _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(p->x)));        \
+    }                                                                             \
+    static V load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(first_n(n), p); } \
+    /* v[r][c] becomes v[c][r] (a 16 x 16 block in registers) */                  \
+    static void transpose(V* v) {                                                 \
+      V t[16];                                                                    \
+      for (int k = 0; k < 8; ++k) {                                               \
+        t[2 * k] = _mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]);                    \
+        t[2 * k + 1] = _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]);                \
+      }                                                                           \
+      for (int k = 0; k < 4; ++k)                                                 \
+        for (int h = 0; h < 2; ++h) {                                             \
+          const __m512d a = _mm512_castps_pd(t[4 * k + h]), b = _mm512_castps_pd(t[4 * k + 2 + h]); \
+          v[4 * k + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));         \
+          v[4 * k + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));     \
+        }                                                                         \
+      for (int k = 0; k < 2; ++k)                                                 \
+        for (int h = 0; h < 4; ++h) {                                             \
+          t[8 * k + h] = _mm512_shuffle_f32x4(v[8 * k + h], v[8 * k + 4 + h], 0x88); \
+          t[8 * k + 4 + h] = _mm512_shuffle_f32x4(v[8 * k + h], v[8 * k + 4 + h], 0xDD); \
+        }                                                                         \
+      for (int h = 0; h < 8; ++h) {                                               \
+        v[h] = _mm512_shuffle_f32x4(t[h], t[8 + h], 0x88);                        \
+        v[8 + h] = _mm512_shuffle_f32x4(t[h], t[8 + h], 0xDD);                    \
+      }                                                                           \
+    }                                                                             \
     /* v stays in a register (any of the 32): its load is not folded into each use */ \
     static void keep(V& v) { asm("" : "+v"(v)); }                                  \
     /* the first n < 16 lanes: masked loads and stores, nothing past them touched */ \

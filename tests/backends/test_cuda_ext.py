@@ -159,6 +159,13 @@ SIMD_CASES = [
     # an odd row left to the one-row kernel, two vectors a call)
     (1, 16, 6, 45, 7, 1, 1, 1, None),
     (1, 18, 9, 62, 7, 2, 1, 2, None),
+    # the forward across a group's channels (groups of 16 or 32, dilation 1, K 3-7, stride
+    # 1-2), its rows in blocks of 7 or 8 pixels with the last block past the row (10 of
+    # 14, 9 of 14, 18 of 21, 15 of 16), so the last row's weights are staged
+    (2, 64, 11, 10, 7, 1, 1, 2, None),
+    (1, 32, 13, 17, 5, 2, 1, 2, None),
+    (2, 32, 9, 35, 3, 2, 1, 1, None),
+    (1, 16, 7, 15, 7, 1, 1, 1, None),
 ]
 
 # Every CPU kernel path, fastest first (the tests run those this CPU has).

@@ -1,0 +1,232 @@
+// The forward with SIMD across the channels of a group: groups of a multiple of L
+// channels (RedNet's have 16) at dilation 1, K = 3, 5 or 7 and stride 1 or 2. Other
+// shapes run the pixel-vector forward (forward_t).
+//
+// Deliberately no include guard: involution_cpu_kernels.h includes it once per path,
+// inside that path's namespace (it uses that path's `Vec`, put_n and task helpers).
+//
+// A pixel's weight is shared by the channels of its group, so with L channels of a group
+// in one vector a tap is one FMA: the weight broadcast (on AVX-512 folded into the FMA
+// as an embedded broadcast) times a vector of one input pixel's L channels. Those input
+// vectors are whole aligned blocks of a staged, transposed copy of the input, so no load
+// crosses a cache line (the pixel-vector kernels load every tap's input at its column
+// offset, and a 16-lane load at an offset of 1 to 15 floats spans two lines); and a
+// loaded input vector serves every output pixel of the block whose taps reach it, up to
+// K of them, from a register.
+//
+// A task is (batch, group, block of rows), as in forward_t. It stages the block's input
+// rows channels-innermost (x[c][y][x] to st[cb][y][pad + x][c % L], zero-padded,
+// widened to float), runs R output pixels of a row at a time into a row buffer, and
+// writes the row into the output's planes through L x L transposes in registers. The
+// weights are read in place; bfloat16 and float16 ones are widened as they are
+// broadcast.
+
+inline typename Vec::V broadcast(const float* p) { return Vec::set1(*p); }
+inline typename Vec::V broadcast(const c10::BFloat16* p) { return Vec::set1_bf16(p); }
+inline typename Vec::V broadcast(const c10::Half* p) { return Vec::set1_half(p); }
+
+// Taps of R output pixels of one row, one block of L channels: acc[r] += w[(kh * K + kw) *
+// wp + r] * X[kh * xr + (r * S + kw) * L].
+template <int K, int S, int R, typename TW>
+__attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const TW* w,
+                                                   int64_t wp, const float* X, int64_t xr) {
+  constexpr int L = Vec::L;
+  // A pointer per tap column, stepped a kernel row at a time: every weight address is
+  // then a pointer and a constant. (Written as w[kw * wp + r], GCC kept the K offsets in
+  // vector registers and moved one to an integer register before nearly every FMA.)
+  const TW* wk[K];
+#pragma GCC unroll 16
+  for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * wp;
+  for (int kh = 0; kh < K; ++kh, X += xr) {
+#pragma GCC unroll 32
+    for (int j = 0; j < (R - 1) * S + K; ++j) {
+      typename Vec::V xv = Vec::load(X + j * L);
+      Vec::keep(xv);  // one load for all its FMAs (GCC would fold it into each)
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const int kw = j - r * S;
+        if (kw >= 0 && kw < K) acc[r] = Vec::fma(broadcast(wk[kw] + r), xv, acc[r]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int kw = 0; kw < K; ++kw) wk[kw] += K * wp;
+  }
+}
+
+// One output row of one channel block: nblk blocks of R pixels (tap t's weights for the
+// row at w + t * wp) into obuf[pixel][L].
+template <int K, int S, int R, typename TW>
+void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int64_t xr,
+            int64_t nblk) {
+  using V = typename Vec::V;
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    V acc[R];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) acc[r] = Vec::zero();
+    cv_taps<K, S, R>(acc, w + blk * R, wp, X + blk * R * S * Vec::L, xr);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) Vec::store(obuf + (blk * R + r) * Vec::L, acc[r]);
+  }
+}
+
+template <typename TW>
+using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int64_t);
+
+template <typename TW>
+inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
+  if (R == 7) {
+    if (K == 3) return s == 1 ? cv_row<3, 1, 7, TW> : cv_row<3, 2, 7, TW>;
+    if (K == 5) return s == 1 ? cv_row<5, 1, 7, TW> : cv_row<5, 2, 7, TW>;
+    return s == 1 ? cv_row<7, 1, 7, TW> : cv_row<7, 2, 7, TW>;
+  }
+  if (K == 3) return s == 1 ? cv_row<3, 1, 8, TW> : cv_row<3, 2, 8, TW>;
+  if (K == 5) return s == 1 ? cv_row<5, 1, 8, TW> : cv_row<5, 2, 8, TW>;
+  return s == 1 ? cv_row<7, 1, 8, TW> : cv_row<7, 2, 8, TW>;
+}
+
+// Whether forward_cv_t runs this shape.
+inline bool cv_fits(const InvShape& S) {
+  return S.group_channels() % Vec::L == 0 && S.dilation == 1 &&
+         (S.K == 3 || S.K == 5 || S.K == 7) && (S.stride == 1 || S.stride == 2);
+}
+
+// Pixels per register block: 7 or 8, whichever pads the row less (8 on a tie). Every
+// resnet-shapes row (112, 56, 28, 14 or 7 pixels) is a whole number of blocks.
+inline int cv_block_pixels(int64_t Wo) {
+  return ceil_div(Wo, 7) * 7 < ceil_div(Wo, 8) * 8 ? 7 : 8;
+}
+
+// n values from p widened to float, n <= L: a whole vector when n = L, else the first n
+// (masked loads, or through a buffer for float16).
+inline typename Vec::V load_float_n(const float* p, int64_t n) {
+  return n >= Vec::L ? Vec::load(p) : Vec::load_n(p, n);
+}
+inline typename Vec::V load_float_n(const c10::BFloat16* p, int64_t n) {
+  return n >= Vec::L ? Vec::load_bf16(p) : Vec::load_bf16_n(p, n);
+}
+inline typename Vec::V load_float_n(const c10::Half* p, int64_t n) {
+  if (n >= Vec::L) return Vec::load_half(p);
+  c10::Half part[Vec::L] = {};
+  for (int64_t k = 0; k < n; ++k) part[k] = p[k];
+  return Vec::load_half(part);
+}
+
+// Columns [0, n) of one row of L channel planes (src + c * cs) into dst[col * L + c].
+// A whole vector is loaded wherever it stays before `end` (the tensor's end), even past
+// the row's n columns: on a Zen 5 core a masked load that missed the caches took about
+// three times as long as a whole one (a C loop over a 16 MiB array, three runs each).
+template <typename T>
+inline void transpose_in(float* __restrict dst, const T* __restrict src, int64_t cs, int64_t n,
+                         const T* end) {
+  constexpr int L = Vec::L;
+  for (int64_t j0 = 0; j0 < n; j0 += L) {
+    const int64_t m = std::min<int64_t>(L, n - j0);
+    typename Vec::V v[L];
+#pragma GCC unroll 16
+    for (int c = 0; c < L; ++c) {
+      const T* p = src + c * cs + j0;
+      v[c] = load_float_n(p, p + L <= end ? L : m);
+    }
+    Vec::transpose(v);
+    for (int64_t p = 0; p < m; ++p) Vec::store(dst + (j0 + p) * L, v[p]);
+  }
+}
+
+// The first n (all when n >= L) lanes of a result vector into the output; float16 through
+// a buffer, as write_row rounds it.
+template <typename T>
+inline void put_cv(T* p, typename Vec::V v, int64_t n) {
+  if constexpr (kDirect<T>) {
+    put_n(p, v, n);
+  } else {
+    float part[Vec::L];
+    Vec::store(part, v);
+    write_row(p, part, std::min<int64_t>(n, Vec::L), 1);
+  }
+}
+
+// Pixels [0, n) of obuf[pixel][L] (which holds whole L x L blocks) into L output planes
+// (dst + c * cs), columns [0, n).
+template <typename T>
+inline void transpose_out(T* __restrict dst, int64_t cs, const float* __restrict obuf, int64_t n) {
+  constexpr int L = Vec::L;
+  for (int64_t j0 = 0; j0 < n; j0 += L) {
+    typename Vec::V v[L];
+#pragma GCC unroll 16
+    for (int p = 0; p < L; ++p) v[p] = Vec::load(obuf + (j0 + p) * L);
+    Vec::transpose(v);
+#pragma GCC unroll 16
+    for (int c = 0; c < L; ++c) put_cv(dst + c * cs + j0, v[c], n - j0);
+  }
+}
+
+// Forward (cv_fits(S)).
+template <typename T>
+void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
+  constexpr int L = Vec::L;
+  const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, pad = S.pad;
+  const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo, HW = S.H * S.W;
+  const int R = cv_block_pixels(Wo);
+  const int64_t nblk = ceil_div(Wo, R), Wpad = nblk * R;  // the row padded to whole blocks
+  const CvRowFn<T> row_fn = cv_row_for<T>(R, K, s);
+  const CvRowFn<float> row_fn_staged = cv_row_for<float>(R, K, s);
+  // A staged row: XW columns, column q holding input column q - pad (0 outside the image).
+  const int64_t XW = (Wpad - 1) * s + K, xr = XW * L;
+  const int64_t Wst = std::min(S.W, XW - pad);  // input columns staged
+  const int64_t CB = Cg / L;                    // channel blocks
+  const int64_t Rr = row_block(S.B * S.G, S.Ho, Cg * s * XW), blocks = ceil_div(S.Ho, Rr);
+  const int64_t srows = (Rr - 1) * s + K, cs = srows * xr;  // staged rows; a block's stride
+  const T* wend = w + S.w_numel();
+  const T* xend = x + S.x_numel();
+  // Rows of 112 bytes of weights or more (28 float32 pixels) prefetch the weights two rows
+  // on: there the hardware prefetchers did not keep up with the K * K planes. On a Zen 5
+  // core (batch 8, two threads, 8 pairs in one process) the prefetch took layer1's float32
+  // forward from 1.23 to 0.98 times the pixel-vector kernel's time and layer2-first's
+  // from 0.81 to 0.73; on rows of 7 and 14 pixels it cost 5 to 15%.
+  const bool prefetch = Wo * int64_t(sizeof(T)) >= 112;
+  run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
+    InputStage st(CB * cs, 0, srows);
+    std::vector<float> wst(KK * Wpad), obuf(ceil_div(Wpad, L) * L * L);
+    int64_t t, following;
+    while (claim.next(t, following)) {
+      const Task k = task_of(t, blocks, Rr, S.Ho, S);
+      const int64_t y0 = k.r0 * s - pad, rows = (k.r1 - k.r0 - 1) * s + K;
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t y = y0 + r;
+        if (y < 0 || y >= S.H) {
+          if (st.held[r])
+            for (int64_t cb = 0; cb < CB; ++cb) zero_fill(st.buf.data() + cb * cs + r * xr, xr);
+          st.held[r] = 0;
+          continue;
+        }
+        st.held[r] = 1;
+        for (int64_t cb = 0; cb < CB; ++cb)
+          transpose_in(st.buf.data() + cb * cs + r * xr + pad * L,
+                       x + (k.c0 + cb * L) * HW + y * S.W, HW, Wst, xend);
+      }
+      for (int64_t i = k.r0; i < k.r1; ++i) {
+        const T* wsrc = w + k.bg * KK * HWo + i * Wo;
+        // The blocks past Wo read on into the next row's weights; only where that would
+        // pass the tensor's end is the row staged (widened, zero-padded to Wpad) first.
+        const bool in_place = wsrc + (KK - 1) * HWo + Wpad <= wend;
+        if (!in_place)
+          for (int64_t uv = 0; uv < KK; ++uv)
+            stage_row(wst.data() + uv * Wpad, wsrc + uv * HWo, Wo, 0, 1, Wpad);
+        if (prefetch && i + 2 < S.Ho)
+          for (int64_t uv = 0; uv < KK; ++uv) {
+            const char* p = reinterpret_cast<const char*>(wsrc + uv * HWo + 2 * Wo);
+            for (int64_t q = 0; q < Wo * int64_t(sizeof(T)) + 63; q += 64)
+              __builtin_prefetch(p + q, 0, 3);
+          }
+        const float* xb = st.buf.data() + (i - k.r0) * s * xr;
+        for (int64_t cb = 0; cb < CB; ++cb) {
+          if (in_place)
+            row_fn(obuf.data(), wsrc, HWo, xb + cb * cs, xr, nblk);
+          else
+            row_fn_staged(obuf.data(), wst.data(), Wpad, xb + cb * cs, xr, nblk);
+          transpose_out(out + (k.c0 + cb * L) * HWo + i * Wo, HWo, obuf.data(), Wo);
+        }
+      }
+    }
+  });
+}
