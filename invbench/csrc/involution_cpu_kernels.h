@@ -4,7 +4,9 @@
 // inside its own namespace and compiler target region, after defining `Vec` there (the
 // vector type, its width L and load/store/fma).
 //
-// Layout of the work (all three ops):
+// Layout of the work (all three ops; the forward of groups of a multiple of L channels at
+// dilation 1, K 3 to 7 and stride 1 or 2 runs across channels instead, in
+// involution_cpu_chanvec.h):
 // - SIMD runs across output pixels of one row (input pixels for grad_x): a vector is
 //   L adjacent columns; a micro-kernel covers NV vectors (NV = 2, or 1 on rows of at
 //   most L columns, so 7-pixel rows fill 7 of 8 lanes).
