@@ -289,8 +289,11 @@ void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, con
     return forward_impl<double>(x.const_data_ptr<double>(), weight.const_data_ptr<double>(),
                                 out.mutable_data_ptr<double>(), s);
 #if defined(__x86_64__) || defined(_M_X64)
-  // Channel vectors fill all 16 lanes whatever the row's length.
-  const bool wide = avx512_zmm::forward_across_channels(s) || wide_rows(s.Wo);
+  // Channel vectors fill all 16 lanes whatever the row's length. (Asked of the 16-lane
+  // code only on a CPU that runs it: it is compiled for AVX-512.)
+  const Isa isa = active_isa();
+  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
+  const bool wide = zmm && (avx512_zmm::forward_across_channels(s) || wide_rows(s.Wo));
 #else
   const bool wide = false;
 #endif
