@@ -260,9 +260,9 @@ def test_generation_plus_aggregation_is_the_layer_within_the_spread(tmp_path: Pa
     # In a process whose glibc keeps freed memory (no mmap per large buffer, no trim).
     # With its defaults, each call's 14 MB unfold buffer can be mapped and faulted in
     # afresh, at a cost that depends on the host's memory reclaim, not on the split this
-    # test checks: on a VM that reclaimed actively, aggregation alone timed 1.5 to 1.7
-    # times the whole layer and this test failed 6 runs of 10; with these settings it
-    # passed 5 of 5.
+    # test checks: on a VM that reclaimed actively, aggregation alone timed 1.14 to 1.70
+    # times the whole layer (five of the failing runs) and this test failed 6 runs of 10;
+    # with these settings it passed 5 of 5.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(1 << 30), MALLOC_TRIM_THRESHOLD_=str(1 << 30))
     out = tmp_path / "out"
     args = ["run", "--suite", str(path), "--backend", "unfold", "--device", "cpu"]
