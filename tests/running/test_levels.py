@@ -21,7 +21,7 @@ from invbench.core.spec import DeviceKind, Dtype, Geometry, Level, Mode
 from invbench.core.stats import StopReason
 from invbench.core.suites import SuiteError, find_suite, load_suite
 from invbench.running.bench import RunRequest, UsageError, execute, plan_run, resume
-from invbench.running.engine import Engine
+from invbench.running.engine import ROUND_MAX_SAMPLES, Engine
 from invbench.running.levels.layer_workload import generation_macs, layer_cost
 from invbench.storage.results import COLUMNS, KEY_COLUMNS, ResultRow, ResultWriter, load_results
 
@@ -208,17 +208,26 @@ def test_interrupted_layer_run_resumes_without_measuring_again(tmp_path: Path) -
 
 def test_time_cap_counts_wall_time_spent_sampling(tmp_path: Path) -> None:
     # Wall time that runs 10 s per reading: the 0.2 s cap is reached after the first
-    # round although the samples themselves add up to far less.
+    # round although the samples themselves add up to far less. The engine reads the
+    # clock twice a round, so the reads count the rounds whatever the machine's speed
+    # (a round's sample count depends on it: up to ROUND_MAX_SAMPLES on a fast host).
     path = write(tmp_path, "tiny-layers", LAYER_SUITE)
     registry = default_registry()
     request = RunRequest(suite=str(path), backends=["unfold"], device="cpu", modes=[Mode.FWD])
     _, plan = plan_run(request, registry)
     plan = replace(plan, cases=plan.cases[:1], policy=replace(plan.policy, target_rel_ci=1e-9))
-    ticks = iter(range(0, 10**6, 10))
-    engine = Engine(plan, registry, ResultWriter(tmp_path / "out"), wall_clock=lambda: next(ticks))
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(10.0 * len(reads))
+        return reads[-1]
+
+    engine = Engine(plan, registry, ResultWriter(tmp_path / "out"), wall_clock=clock)
     (row,) = engine.run()
     assert row.status == "ok" and row.stop_reason == StopReason.TIME_CAP.value, row
-    assert row.n_samples is not None and row.n_samples < 100
+    assert len(reads) == 2  # one round
+    assert row.n_samples is not None and 3 <= row.n_samples <= ROUND_MAX_SAMPLES
+    assert row.median_ms is not None and row.n_samples * row.median_ms < 0.2e3 / 2
 
 
 @pytest.fixture
