@@ -14,7 +14,7 @@ from invbench.backends.registry import Registry, default_registry
 from invbench.cli.app import app
 from invbench.core.choices import CacheMode
 from invbench.core.spec import Case, Dtype, Geometry, Level, Mode
-from invbench.core.stats import StopPolicy
+from invbench.core.stats import StopPolicy, StopReason
 from invbench.measure import nvtx
 from invbench.running.engine import Engine
 from invbench.running.errors import classify, one_line
@@ -245,6 +245,27 @@ def test_layer_parts_are_timed_in_batches_that_alternate() -> None:
         ("total", 3), ("gen", 3), ("agg", 3),
         ("agg", 3), ("gen", 3), ("total", 3),
     ]  # fmt: skip
+
+
+def test_time_cap_counts_wall_time_spent_sampling() -> None:
+    # A wall clock that runs 10 s per reading and samples of 0.5 ms: the 0.2 s cap is
+    # reached after the first round (10 ms / 0.5 ms = 20 samples) although the samples
+    # themselves add up to 10 ms; counted alone they would reach it after 20 rounds.
+    # The engine reads the clock twice a round, so the reads count the rounds.
+    reads: list[float] = []
+
+    def clock() -> float:
+        reads.append(10.0 * len(reads))
+        return reads[-1]
+
+    sink = Sink()
+    timer = FakeTimer(CacheMode.HOT, per_call_ms=0.5)
+    policy = StopPolicy(min_samples=3, min_time_s=1.0, max_time_s=0.2, target_rel_ci=0.01)
+    plan = replace(plan_of(Level.LAYER, ["unfold"]), policy=policy)
+    Engine(plan, default_registry(), sink, timer=timer, wall_clock=clock).run()
+    (row,) = sink.rows
+    assert row.status == "ok" and row.stop_reason == StopReason.TIME_CAP.value, row
+    assert len(reads) == 2 and row.n_samples == 20
 
 
 def test_nvtx_ranges_name_the_layer_parts(monkeypatch: pytest.MonkeyPatch) -> None:
