@@ -228,6 +228,7 @@ def test_layer_check_catches_a_wrong_aggregation(tmp_path: Path, wrong_backend: 
     assert "exceeds" in rows[0].reason
 
 
+@pytest.mark.alone  # times real work and judges it: not next to another test process
 def test_generation_plus_aggregation_is_the_layer_within_the_spread(tmp_path: Path) -> None:
     # Large enough (about a millisecond a layer) that the few tens of microseconds of
     # Python dispatch the whole module adds over its two halves stay inside the spread.
