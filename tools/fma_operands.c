@@ -1,6 +1,7 @@
 // How fast one core runs 512-bit FMAs, by where the multiplier comes from: a register, a
 // whole aligned vector in memory, one float broadcast to every lane (folded into the FMA,
-// or a separate vbroadcastss), or a vector load that crosses a cache line.
+// or a separate vbroadcastss), a vector load that crosses a cache line, or broadcasts of
+// weights that are each read once, in order, from an array larger than L2.
 //
 // The forward across a group's channels broadcasts a pixel's weight to the group's
 // channels for every FMA; oneDNN's depthwise convolution multiplies by weight vectors it
