@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from invbench.core.noise import drift, two_modes
 from invbench.core.stats import Summary
@@ -13,6 +13,7 @@ SPREAD_LIMIT = 0.10  # IQR / median above this: noisy
 SHORT_KERNEL_MS = 0.005  # medians under 5 us are dominated by launch and timer overhead
 CLOCK_FRACTION = 0.75  # mean SM clock below this share of the maximum: slowed down
 STEAL_LIMIT_PCT = 5.0  # the hypervisor took more than this share of the CPU time
+SPLIT_SLACK = 0.05  # parts may miss the whole by this share of its median (Python dispatch)
 
 
 def host_warnings(load_avg: float | None, steal_pct: float | None, cpus: int) -> list[str]:
@@ -23,6 +24,27 @@ def host_warnings(load_avg: float | None, steal_pct: float | None, cpus: int) ->
     if steal_pct is not None and steal_pct > STEAL_LIMIT_PCT:
         out.append(f"steal: the hypervisor took {steal_pct:.0f}% of the CPU time while timing")
     return out
+
+
+def split_warnings(whole: Summary, parts: Mapping[str, Summary]) -> list[str]:
+    """The parts' medians (gen and agg) do not add up to the whole's.
+
+    They may miss it by the sum of the p20-p80 spreads of the whole and every part, or
+    by SPLIT_SLACK of its median, whichever is larger; beyond that the parts ran in other
+    conditions than the whole (on a CPU, for example, memory the C library maps afresh
+    for one part's buffers on every call), and the split misleads.
+    """
+    if len(parts) < 2 or whole.median <= 0:
+        return []
+    total = sum(s.median for s in parts.values())
+    spread = (whole.p80 - whole.p20) + sum(s.p80 - s.p20 for s in parts.values())
+    if abs(total - whole.median) <= max(spread, SPLIT_SLACK * whole.median):
+        return []
+    names = " + ".join(parts)
+    return [
+        f"split: {names} is {total / whole.median:.2f}x the layer's median ({total:.3g} ms "
+        f"against {whole.median:.3g}), beyond the p20-p80 spreads"
+    ]
 
 
 def sample_warnings(samples: Sequence[float]) -> list[str]:

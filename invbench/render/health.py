@@ -36,6 +36,7 @@ ADVICE = {
     "loaded": "other jobs held the CPUs: run alone, or pin with --affinity",
     "steal": "the hypervisor ran other guests: a dedicated machine, or more --repeats",
     "timer-bound": "the timer's tick is a large part of the row: time a larger --batch",
+    "split": "the parts ran in other conditions than the layer: see docs/levels.md",
 }
 # Kinds that make a row's number unfit to quote as it stands (noisy alone does not:
 # a wide spread with many samples can still pin the median down).

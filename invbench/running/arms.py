@@ -16,7 +16,7 @@ from typing import Any
 from invbench.backends.base import Backend
 from invbench.core.choices import CacheMode
 from invbench.core.spec import Status
-from invbench.core.stats import StopReason, summarize
+from invbench.core.stats import StopReason, Summary, summarize
 from invbench.measure.clock_floor import ClockFloor
 from invbench.measure.timing import LaunchGate
 from invbench.running.levels.base import TOTAL, Check
@@ -105,12 +105,18 @@ class Arm:
             clock_dropped=total.floor.dropped_samples,
         )
 
+    def part_summaries(self) -> dict[str, Summary]:
+        """Every part but TOTAL (the layer level's gen and agg) that has samples."""
+        return {
+            name: summarize(part.samples)
+            for name, part in self.parts.items()
+            if name != TOTAL and part.samples
+        }
+
     def split_fields(self) -> dict[str, Any]:
-        """Median, p20 and p80 of every part but TOTAL (the layer level's gen and agg)."""
+        """Median, p20 and p80 of every part but TOTAL."""
         out: dict[str, Any] = {}
-        for name, part in self.parts.items():
-            if name != TOTAL and part.samples:
-                s = summarize(part.samples)
-                out.update({f"{name}_ms": s.median, f"{name}_p20_ms": s.p20})
-                out[f"{name}_p80_ms"] = s.p80
+        for name, s in self.part_summaries().items():
+            out.update({f"{name}_ms": s.median, f"{name}_p20_ms": s.p20})
+            out[f"{name}_p80_ms"] = s.p80
         return out

@@ -47,7 +47,7 @@ from invbench.core.spec import Case, DeviceKind, Dtype, Mode, Status
 from invbench.core.stats import summarize, warmup_calls
 from invbench.measure import nvtx
 from invbench.measure.clock_floor import ClockFloor
-from invbench.measure.health import host_warnings, row_warnings, sample_warnings
+from invbench.measure.health import host_warnings, row_warnings, sample_warnings, split_warnings
 from invbench.measure.hygiene import (
     HostLoad,
     HostSnapshot,
@@ -450,6 +450,7 @@ class Engine:
             host_ms=common["host_ms"],
         )
         warnings += sample_warnings(arm.total.samples)
+        warnings += split_warnings(s, arm.part_summaries())
         warnings += host_warnings(common.get("load_avg"), common.get("steal_pct"), usable_cpus())
         return ResultRow(
             **base,

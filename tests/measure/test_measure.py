@@ -20,7 +20,7 @@ from invbench.core.spec import Dtype, Mode, Status
 from invbench.core.stats import StopPolicy, StopReason, summarize, warmup_calls
 from invbench.measure import telemetry
 from invbench.measure.ceilings import copy_gbps, measure_ceilings
-from invbench.measure.health import row_warnings
+from invbench.measure.health import row_warnings, split_warnings
 from invbench.measure.telemetry import NvmlSampler, RowTelemetry, other_processes
 from invbench.measure.timing import CpuTimer
 from invbench.running.bench import RunRequest, plan_run
@@ -467,6 +467,20 @@ def test_health_warnings_short_kernel_and_clean_row() -> None:
     assert any(w.startswith("short") for w in row_warnings(short, RowTelemetry("x"), None, 0))
     clean = summarize([1.0] * 20)
     assert row_warnings(clean, RowTelemetry("x"), None, 0, target_rel_ci=0.01) == []
+
+
+def test_split_warning_when_the_parts_do_not_add_up_to_the_layer() -> None:
+    whole = summarize([6.0, 6.1, 6.2, 6.1, 6.0])
+    gen = summarize([0.9, 1.0, 1.1, 1.0, 1.0])
+    assert split_warnings(whole, {"gen": gen, "agg": summarize([5.0, 5.1, 5.2, 5.1, 5.1])}) == []
+    slow = summarize([10.5, 10.6, 10.7, 10.6, 10.5])  # aggregation alone slower than the layer
+    (warning,) = split_warnings(whole, {"gen": gen, "agg": slow})
+    assert warning.startswith("split: gen + agg is 1.90x the layer's median (11.6 ms against 6.1)")
+    assert split_warnings(whole, {"agg": slow}) == []  # one part: nothing to add up
+    # no spread at all: 5% of the layer's median is allowed (dispatch around the parts)
+    flat = summarize([10.0] * 5)
+    assert split_warnings(flat, {"gen": summarize([3.0] * 5), "agg": summarize([7.4] * 5)}) == []
+    assert split_warnings(flat, {"gen": summarize([3.0] * 5), "agg": summarize([7.6] * 5)})
 
 
 def test_cpu_ceilings_are_measured_quickly() -> None:

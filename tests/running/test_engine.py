@@ -268,6 +268,15 @@ def test_time_cap_counts_wall_time_spent_sampling() -> None:
     assert len(reads) == 2 and row.n_samples == 20
 
 
+def test_a_split_that_does_not_add_up_is_a_warning() -> None:
+    sink = Sink()
+    timer = FakeTimer(CacheMode.HOT)  # every part 0.1 ms a call: gen + agg twice the layer
+    plan = replace(plan_of(Level.LAYER, ["unfold"]), policy=StopPolicy(samples=12))
+    Engine(plan, default_registry(), sink, timer=timer).run()
+    (row,) = sink.rows
+    assert "split: gen + agg is 2.00x the layer's median (0.2 ms against 0.1)" in row.warnings
+
+
 def test_nvtx_ranges_name_the_layer_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     pushed: list[str] = []
     monkeypatch.setattr(nvtx, "_state", {"on": True})

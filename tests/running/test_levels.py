@@ -265,6 +265,7 @@ def test_generation_plus_aggregation_is_the_layer_within_the_spread(tmp_path: Pa
         gap = abs(r.gen_ms + r.agg_ms - r.median_ms)
         assert gap <= max(spread, 0.05 * r.median_ms), (r.case, r.gen_ms, r.agg_ms, r.median_ms)
         assert 0 < r.gen_ms < r.median_ms and 0 < r.agg_ms < r.median_ms
+        assert "split:" not in r.warnings
 
 
 def test_model_level_end_to_end(tmp_path: Path) -> None:
