@@ -408,7 +408,11 @@ def test_sampler_summarises_readings_and_detects_throttling(
     assert sampler.available and sampler.max_sm_clock_mhz == 2000
     sampler.start()
     with sampler.window("a", timing=True), sampler.busy(lambda: True):
-        time.sleep(0.05)
+        # until the thread has polled a few times (about 50 ms unloaded), not a fixed
+        # sleep that a busy machine can deschedule it through
+        deadline = time.monotonic() + 10
+        while len(sampler._readings.get("a", [])) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
     sampler.stop()
     tele = sampler.take("a")
     assert tele.source == "nvml" and tele.n_readings >= 2 and tele.busy_readings >= 2
