@@ -132,19 +132,6 @@ inline void transpose_in(float* __restrict dst, const T* __restrict src, int64_t
   }
 }
 
-// The first n (all when n >= L) lanes of a result vector into the output; float16 through
-// a buffer, as write_row rounds it.
-template <typename T>
-inline void put_cv(T* p, typename Vec::V v, int64_t n) {
-  if constexpr (kDirect<T>) {
-    put_n(p, v, n);
-  } else {
-    float part[Vec::L];
-    Vec::store(part, v);
-    write_row(p, part, std::min<int64_t>(n, Vec::L), 1);
-  }
-}
-
 // Pixels [0, n) of obuf[pixel][L] (which holds whole L x L blocks) into L output planes
 // (dst + c * cs), columns [0, n).
 template <typename T>
@@ -156,7 +143,7 @@ inline void transpose_out(T* __restrict dst, int64_t cs, const float* __restrict
     for (int p = 0; p < L; ++p) v[p] = Vec::load(obuf + (j0 + p) * L);
     Vec::transpose(v);
 #pragma GCC unroll 16
-    for (int c = 0; c < L; ++c) put_cv(dst + c * cs + j0, v[c], n - j0);
+    for (int c = 0; c < L; ++c) put_n(dst + c * cs + j0, v[c], n - j0);
   }
 }
 

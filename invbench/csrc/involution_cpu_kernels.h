@@ -57,6 +57,13 @@ inline void put_n(c10::BFloat16* p, typename Vec::V v, int64_t n) {
   else
     Vec::store_bf16_n(p, v, n);
 }
+// float16: through a buffer, each value rounded as write_row rounds it
+template <bool NT = false>
+inline void put_n(c10::Half* p, typename Vec::V v, int64_t n) {
+  float part[Vec::L];
+  Vec::store(part, v);
+  for (int64_t k = 0; k < std::min<int64_t>(n, Vec::L); ++k) p[k] = static_cast<c10::Half>(part[k]);
+}
 
 // A may be float (staged) or the op's own type (the forward's weights read in place).
 // With pfd != 0 each tap also prefetches A + aoff[t] + pfd (the weights a later row

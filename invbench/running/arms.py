@@ -113,10 +113,11 @@ class Arm:
             if name != TOTAL and part.samples
         }
 
-    def split_fields(self) -> dict[str, Any]:
-        """Median, p20 and p80 of every part but TOTAL."""
+    @staticmethod
+    def split_fields(parts: dict[str, Summary]) -> dict[str, Any]:
+        """Median, p20 and p80 of each part (part_summaries) as the row's columns."""
         out: dict[str, Any] = {}
-        for name, s in self.part_summaries().items():
+        for name, s in parts.items():
             out.update({f"{name}_ms": s.median, f"{name}_p20_ms": s.p20})
             out[f"{name}_p80_ms"] = s.p80
         return out

@@ -450,7 +450,8 @@ class Engine:
             host_ms=common["host_ms"],
         )
         warnings += sample_warnings(arm.total.samples)
-        warnings += split_warnings(s, arm.part_summaries())
+        parts = arm.part_summaries()
+        warnings += split_warnings(s, parts)
         warnings += host_warnings(common.get("load_avg"), common.get("steal_pct"), usable_cpus())
         return ResultRow(
             **base,
@@ -462,7 +463,7 @@ class Engine:
             gbps=gbps,
             roofline_frac=gbps / self.copy_gbps if gbps is not None and self.copy_gbps else None,
             warnings="; ".join(warnings),
-            **arm.split_fields(),
+            **arm.split_fields(parts),
             **self.strategy.row_fields(base, s),
         )
 
