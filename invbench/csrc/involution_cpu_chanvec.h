@@ -38,7 +38,7 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 #pragma GCC unroll 16
   for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * wp;
   for (int kh = 0; kh < K; ++kh, X += xr) {
-#pragma GCC unroll 32
+#pragma GCC unroll 64
     for (int j = 0; j < (R - 1) * S + K; ++j) {
       typename Vec::V xv = Vec::load(X + j * L);
       Vec::keep(xv);  // one load for all its FMAs (GCC would fold it into each)
@@ -74,6 +74,8 @@ using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int6
 
 template <typename TW>
 inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
+  if constexpr (Vec::REGS >= 32)
+    if (R == 14) return s == 1 ? cv_row<7, 1, 14, TW> : cv_row<7, 2, 14, TW>;  // K = 7 only
   if (R == 7) {
     if (K == 3) return s == 1 ? cv_row<3, 1, 7, TW> : cv_row<3, 2, 7, TW>;
     if (K == 5) return s == 1 ? cv_row<5, 1, 7, TW> : cv_row<5, 2, 7, TW>;
@@ -90,9 +92,14 @@ inline bool cv_fits(const InvShape& S) {
          (S.K == 3 || S.K == 5 || S.K == 7) && (S.stride == 1 || S.stride == 2);
 }
 
-// Pixels per register block: 7 or 8, whichever pads the row less (8 on a tie). Every
-// resnet-shapes row (112, 56, 28, 14 or 7 pixels) is a whole number of blocks.
-inline int cv_block_pixels(int64_t Wo) {
+// Pixels per register block: 7 or 8, whichever pads the row less (8 on a tie); at K = 7
+// on the 32-register paths, 14 where 14 divides the row. Every resnet-shapes row (112, 56,
+// 28, 14 or 7 pixels) is a whole number of blocks. Fourteen accumulators hide the FMA's
+// latency better than seven and load each input vector for twice as many pixels (20
+// loads per 98 FMAs of a kernel row, against 26). A small gain: docs/backends/cuda_ext.md,
+// "The forward across channels". Twenty-eight accumulators spilled (five times as long).
+inline int cv_block_pixels(int64_t Wo, int64_t K) {
+  if (Vec::REGS >= 32 && K == 7 && Wo % 14 == 0) return 14;
   return ceil_div(Wo, 7) * 7 < ceil_div(Wo, 8) * 8 ? 7 : 8;
 }
 
@@ -153,7 +160,7 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
   constexpr int L = Vec::L;
   const int64_t Cg = S.group_channels(), K = S.K, KK = K * K, s = S.stride, pad = S.pad;
   const int64_t Wo = S.Wo, HWo = S.Ho * S.Wo, HW = S.H * S.W;
-  const int R = cv_block_pixels(Wo);
+  const int R = cv_block_pixels(Wo, K);
   const int64_t nblk = ceil_div(Wo, R), Wpad = nblk * R;  // the row padded to whole blocks
   const CvRowFn<T> row_fn = cv_row_for<T>(R, K, s);
   const CvRowFn<float> row_fn_staged = cv_row_for<float>(R, K, s);

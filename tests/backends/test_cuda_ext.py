@@ -166,6 +166,10 @@ SIMD_CASES = [
     (1, 32, 13, 17, 5, 2, 1, 2, None),
     (2, 32, 9, 35, 3, 2, 1, 1, None),
     (1, 16, 7, 15, 7, 1, 1, 1, None),
+    # K = 7 rows that are whole blocks of 14 pixels on the 32-register paths: 28 columns
+    # at stride 1, 14 at stride 2 (odd width and height)
+    (1, 32, 9, 28, 7, 1, 1, 2, None),
+    (1, 16, 7, 27, 7, 2, 1, 1, None),
 ]
 
 # Every CPU kernel path, fastest first (the tests run those this CPU has).
