@@ -19,7 +19,7 @@
 // widened to float), runs R output pixels of a row at a time into a row buffer, and
 // writes the row into the output's planes through L x L transposes in registers. The
 // weights are read in place; bfloat16 and float16 ones are widened as they are
-// broadcast.
+// broadcast (bfloat16 two pixels' at a time on the 32-register paths).
 
 inline typename Vec::V broadcast(const float* p) { return Vec::set1(*p); }
 inline typename Vec::V broadcast(const c10::BFloat16* p) { return Vec::set1_bf16(p); }
@@ -27,10 +27,16 @@ inline typename Vec::V broadcast(const c10::Half* p) { return Vec::set1_half(p);
 
 // Taps of R output pixels of one row, one block of L channels: acc[r] += w[(kh * K + kw) *
 // wp + r] * X[kh * xr + (r * S + kw) * L].
-template <int K, int S, int R, typename TW>
+//
+// With P (bfloat16 weights) pixels r and r + 1 (r even) share one 32-bit broadcast of
+// their two adjacent weights of a tap, widened by a shift (r's) and a mask (r + 1's).
+// Pixel r + 1's is held in a register until S input columns on, where the same tap
+// reaches that pixel: half the weight loads, for a shift or a mask each.
+template <int K, int S, int R, bool P, typename TW>
 __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const TW* w,
                                                    int64_t wp, const float* X, int64_t xr) {
   constexpr int L = Vec::L;
+  static_assert(!P || std::is_same_v<TW, c10::BFloat16>);
   // A pointer per tap column, stepped a kernel row at a time: every weight address is
   // then a pointer and a constant. (Written as w[kw * wp + r], GCC kept the K offsets in
   // vector registers and moved one to an integer register before nearly every FMA.)
@@ -38,14 +44,29 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 #pragma GCC unroll 16
   for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * wp;
   for (int kh = 0; kh < K; ++kh, X += xr) {
+    [[maybe_unused]] typename Vec::V carry[S][R];  // by input column, modulo S
 #pragma GCC unroll 64
     for (int j = 0; j < (R - 1) * S + K; ++j) {
       typename Vec::V xv = Vec::load(X + j * L);
       Vec::keep(xv);  // one load for all its FMAs (GCC would fold it into each)
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
+      for (int q = 0; q < R; ++q) {
+        // with P descending, so an odd pixel takes its carried weight before the even
+        // one below it replaces it
+        const int r = P ? R - 1 - q : q;
         const int kw = j - r * S;
-        if (kw >= 0 && kw < K) acc[r] = Vec::fma(broadcast(wk[kw] + r), xv, acc[r]);
+        if (kw < 0 || kw >= K) continue;
+        if constexpr (P) {
+          if (r % 2 == 1) {
+            acc[r] = Vec::fma(carry[j % S][r], xv, acc[r]);
+            continue;
+          }
+          if (r + 1 < R) {
+            acc[r] = Vec::fma(Vec::set1_bf16_pair(wk[kw] + r, carry[j % S][r + 1]), xv, acc[r]);
+            continue;
+          }
+        }
+        acc[r] = Vec::fma(broadcast(wk[kw] + r), xv, acc[r]);
       }
     }
 #pragma GCC unroll 16
@@ -55,7 +76,7 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 
 // One output row of one channel block: nblk blocks of R pixels (tap t's weights for the
 // row at w + t * wp) into obuf[pixel][L].
-template <int K, int S, int R, typename TW>
+template <int K, int S, int R, typename TW, bool P = false>
 void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int64_t xr,
             int64_t nblk) {
   using V = typename Vec::V;
@@ -63,7 +84,7 @@ void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int
     V acc[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[r] = Vec::zero();
-    cv_taps<K, S, R>(acc, w + blk * R, wp, X + blk * R * S * Vec::L, xr);
+    cv_taps<K, S, R, P>(acc, w + blk * R, wp, X + blk * R * S * Vec::L, xr);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) Vec::store(obuf + (blk * R + r) * Vec::L, acc[r]);
   }
@@ -72,18 +93,25 @@ void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int
 template <typename TW>
 using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int64_t);
 
+template <typename TW, bool P>
+inline CvRowFn<TW> cv_row_for_p(int R, int64_t K, int64_t s) {
+  if constexpr (Vec::REGS >= 32)
+    if (R == 14) return s == 1 ? cv_row<7, 1, 14, TW, P> : cv_row<7, 2, 14, TW, P>;  // K = 7 only
+  if (R == 7) {
+    if (K == 3) return s == 1 ? cv_row<3, 1, 7, TW, P> : cv_row<3, 2, 7, TW, P>;
+    if (K == 5) return s == 1 ? cv_row<5, 1, 7, TW, P> : cv_row<5, 2, 7, TW, P>;
+    return s == 1 ? cv_row<7, 1, 7, TW, P> : cv_row<7, 2, 7, TW, P>;
+  }
+  if (K == 3) return s == 1 ? cv_row<3, 1, 8, TW, P> : cv_row<3, 2, 8, TW, P>;
+  if (K == 5) return s == 1 ? cv_row<5, 1, 8, TW, P> : cv_row<5, 2, 8, TW, P>;
+  return s == 1 ? cv_row<7, 1, 8, TW, P> : cv_row<7, 2, 8, TW, P>;
+}
+
+// bfloat16 weights broadcast in pairs on the 32-register paths (with 16 registers the
+// carried weights would not fit beside the accumulators at stride 2).
 template <typename TW>
 inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
-  if constexpr (Vec::REGS >= 32)
-    if (R == 14) return s == 1 ? cv_row<7, 1, 14, TW> : cv_row<7, 2, 14, TW>;  // K = 7 only
-  if (R == 7) {
-    if (K == 3) return s == 1 ? cv_row<3, 1, 7, TW> : cv_row<3, 2, 7, TW>;
-    if (K == 5) return s == 1 ? cv_row<5, 1, 7, TW> : cv_row<5, 2, 7, TW>;
-    return s == 1 ? cv_row<7, 1, 7, TW> : cv_row<7, 2, 7, TW>;
-  }
-  if (K == 3) return s == 1 ? cv_row<3, 1, 8, TW> : cv_row<3, 2, 8, TW>;
-  if (K == 5) return s == 1 ? cv_row<5, 1, 8, TW> : cv_row<5, 2, 8, TW>;
-  return s == 1 ? cv_row<7, 1, 8, TW> : cv_row<7, 2, 8, TW>;
+  return cv_row_for_p<TW, std::is_same_v<TW, c10::BFloat16> && Vec::REGS >= 32>(R, K, s);
 }
 
 // Whether forward_cv_t runs this shape.

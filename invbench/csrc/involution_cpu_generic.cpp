@@ -70,6 +70,10 @@ struct Vec {
   static V set1(float a) { return V{a, a, a, a}; }
   static V set1_bf16(const c10::BFloat16* p) { return set1(static_cast<float>(*p)); }
   static V set1_half(const c10::Half* p) { return set1(static_cast<float>(*p)); }
+  static V set1_bf16_pair(const c10::BFloat16* p, V& second) {
+    second = set1(static_cast<float>(p[1]));
+    return set1(static_cast<float>(p[0]));
+  }
   static V load_n(const float* p, int64_t n) {
     V v = zero();
     for (int64_t k = 0; k < n; ++k) v[k] = p[k];

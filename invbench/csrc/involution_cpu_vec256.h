@@ -155,6 +155,14 @@
     static V set1_half(const c10::Half* p) {                                      \
       return _mm256_cvtph_ps(_mm_set1_epi16(static_cast<short>(p->x)));           \
     }                                                                             \
+    /* p[0] and p[1] in every lane, widened: one 32-bit broadcast, a shift, a mask */ \
+    static V set1_bf16_pair(const c10::BFloat16* p, V& second) {                  \
+      uint32_t u;                                                                 \
+      std::memcpy(&u, p, 4);                                                      \
+      const __m256i b = _mm256_set1_epi32(static_cast<int>(u));                   \
+      second = _mm256_castsi256_ps(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)))); \
+      return _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));                       \
+    }                                                                             \
     /* v[r][c] becomes v[c][r] (an 8 x 8 block in registers) */                   \
     static void transpose(V* v) {                                                 \
       V t[8];                                                                     \

@@ -47,6 +47,14 @@
     static V set1_half(const c10::Half* p) {                                      \
       return _mm512_cvtph_ps(_mm256_set1_epi16(static_cast<short>(p->x)));        \
     }                                                                             \
+    /* p[0] and p[1] in every lane, widened: one 32-bit broadcast, a shift, a mask */ \
+    static V set1_bf16_pair(const c10::BFloat16* p, V& second) {                  \
+      uint32_t u;                                                                 \
+      std::memcpy(&u, p, 4);                                                      \
+      const __m512i b = _mm512_set1_epi32(static_cast<int>(u));                   \
+      second = _mm512_castsi512_ps(_mm512_and_si512(b, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)))); \
+      return _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));                       \
+    }                                                                             \
     static V load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(first_n(n), p); } \
     /* v[r][c] becomes v[c][r] (a 16 x 16 block in registers) */                  \
     static void transpose(V* v) {                                                 \
