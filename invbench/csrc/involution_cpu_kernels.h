@@ -601,61 +601,37 @@ class TaskClaim {
   int64_t held_ = -1;
 };
 
-// A helper thread's state: whether it has started on the tasks, finished them, or was
-// called off before it started.
-struct HelperState {
-  std::mutex m;
-  std::condition_variable cv;
-  enum { kWaiting, kRunning, kDone, kCalledOff } phase = kWaiting;
-};
-
-// body(TaskClaim&) runs on the calling thread and on up to get_num_threads() - 1
-// helpers from torch's inter-op pool; each call sets up its buffers, then loops while
-// claim.next(...) gives it tasks.
+// body(TaskClaim&) runs on up to get_num_threads() threads of torch's intra-op pool
+// (at::parallel_for, OpenMP on Linux: the threads every other torch CPU op runs on);
+// each call sets up its buffers, then loops while claim.next(...) gives it tasks. A
+// thread that starts late finds fewer tasks, or none, left.
 //
-// Not an OpenMP region: its join needs every thread to arrive, and libgomp's threads
-// spin (by default about 300 000 pause instructions, some 8 ms on Zen 4) before they
-// sleep. On a loaded 2-core machine a late worker then waited for the core its
-// spinning partner held, and a 1 ms op took 4, 8 or 12 ms (the scheduler's ticks).
-// Here the caller starts at once and takes whatever tasks are left; a helper that
-// has not started when the caller runs out of tasks is called off (it returns without
-// touching them), and one that has started is waited for, asleep.
+// An earlier version ran the tasks on the calling thread and helpers from torch's
+// inter-op pool instead, to keep a late OpenMP thread from holding up the join. But
+// after any torch op the OpenMP threads spin on the other core for a while (libgomp's
+// default), and a helper woken then waited for that core. In the harness, beside
+// `dwconv`, the forward took 0.32 to 1.12 of the helper version's time with these
+// threads, median 0.72 (three alternated F runs each, batch 8, two threads); with one
+// busy process on the machine, 0.41 to 0.65 (in one process, 8 pairs). What it gives
+// up: with one to three busy processes the slowest tenth of the calls got slower (p90
+// 4.0 ms against 0.9 on layer3 with one), as for any torch op that waits at an OpenMP
+// join. docs/backends/cuda_ext.md, "Threads".
 template <typename Body>
 void run_tasks(int64_t n, const Body& body) {
   if (n <= 0) return;
   TaskQueue q(n);
-  const int64_t helpers = std::min<int64_t>(n, at::get_num_threads()) - 1;
-  std::vector<std::shared_ptr<HelperState>> states;
-  if (!at::in_parallel_region()) {
-    for (int64_t h = 0; h < helpers; ++h) {
-      auto st = std::make_shared<HelperState>();
-      states.push_back(st);
-      at::launch([st, &q, &body] {
-        {
-          std::lock_guard<std::mutex> lock(st->m);
-          if (st->phase != HelperState::kWaiting) return;  // called off: q and body are gone
-          st->phase = HelperState::kRunning;
-        }
-        TaskClaim claim(q);
-        body(claim);
-        {
-          std::lock_guard<std::mutex> lock(st->m);
-          st->phase = HelperState::kDone;
-        }
-        st->cv.notify_all();
-      });
-    }
+  const int64_t threads = std::min<int64_t>(n, at::get_num_threads());
+  if (threads <= 1 || at::in_parallel_region()) {
+    TaskClaim claim(q);
+    body(claim);
+    return;
   }
-  TaskClaim claim(q);
-  body(claim);
-  for (auto& st : states) {
-    std::unique_lock<std::mutex> lock(st->m);
-    if (st->phase == HelperState::kWaiting) {
-      st->phase = HelperState::kCalledOff;
-      continue;
+  at::parallel_for(0, threads, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      TaskClaim claim(q);
+      body(claim);
     }
-    st->cv.wait(lock, [&] { return st->phase == HelperState::kDone; });
-  }
+  });
 }
 
 // A row at stride 2, split into its two column phases straight from the source:
