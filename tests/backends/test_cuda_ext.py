@@ -170,6 +170,11 @@ SIMD_CASES = [
     # at stride 1, 14 at stride 2 (odd width and height)
     (1, 32, 9, 28, 7, 1, 1, 2, None),
     (1, 16, 7, 27, 7, 2, 1, 1, None),
+    # rows shorter than 16 pixels, staged and written as one run of a task's pixels:
+    # 7 columns in and out, and 13 in, 7 out at stride 2 (K 7 and 5, 16 and 32 a group)
+    (2, 64, 9, 7, 7, 1, 1, 2, None),
+    (1, 16, 11, 13, 7, 2, 1, 1, None),
+    (1, 32, 8, 7, 5, 1, 1, 2, None),
 ]
 
 # Every CPU kernel path, fastest first (the tests run those this CPU has).
