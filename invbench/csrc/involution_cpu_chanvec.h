@@ -146,14 +146,17 @@ inline typename Vec::V load_float_n(const c10::Half* p, int64_t n) {
   return Vec::load_half(part);
 }
 
-// Columns [0, n) of one row of L channel planes (src + c * cs) into dst[col * L + c].
+// Pixels [0, n) of L channel planes (src + c * cs), rows of W pixels, into dst: pixel
+// q = y * W + x to dst[y * xr + x * L + c]. One image row is W = n; a run of whole rows
+// shorter than a vector is W < n (a transpose per L pixels rather than one per row).
 // A whole vector is loaded wherever it stays before `end` (the tensor's end), even past
-// the row's n columns: on a Zen 5 core a masked load that missed the caches took about
-// three times as long as a whole one (a C loop over a 16 MiB array, three runs each).
+// the n pixels: on a Zen 5 core a masked load that missed the caches took about three
+// times as long as a whole one (a C loop over a 16 MiB array, three runs each).
 template <typename T>
-inline void transpose_in(float* __restrict dst, const T* __restrict src, int64_t cs, int64_t n,
-                         const T* end) {
+inline void transpose_in(float* __restrict dst, int64_t xr, const T* __restrict src, int64_t cs,
+                         int64_t W, int64_t n, const T* end) {
   constexpr int L = Vec::L;
+  int64_t y = 0, x = 0;  // pixel j0 + p's row and column (no division per vector)
   for (int64_t j0 = 0; j0 < n; j0 += L) {
     const int64_t m = std::min<int64_t>(L, n - j0);
     typename Vec::V v[L];
@@ -163,31 +166,9 @@ inline void transpose_in(float* __restrict dst, const T* __restrict src, int64_t
       v[c] = load_float_n(p, p + L <= end ? L : m);
     }
     Vec::transpose(v);
-    for (int64_t p = 0; p < m; ++p) Vec::store(dst + (j0 + p) * L, v[p]);
-  }
-}
-
-// Pixels [0, n) of L channel planes (src + c * cs) whose rows are W < L columns, as one
-// run: pixel q to dst[(q / W) * xr + (pad + q % W) * L + c] (a 16 x 16 transpose per 16
-// pixels rather than one per row).
-template <typename T>
-inline void transpose_in_flat(float* __restrict dst, int64_t xr, int64_t pad,
-                              const T* __restrict src, int64_t cs, int64_t W, int64_t n,
-                              const T* end) {
-  constexpr int L = Vec::L;
-  for (int64_t j0 = 0; j0 < n; j0 += L) {
-    const int64_t m = std::min<int64_t>(L, n - j0);
-    typename Vec::V v[L];
-#pragma GCC unroll 16
-    for (int c = 0; c < L; ++c) {
-      const T* p = src + c * cs + j0;
-      v[c] = load_float_n(p, p + L <= end ? L : m);
-    }
-    Vec::transpose(v);
-    int64_t y = j0 / W, col = j0 % W;
     for (int64_t p = 0; p < m; ++p) {
-      Vec::store(dst + y * xr + (pad + col) * L, v[p]);
-      if (++col == W) col = 0, ++y;
+      Vec::store(dst + y * xr + x * L, v[p]);
+      if (++x == W) x = 0, ++y;
     }
   }
 }
@@ -260,14 +241,14 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
         ra = std::min(ra, r), rb = r + 1;
         if (!flat_in)
           for (int64_t cb = 0; cb < CB; ++cb)
-            transpose_in(st.buf.data() + cb * cs + r * xr + pad * L,
-                         x + (k.c0 + cb * L) * HW + y * S.W, HW, Wst, xend);
+            transpose_in(st.buf.data() + cb * cs + r * xr + pad * L, xr,
+                         x + (k.c0 + cb * L) * HW + y * S.W, HW, Wst, Wst, xend);
       }
       if (flat_in && ra < rb)
         for (int64_t cb = 0; cb < CB; ++cb)
-          transpose_in_flat(st.buf.data() + cb * cs + ra * xr, xr, pad,
-                            x + (k.c0 + cb * L) * HW + (y0 + ra) * S.W, HW, S.W,
-                            (rb - ra) * S.W, xend);
+          transpose_in(st.buf.data() + cb * cs + ra * xr + pad * L, xr,
+                       x + (k.c0 + cb * L) * HW + (y0 + ra) * S.W, HW, S.W, (rb - ra) * S.W,
+                       xend);
       for (int64_t i = k.r0; i < k.r1; ++i) {
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
         // The blocks past Wo read on into the next row's weights; only where that would
