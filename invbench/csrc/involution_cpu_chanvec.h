@@ -174,8 +174,9 @@ inline void transpose_in(float* __restrict dst, int64_t xr, const T* __restrict 
 }
 
 // Pixels [0, n) of obuf[pixel][L] (which holds whole L x L blocks) into L output planes
-// (dst + c * cs), columns [0, n).
-template <typename T>
+// (dst + c * cs), columns [0, n). NT: whole vectors with non-temporal stores (dst and cs
+// kStreamAlign-aligned).
+template <bool NT = false, typename T>
 inline void transpose_out(T* __restrict dst, int64_t cs, const float* __restrict obuf, int64_t n) {
   constexpr int L = Vec::L;
   for (int64_t j0 = 0; j0 < n; j0 += L) {
@@ -184,7 +185,7 @@ inline void transpose_out(T* __restrict dst, int64_t cs, const float* __restrict
     for (int p = 0; p < L; ++p) v[p] = Vec::load(obuf + (j0 + p) * L);
     Vec::transpose(v);
 #pragma GCC unroll 16
-    for (int c = 0; c < L; ++c) put_n(dst + c * cs + j0, v[c], n - j0);
+    for (int c = 0; c < L; ++c) put_n<NT>(dst + c * cs + j0, v[c], n - j0);
   }
 }
 
@@ -212,14 +213,18 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
   // forward from 1.23 to 0.98 times the pixel-vector kernel's time and layer2-first's
   // from 0.81 to 0.73; on rows of 7 and 14 pixels it cost 5 to 15%.
   const bool prefetch = Wo * int64_t(sizeof(T)) >= 112;
-  // Output rows shorter than a vector (layer4's 7 pixels) go out once per task and
-  // channel block, the task's rows as one run of pixels (they are contiguous in each
-  // output plane): a transpose per L pixels rather than one per 7-pixel row. Input rows
-  // shorter than a vector come in the same way there. On a Zen 5 core (batch 8, two
-  // threads, 10 to 12 pairs in one process, two sets) layer4 took 0.88 to 0.91 of the
-  // time, layer4-first 0.89 to 0.96; staging layer3's 14-pixel rows so took 1.01 to 1.05.
-  const bool flat_out = Wo < L && Wpad == Wo;
-  const bool flat_in = flat_out && S.W < L && Wst == S.W;
+  // Where rows are whole blocks (every resnet-shapes layer), a task's output goes out
+  // once per channel block at its end, its rows as one run of pixels (they are
+  // contiguous in each output plane): whole vectors, whole cache lines, no masked row
+  // tails, and no output writes between the loops' loads. Where whole input rows are
+  // staged, they come in the same way. Large float32 outputs then go around the caches
+  // (stream_out). docs/backends/cuda_ext.md, "A task's rows as one run", has the pairs.
+  const bool flat_out = Wpad == Wo;
+  const bool flat_in = flat_out && Wst == S.W;
+  const bool stream_out = std::is_same_v<T, float> && flat_out &&
+                          (S.x_numel() + S.w_numel() + S.out_numel()) * int64_t(sizeof(T)) >=
+                              kStreamPastBytes &&
+                          (HWo * int64_t(sizeof(T))) % kStreamAlign == 0;
   const int64_t obs = flat_out ? ceil_div(Rr * Wo, L) * L * L : ceil_div(Wpad, L) * L * L;
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     InputStage st(CB * cs, 0, srows);
@@ -274,9 +279,15 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
         }
       }
       if (flat_out)
-        for (int64_t cb = 0; cb < CB; ++cb)
-          transpose_out(out + (k.c0 + cb * L) * HWo + k.r0 * Wo, HWo, obuf.data() + cb * obs,
-                        (k.r1 - k.r0) * Wo);
+        for (int64_t cb = 0; cb < CB; ++cb) {
+          T* dst = out + (k.c0 + cb * L) * HWo + k.r0 * Wo;
+          const float* ob = obuf.data() + cb * obs;
+          if (stream_out && reinterpret_cast<uintptr_t>(dst) % kStreamAlign == 0)
+            transpose_out<true>(dst, HWo, ob, (k.r1 - k.r0) * Wo);
+          else
+            transpose_out(dst, HWo, ob, (k.r1 - k.r0) * Wo);
+        }
     }
+    if (stream_out) Vec::fence();  // the non-temporal stores are weakly ordered
   });
 }

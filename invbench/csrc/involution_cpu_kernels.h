@@ -313,6 +313,15 @@ inline void mk_taps_pair(TO* __restrict out0, TO* __restrict out1, int64_t os, c
 
 constexpr int64_t kStreamAlign = 32;  // bytes: Vec::stream's alignment on every path
 
+// A call that moves at least this many bytes (inputs, weights and output) writes its
+// float32 output around the caches in the forward across channels: by its end the first
+// output lines it wrote have left the caches anyway, and a cached store first reads each
+// line from memory. On the Zen 5 machine these kernels were tuned on (a 32 MiB L3, shared),
+// one-thread reads of a buffer ran at 72 to 96 GB/s up to 12 MB and at 31 to 44 GB/s from
+// 24 MB on: the caches kept about 12 MB of a call's data between calls. (sysconf's L3 size
+// is no guide: there it reported 384 MiB.)
+constexpr int64_t kStreamPastBytes = int64_t(12) << 20;
+
 constexpr int kChanBlock = Vec::REGS >= 32 ? 8 : 4;  // channels per micro-kernel, NV = 2
 
 // Channels c0 .. c0 + cb of out = A x B over nt taps; cb = kChanBlock (x2 when NV = 1) or 1.

@@ -231,20 +231,33 @@ def test_every_cpu_kernel_path_against_float64(
 @pytest.mark.parametrize(
     "geom",
     [
-        Geometry(1, 32, 184, 184, 7, groups=2),  # 8-lane kernels on every path
-        Geometry(1, 48, 160, 160, 7, groups=3),  # 16 lanes on the -zmm paths: two-row kernel
-        Geometry(1, 48, 160, 160, 3, groups=3),  # and the one-row kernel, two vectors a call
+        # the forward across a group's channels (16 a group), which streams a task's rows
+        # as one run once the call moves 12 MiB or more: 8-pixel blocks at K = 7 (a call
+        # of 22 MB) and at K = 3 (14 MB)
+        Geometry(1, 32, 184, 184, 7, groups=2),
+        Geometry(1, 48, 168, 168, 3, groups=3),
+        # the pixel-vector forward (12 channels a group, a 4.5 MB output): on the -zmm
+        # paths the two-row kernel at K = 7 and the one-row kernel, two vectors a call, at K = 3
+        Geometry(1, 36, 176, 176, 7, groups=3),
+        Geometry(1, 36, 176, 176, 3, groups=3),
     ],
-    ids=["W184K7", "W160K7", "W160K3"],
+    ids=["cv-W184K7", "cv-W168K3", "pv-W176K7", "pv-W176K3"],
 )
 def test_cpu_forward_streams_a_large_output_exactly(geom: Geometry) -> None:
-    """A float32 forward output of 4 MiB or more, whose rows are whole 32-byte multiples,
-    is written with non-temporal stores (every channel block width: 16 channels a group).
-    Every path matches the extension's own float64 loops there."""
+    """A large float32 forward output, whose rows are whole 32-byte multiples, is written
+    with non-temporal stores: by the forward across channels when the call moves 12 MiB
+    or more, by the pixel-vector forward when the output is 4 MiB or more. Every path
+    matches the extension's own float64 loops there."""
     from invbench.backends import cuda_ext
 
     ops = cuda_ext.load_ops()
-    assert geom.width % 8 == 0 and 4 * geom.channels * geom.height * geom.width >= 4 << 20
+    assert geom.width % 8 == 0
+    out_bytes = 4 * geom.channels * geom.height * geom.width
+    w_bytes = 4 * geom.groups * geom.kernel_size**2 * geom.height * geom.width
+    if geom.channels // geom.groups % 16 == 0:
+        assert 2 * out_bytes + w_bytes >= 12 << 20
+    else:
+        assert out_bytes >= 4 << 20
     x, w = _inputs(geom, torch.float64, "cpu", seed=13)
     args = (geom.stride, geom.pad, geom.dilation)
     want = ops.involution_fwd(x, w, *args, poison=True)  # float64: plain exact loops
