@@ -32,9 +32,14 @@ inline typename Vec::V broadcast(const c10::Half* p) { return Vec::set1_half(p);
 // their two adjacent weights of a tap, widened by a shift (r's) and a mask (r + 1's).
 // Pixel r + 1's is held in a register until S input columns on, where the same tap
 // reaches that pixel: half the weight loads, for a shift or a mask each.
+//
+// pfd != 0: each kernel row first prefetches its K taps' weights pfd elements on (the
+// lines that hold this block's pixels, two rows down the planes), so the prefetches are
+// spread over the FMAs instead of a whole row's K * K planes issued at once.
 template <int K, int S, int R, bool P, typename TW>
 __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const TW* w,
-                                                   int64_t wp, const float* X, int64_t xr) {
+                                                   int64_t wp, const float* X, int64_t xr,
+                                                   int64_t pfd = 0) {
   constexpr int L = Vec::L;
   static_assert(!P || std::is_same_v<TW, c10::BFloat16>);
   // A pointer per tap column, stepped a kernel row at a time: every weight address is
@@ -44,6 +49,13 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 #pragma GCC unroll 16
   for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * wp;
   for (int kh = 0; kh < K; ++kh, X += xr) {
+    if (pfd != 0) {
+#pragma GCC unroll 16
+      for (int kw = 0; kw < K; ++kw) {
+        __builtin_prefetch(wk[kw] + pfd, 0, 3);
+        __builtin_prefetch(wk[kw] + pfd + R - 1, 0, 3);
+      }
+    }
     [[maybe_unused]] typename Vec::V carry[S][R];  // by input column, modulo S
 #pragma GCC unroll 64
     for (int j = 0; j < (R - 1) * S + K; ++j) {
@@ -78,20 +90,20 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 // row at w + t * wp) into obuf[pixel][L].
 template <int K, int S, int R, typename TW, bool P = false>
 void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int64_t xr,
-            int64_t nblk) {
+            int64_t nblk, int64_t pfd) {
   using V = typename Vec::V;
   for (int64_t blk = 0; blk < nblk; ++blk) {
     V acc[R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) acc[r] = Vec::zero();
-    cv_taps<K, S, R, P>(acc, w + blk * R, wp, X + blk * R * S * Vec::L, xr);
+    cv_taps<K, S, R, P>(acc, w + blk * R, wp, X + blk * R * S * Vec::L, xr, pfd);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) Vec::store(obuf + (blk * R + r) * Vec::L, acc[r]);
   }
 }
 
 template <typename TW>
-using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int64_t);
+using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int64_t, int64_t);
 
 template <typename TW, bool P>
 inline CvRowFn<TW> cv_row_for_p(int R, int64_t K, int64_t s) {
@@ -211,7 +223,11 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
   // on: there the hardware prefetchers did not keep up with the K * K planes. On a Zen 5
   // core (batch 8, two threads, 8 pairs in one process) the prefetch took layer1's float32
   // forward from 1.23 to 0.98 times the pixel-vector kernel's time and layer2-first's
-  // from 0.81 to 0.73; on rows of 7 and 14 pixels it cost 5 to 15%.
+  // from 0.81 to 0.73; on rows of 7 and 14 pixels it cost 5 to 15%. Issued by the taps'
+  // loop a kernel row at a time (cv_taps) rather than a row's 49 planes at once before
+  // it: layer1 0.89 and 0.90 of the time, layer2-first 0.92, layer2 0.86 and 0.91
+  // (float32, two sets of 10 pairs); on rows under 112 bytes it still made no consistent
+  // difference (layer3 0.96, layer4 1.02).
   const bool prefetch = Wo * int64_t(sizeof(T)) >= 112;
   // Where rows are whole blocks (every resnet-shapes layer), a task's output goes out
   // once per channel block at its end, its rows as one run of pixels (they are
@@ -262,19 +278,14 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
         if (!in_place)
           for (int64_t uv = 0; uv < KK; ++uv)
             stage_row(wst.data() + uv * Wpad, wsrc + uv * HWo, Wo, 0, 1, Wpad);
-        if (prefetch && i + 2 < S.Ho)
-          for (int64_t uv = 0; uv < KK; ++uv) {
-            const char* p = reinterpret_cast<const char*>(wsrc + uv * HWo + 2 * Wo);
-            for (int64_t q = 0; q < Wo * int64_t(sizeof(T)) + 63; q += 64)
-              __builtin_prefetch(p + q, 0, 3);
-          }
+        const int64_t pfd = prefetch && i + 2 < S.Ho ? 2 * Wo : 0;  // first channel block
         const float* xb = st.buf.data() + (i - k.r0) * s * xr;
         for (int64_t cb = 0; cb < CB; ++cb) {
           float* ob = flat_out ? obuf.data() + cb * obs + (i - k.r0) * Wo * L : obuf.data();
           if (in_place)
-            row_fn(ob, wsrc, HWo, xb + cb * cs, xr, nblk);
+            row_fn(ob, wsrc, HWo, xb + cb * cs, xr, nblk, cb == 0 ? pfd : 0);
           else
-            row_fn_staged(ob, wst.data(), Wpad, xb + cb * cs, xr, nblk);
+            row_fn_staged(ob, wst.data(), Wpad, xb + cb * cs, xr, nblk, 0);
           if (!flat_out) transpose_out(out + (k.c0 + cb * L) * HWo + i * Wo, HWo, ob, Wo);
         }
       }
