@@ -175,6 +175,10 @@ SIMD_CASES = [
     (2, 64, 9, 7, 7, 1, 1, 2, None),
     (1, 16, 11, 13, 7, 2, 1, 1, None),
     (1, 32, 8, 7, 5, 1, 1, 2, None),
+    # 7-pixel rows at K = 7 go two a call on the 32-register paths: 7 rows at stride 2
+    # (three pairs and one left over; 64 planes, so up to 8 threads get whole planes),
+    # two channel blocks of a 32-channel group
+    (4, 512, 13, 14, 7, 2, 1, 16, None),
 ]
 
 # Every CPU kernel path, fastest first (the tests run those this CPU has).
