@@ -179,6 +179,14 @@ inline typename Vec::V load_float_n(const c10::Half* p, int64_t n) {
   return Vec::load_half(part);
 }
 
+// How far ahead of its loads transpose_in prefetches each channel plane. Its L planes are
+// L streams at once, more than the hardware prefetchers followed: with each load's line
+// 256 bytes on prefetched, the float32 forward took 0.72 to 0.88 of the time on the stem,
+// 0.91 to 0.95 on layer1, 0.81 to 0.94 on layer2-first and 0.92 to 0.97 on
+// layer3-first, whose inputs come from memory (a Zen 5 core, batch 8, two threads, three
+// sets of 10 pairs in one process); 0.97 to 1.00 on the others and on bfloat16.
+constexpr int64_t kStageAheadBytes = 256;
+
 // Pixels [0, n) of L channel planes (src + c * cs), rows of W pixels, into dst: pixel
 // q = y * W + x to dst[y * xr + x * L + c]. One image row is W = n; a run of whole rows
 // shorter than a vector is W < n (a transpose per L pixels rather than one per row).
@@ -196,6 +204,7 @@ inline void transpose_in(float* __restrict dst, int64_t xr, const T* __restrict 
 #pragma GCC unroll 16
     for (int c = 0; c < L; ++c) {
       const T* p = src + c * cs + j0;
+      __builtin_prefetch(reinterpret_cast<const char*>(p) + kStageAheadBytes, 0, 3);
       v[c] = load_float_n(p, p + L <= end ? L : m);
     }
     Vec::transpose(v);
