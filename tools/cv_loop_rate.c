@@ -1,0 +1,93 @@
+// How fast one core runs the taps' loop of the forward across channels (cv_taps in
+// invbench/csrc/involution_cpu_chanvec.h) on data in L1: K = 7, stride 1, R output pixels
+// a call (R accumulators), each kernel row loading R + 6 input vectors once and issuing
+// R * 7 FMAs. The weights are broadcast from memory, one per FMA, as in the forward, or
+// taken from a register (what the loop would run at without the weight stream).
+//
+//   gcc -O3 tools/cv_loop_rate.c -o cv_loop_rate && ./cv_loop_rate
+//
+// Prints G 16-lane FMAs a second per kind, three rounds; compare kinds within a round.
+// The forward itself adds staging, transposes and weights that come from L2 or L3.
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define K 7
+#define L 16
+#define PLANE 64  // floats between two weight planes
+#define XROW (32 * L)  // floats between two staged input rows
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+// FROM_REG = 0: acc[r] += broadcast(w[tap plane][r]) * x[r + kw]; 1: the same multiplier
+// from a register for every tap.
+#define TAPS_LOOP(NAME, R, FROM_REG)                                                  \
+  __attribute__((target("avx512f"), noinline)) static void NAME(                      \
+      float* out, const float* w, const float* x, long calls) {                       \
+    for (long call = 0; call < calls; ++call) {                                       \
+      __m512 acc[R];                                                                  \
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();                       \
+      const float* wk[K];                                                             \
+      for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * PLANE;                         \
+      const __m512 wreg = _mm512_set1_ps(1e-3f);                                      \
+      const float* xr = x;                                                            \
+      for (int kh = 0; kh < K; ++kh, xr += XROW) {                                    \
+        _Pragma("GCC unroll 32") for (int j = 0; j < R - 1 + K; ++j) {                \
+          __m512 xv = _mm512_load_ps(xr + j * L);                                     \
+          __asm__("" : "+v"(xv)); /* one load for all its FMAs */                     \
+          _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) {                      \
+            const int kw = j - r;                                                     \
+            if (kw < 0 || kw >= K) continue;                                          \
+            const __m512 wv = FROM_REG ? wreg : _mm512_set1_ps(wk[kw][r]);            \
+            acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);                                 \
+          }                                                                           \
+        }                                                                             \
+        for (int kw = 0; kw < K; ++kw) wk[kw] += K * PLANE;                           \
+      }                                                                               \
+      for (int r = 0; r < R; ++r) _mm512_store_ps(out + r * L, acc[r]);               \
+    }                                                                                 \
+  }
+
+TAPS_LOOP(r7_memory, 7, 0)
+TAPS_LOOP(r7_register, 7, 1)
+TAPS_LOOP(r14_memory, 14, 0)
+TAPS_LOOP(r14_register, 14, 1)
+
+typedef void (*LoopFn)(float*, const float*, const float*, long);
+
+int main(void) {
+  float* w = aligned_alloc(64, K * K * PLANE * sizeof(float));
+  float* x = aligned_alloc(64, K * XROW * sizeof(float));
+  float* out = aligned_alloc(64, 14 * L * sizeof(float));
+  for (int i = 0; i < K * K * PLANE; ++i) w[i] = 1e-3f * (float)(i % 7 + 1);
+  for (int i = 0; i < K * XROW; ++i) x[i] = 1e-3f * (float)(i % 5 + 1);
+  const struct {
+    const char* name;
+    LoopFn fn;
+    int R;
+  } kinds[] = {{"R=7 weights from memory", r7_memory, 7},
+               {"R=7 weights from a register", r7_register, 7},
+               {"R=14 weights from memory", r14_memory, 14},
+               {"R=14 weights from a register", r14_register, 14}};
+  const long fmas_per_round = 400000000L;
+  for (int round = 0; round < 3; ++round) {
+    for (int k = 0; k < 4; ++k) {
+      const long calls = fmas_per_round / (kinds[k].R * K * K);
+      const double t0 = now_s();
+      kinds[k].fn(out, w, x, calls);
+      const double s = now_s() - t0;
+      printf("%-30s %5.2f G FMA/s%s", kinds[k].name, calls * kinds[k].R * K * K / s / 1e9,
+             k == 3 ? "\n" : " | ");
+    }
+  }
+  fprintf(stderr, "%g\n", out[3]);  // keeps the results live
+  free(w);
+  free(x);
+  free(out);
+  return 0;
+}
