@@ -184,7 +184,8 @@ inline typename Vec::V load_float_n(const c10::Half* p, int64_t n) {
 // 256 bytes on prefetched, the float32 forward took 0.72 to 0.88 of the time on the stem,
 // 0.91 to 0.95 on layer1, 0.81 to 0.94 on layer2-first and 0.92 to 0.97 on
 // layer3-first, whose inputs come from memory (a Zen 5 core, batch 8, two threads, three
-// sets of 10 pairs in one process); 0.97 to 1.00 on the others and on bfloat16.
+// sets of 10 pairs in one process); 0.96 to 1.03 on the other layers and on bfloat16.
+// docs/backends/cuda_ext.md, "The input's planes prefetched as they are staged".
 constexpr int64_t kStageAheadBytes = 256;
 
 // Pixels [0, n) of L channel planes (src + c * cs), rows of W pixels, into dst: pixel
