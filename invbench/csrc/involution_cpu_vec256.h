@@ -163,6 +163,15 @@
       second = _mm256_castsi256_ps(_mm256_and_si256(b, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u)))); \
       return _mm256_castsi256_ps(_mm256_slli_epi32(b, 16));                       \
     }                                                                             \
+    /* p[0] and p[1] in every lane: one 64-bit broadcast, then each float copied */ \
+    /* over its pair's lanes (vmovsldup, vmovshdup) */                            \
+    static V set1_f32_pair(const float* p, V& second) {                           \
+      double d;                                                                   \
+      std::memcpy(&d, p, 8);                                                      \
+      const V b = _mm256_castpd_ps(_mm256_set1_pd(d));                            \
+      second = _mm256_movehdup_ps(b);                                             \
+      return _mm256_moveldup_ps(b);                                               \
+    }                                                                             \
     /* v[r][c] becomes v[c][r] (an 8 x 8 block in registers) */                   \
     static void transpose(V* v) {                                                 \
       V t[8];                                                                     \

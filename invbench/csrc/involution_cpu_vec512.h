@@ -55,6 +55,15 @@
       second = _mm512_castsi512_ps(_mm512_and_si512(b, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)))); \
       return _mm512_castsi512_ps(_mm512_slli_epi32(b, 16));                       \
     }                                                                             \
+    /* p[0] and p[1] in every lane: one 64-bit broadcast, then each float copied */ \
+    /* over its pair's lanes (vmovsldup, vmovshdup) */                            \
+    static V set1_f32_pair(const float* p, V& second) {                           \
+      double d;                                                                   \
+      std::memcpy(&d, p, 8);                                                      \
+      const V b = _mm512_castpd_ps(_mm512_set1_pd(d));                            \
+      second = _mm512_movehdup_ps(b);                                             \
+      return _mm512_moveldup_ps(b);                                               \
+    }                                                                             \
     static V load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(first_n(n), p); } \
     /* v[r][c] becomes v[c][r] (a 16 x 16 block in registers) */                  \
     static void transpose(V* v) {                                                 \
