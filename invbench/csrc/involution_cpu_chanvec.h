@@ -140,24 +140,27 @@ inline CvRowFn<TW> cv_row_for_p(int R, int64_t K, int64_t s) {
   return s == 1 ? cv_row<7, 1, 8, TW, P> : cv_row<7, 2, 8, TW, P>;
 }
 
-// Two rows of 7 pixels a call (K = 7, Wo = 7, on the 32-register paths), else nullptr.
-template <typename TW>
-inline CvRowFn<TW> cv_row2_for(int64_t K, int64_t s, int64_t Wo) {
-  constexpr bool P = std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>;
-  if constexpr (Vec::REGS >= 32)
-    if (K == 7 && Wo == 7) return s == 1 ? cv_row<7, 1, 7, TW, P, 2> : cv_row<7, 2, 7, TW, P, 2>;
-  return nullptr;
-}
-
 // bfloat16 and float32 weights broadcast in pairs on the 32-register paths (with 16
 // registers the carried weights would not fit beside the accumulators at stride 2).
 // float32 pairs: on a Zen 5 core (batch 8, two threads, 8 to 10 pairs in one process)
 // 0.83 to 0.91 of the time on layer2 and layer3, 0.88 to 0.92 on layer2-first and
 // layer3-first, 0.93 to 0.98 on layer1; 8-lane `avx512` path 0.91 to 0.95 on those.
 template <typename TW>
+constexpr bool kPairedWeights =
+    (std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>) && Vec::REGS >= 32;
+
+// Two rows of 7 pixels a call (K = 7, Wo = 7, on the 32-register paths), else nullptr.
+template <typename TW>
+inline CvRowFn<TW> cv_row2_for(int64_t K, int64_t s, int64_t Wo) {
+  constexpr bool P = kPairedWeights<TW>;
+  if constexpr (Vec::REGS >= 32)
+    if (K == 7 && Wo == 7) return s == 1 ? cv_row<7, 1, 7, TW, P, 2> : cv_row<7, 2, 7, TW, P, 2>;
+  return nullptr;
+}
+
+template <typename TW>
 inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
-  constexpr bool paired = std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>;
-  return cv_row_for_p<TW, paired && Vec::REGS >= 32>(R, K, s);
+  return cv_row_for_p<TW, kPairedWeights<TW>>(R, K, s);
 }
 
 // Whether forward_cv_t runs this shape.
@@ -322,8 +325,8 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
                        xend);
       for (int64_t i = k.r0; i < k.r1; ++i) {
         const T* wsrc = w + k.bg * KK * HWo + i * Wo;
+        const float* xb = st.buf.data() + (i - k.r0) * s * xr;
         if (row2_fn != nullptr && i + 1 < k.r1) {  // rows i and i + 1, in place
-          const float* xb = st.buf.data() + (i - k.r0) * s * xr;
           for (int64_t cb = 0; cb < CB; ++cb)
             row2_fn(obuf.data() + cb * obs + (i - k.r0) * Wo * L, wsrc, HWo, xb + cb * cs, xr,
                     1, 0);
@@ -337,7 +340,6 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
           for (int64_t uv = 0; uv < KK; ++uv)
             stage_row(wst.data() + uv * Wpad, wsrc + uv * HWo, Wo, 0, 1, Wpad);
         const int64_t pfd = prefetch && i + 2 < S.Ho ? 2 * Wo : 0;  // first channel block
-        const float* xb = st.buf.data() + (i - k.r0) * s * xr;
         for (int64_t cb = 0; cb < CB; ++cb) {
           float* ob = flat_out ? obuf.data() + cb * obs + (i - k.r0) * Wo * L : obuf.data();
           if (in_place)
