@@ -293,7 +293,7 @@ void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, con
   // code only on a CPU that runs it: it is compiled for AVX-512.)
   const Isa isa = active_isa();
   const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-  const bool wide = zmm && (avx512_zmm::forward_across_channels(s) || wide_rows(s.Wo));
+  const bool wide = zmm && (avx512_zmm::across_channels(s) || wide_rows(s.Wo));
 #else
   const bool wide = false;
 #endif
@@ -306,7 +306,16 @@ void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor
     return grad_input_impl<double>(grad_out.const_data_ptr<double>(),
                                    weight.const_data_ptr<double>(),
                                    grad_x.mutable_data_ptr<double>(), s);
-  const bool wide = wide_rows((s.W + s.stride - 1) / s.stride);  // one column phase
+  // 16 lanes: for channel vectors (as in the forward) always; for the gather's pixel
+  // vectors where one column phase of a row fills them.
+#if defined(__x86_64__) || defined(_M_X64)
+  const Isa isa = active_isa();
+  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
+  const bool wide =
+      zmm && (avx512_zmm::across_channels(s) || wide_rows((s.W + s.stride - 1) / s.stride));
+#else
+  const bool wide = false;
+#endif
   INVBENCH_SIMD_CALL(grad_input, wide, grad_out, weight, grad_x, s)
 }
 

@@ -4,9 +4,9 @@
 // inside its own namespace and compiler target region, after defining `Vec` there (the
 // vector type, its width L and load/store/fma).
 //
-// Layout of the work (all three ops; the forward of groups of a multiple of L channels at
-// dilation 1, K 3 to 7 and stride 1 or 2 runs across channels instead, in
-// involution_cpu_chanvec.h):
+// Layout of the work (all three ops; the forward and grad_x of groups of a multiple of L
+// channels at dilation 1, K 3 to 7 and stride 1 or 2 run across channels instead, in
+// involution_cpu_chanvec.h and involution_cpu_chanvec_gx.h):
 // - SIMD runs across output pixels of one row (input pixels for grad_x): a vector is
 //   L adjacent columns; a micro-kernel covers NV vectors (NV = 2, or 1 on rows of at
 //   most L columns, so 7-pixel rows fill 7 of 8 lanes).
@@ -1195,6 +1195,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
 }
 
 #include "involution_cpu_chanvec.h"
+#include "involution_cpu_chanvec_gx.h"
 
 // Float32, bfloat16 and float16; float64 has its own exact kernels (involution_cpu.cpp).
 template <typename F>
@@ -1219,11 +1220,14 @@ void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const In
   });
 }
 
-bool forward_across_channels(const InvShape& s) { return cv_fits(s); }
+bool across_channels(const InvShape& s) { return cv_fits(s); }
 
 void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx, const InvShape& s) {
   dispatch_float_types(go, [&](auto tag) {
     using T = decltype(tag);
+    if (cv_fits(s))
+      return grad_input_cv_t<T>(go.const_data_ptr<T>(), w.const_data_ptr<T>(),
+                                gx.mutable_data_ptr<T>(), s);
     grad_input_t<T>(go.const_data_ptr<T>(), w.const_data_ptr<T>(), gx.mutable_data_ptr<T>(), s);
   });
 }

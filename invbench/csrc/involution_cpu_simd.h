@@ -33,8 +33,9 @@ const char* isa_name(Isa isa);
   void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx,                   \
                   const InvShape& s);                                                          \
   void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s); \
-  /* whether forward() runs SIMD across a group's channels (involution_cpu_chanvec.h) */       \
-  bool forward_across_channels(const InvShape& s);
+  /* whether forward() and grad_input() run SIMD across a group's channels */                 \
+  /* (involution_cpu_chanvec.h, involution_cpu_chanvec_gx.h) */                                \
+  bool across_channels(const InvShape& s);
 
 namespace generic {
 INVBENCH_CPU_SIMD_ENTRY_POINTS

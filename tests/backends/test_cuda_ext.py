@@ -315,6 +315,45 @@ def test_cpu_low_precision_rounds_like_torch(
         ops.cpu_kernel_path("auto", torch.float32)
 
 
+@pytest.mark.parametrize(
+    "case",
+    # rows of whole register blocks (weights read in place), and rows that end inside a
+    # block, so the last block's weights are staged: 7 + 3 pixels, 7 + 2 at stride 2, 8 + 7
+    [SIMD_CASES[-3], SIMD_CASES[12], SIMD_CASES[13], (1, 16, 6, 15, 3, 1, 1, 1, None)],
+    ids=_case_id,
+)
+def test_cpu_grad_x_takes_a_weight_only_where_it_applies(case: tuple[int | None, ...]) -> None:
+    """A weight that is not finite reaches grad_x only at the input pixels its tap reads:
+    the first column of every weight row set to +inf, and some last ones to -inf, the
+    non-finite pixels (and the NaNs among them) are the float64 reference's, on every
+    path. A kernel that read a row's neighbours in place (past its end, or before its
+    start) and multiplied them by zero would spread them further."""
+    from invbench.backends import cuda_ext
+
+    ops = cuda_ext.load_ops()
+    geom = _geometry(case)
+    x, w = _inputs(geom, torch.float64, "cpu", seed=14)
+    w[..., 0] = float("inf")
+    w[:, :, 1::3, 2::3, :, -1] = float("-inf")
+    grad_out = torch.randn(geom.out_shape, generator=torch.Generator().manual_seed(15)).double()
+    w64 = w.clone().requires_grad_(True)
+    x64 = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(involution_reference(x64, w64, geom), (x64,), grad_out)
+    assert torch.isfinite(want).float().mean() > 0.2
+    args = (geom.stride, geom.pad, geom.dilation)
+    try:
+        for path in _cpu_paths():
+            for dtype in (torch.float32, torch.bfloat16):
+                assert ops.cpu_kernel_path(path, dtype) == path
+                got = ops.involution_grad_input(
+                    grad_out.to(dtype), w.to(dtype), geom.height, geom.width, *args, poison=True
+                )
+                assert torch.equal(torch.isfinite(got), torch.isfinite(want)), (path, dtype)
+                assert torch.equal(torch.isnan(got), torch.isnan(want)), (path, dtype)
+    finally:
+        ops.cpu_kernel_path("auto", torch.float32)
+
+
 def test_cpu_bfloat16_rounds_denormal_results_like_torch() -> None:
     """Results below float32's smallest normal number keep their bits on every path:
     AVX512_BF16's conversion would flush them to zero, so its path must not use it there."""
