@@ -250,26 +250,35 @@ def test_every_cpu_kernel_path_against_float64(
 def test_cpu_forward_streams_a_large_output_exactly(geom: Geometry) -> None:
     """A large float32 forward output, whose rows are whole 32-byte multiples, is written
     with non-temporal stores: by the forward across channels when the call moves 12 MiB
-    or more, by the pixel-vector forward when the output is 4 MiB or more. Every path
-    matches the extension's own float64 loops there."""
+    or more, by the pixel-vector forward when the output is 4 MiB or more; grad_x across
+    channels likewise streams its output (the size of x) where the forward across channels
+    would. Every path matches the extension's own float64 loops there."""
     from invbench.backends import cuda_ext
 
     ops = cuda_ext.load_ops()
     assert geom.width % 8 == 0
     out_bytes = 4 * geom.channels * geom.height * geom.width
     w_bytes = 4 * geom.groups * geom.kernel_size**2 * geom.height * geom.width
-    if geom.channels // geom.groups % 16 == 0:
+    across = geom.channels // geom.groups % 16 == 0
+    if across:
         assert 2 * out_bytes + w_bytes >= 12 << 20
     else:
         assert out_bytes >= 4 << 20
     x, w = _inputs(geom, torch.float64, "cpu", seed=13)
+    go = torch.randn(geom.out_shape, generator=torch.Generator().manual_seed(16)).double()
     args = (geom.stride, geom.pad, geom.dilation)
     want = ops.involution_fwd(x, w, *args, poison=True)  # float64: plain exact loops
+    want_gx = ops.involution_grad_input(go, w, geom.height, geom.width, *args, poison=True)
     try:
         for path in _cpu_paths():
             assert ops.cpu_kernel_path(path, torch.float32) == path
             got = ops.involution_fwd(x.float(), w.float(), *args, poison=True)
             assert relative_error(got.double(), want) < 1e-5, path
+            if across:
+                got_gx = ops.involution_grad_input(
+                    go.float(), w.float(), geom.height, geom.width, *args, poison=True
+                )
+                assert relative_error(got_gx.double(), want_gx) < 1e-5, path
     finally:
         ops.cpu_kernel_path("auto", torch.float32)
 
