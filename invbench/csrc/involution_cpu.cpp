@@ -324,7 +324,15 @@ void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& gr
   if (grad_out.scalar_type() == at::kDouble)
     return grad_weight_impl<double>(grad_out.const_data_ptr<double>(), x.const_data_ptr<double>(),
                                     grad_w.mutable_data_ptr<double>(), s);
-  INVBENCH_SIMD_CALL(grad_weight, wide_rows(s.Wo), grad_out, x, grad_w, s)
+  // 16 lanes: for (batch, group) pairs always; for pixel vectors where a row fills them.
+#if defined(__x86_64__) || defined(_M_X64)
+  const Isa isa = active_isa();
+  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
+  const bool wide = zmm && (avx512_zmm::across_images(s) || wide_rows(s.Wo));
+#else
+  const bool wide = false;
+#endif
+  INVBENCH_SIMD_CALL(grad_weight, wide, grad_out, x, grad_w, s)
 }
 
 }  // namespace invbench::cpu

@@ -6,7 +6,8 @@
 //
 // Layout of the work (all three ops; the forward and grad_x of groups of a multiple of L
 // channels at dilation 1, K 3 to 7 and stride 1 or 2 run across channels instead, in
-// involution_cpu_chanvec.h and involution_cpu_chanvec_gx.h):
+// involution_cpu_chanvec.h and involution_cpu_chanvec_gx.h, and grad_weight of 7-pixel
+// rows across images, in involution_cpu_gw_images.h):
 // - SIMD runs across output pixels of one row (input pixels for grad_x): a vector is
 //   L adjacent columns; a micro-kernel covers NV vectors (NV = 2, or 1 on rows of at
 //   most L columns, so 7-pixel rows fill 7 of 8 lanes).
@@ -1196,6 +1197,7 @@ void grad_input_t(const T* go, const T* w, T* gx, const InvShape& S) {
 
 #include "involution_cpu_chanvec.h"
 #include "involution_cpu_chanvec_gx.h"
+#include "involution_cpu_gw_images.h"
 
 // Float32, bfloat16 and float16; float64 has its own exact kernels (involution_cpu.cpp).
 template <typename F>
@@ -1222,6 +1224,8 @@ void forward(const at::Tensor& x, const at::Tensor& w, at::Tensor& out, const In
 
 bool across_channels(const InvShape& s) { return cv_fits(s); }
 
+bool across_images(const InvShape& s) { return gwi_fits(s); }
+
 void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx, const InvShape& s) {
   dispatch_float_types(go, [&](auto tag) {
     using T = decltype(tag);
@@ -1235,6 +1239,9 @@ void grad_input(const at::Tensor& go, const at::Tensor& w, at::Tensor& gx, const
 void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s) {
   dispatch_float_types(go, [&](auto tag) {
     using T = decltype(tag);
+    if (gwi_fits(s))
+      return grad_weight_images_t<T>(go.const_data_ptr<T>(), x.const_data_ptr<T>(),
+                                     gw.mutable_data_ptr<T>(), s);
     grad_weight_t<T>(go.const_data_ptr<T>(), x.const_data_ptr<T>(), gw.mutable_data_ptr<T>(), s);
   });
 }

@@ -35,7 +35,9 @@ const char* isa_name(Isa isa);
   void grad_weight(const at::Tensor& go, const at::Tensor& x, at::Tensor& gw, const InvShape& s); \
   /* whether forward() and grad_input() run SIMD across a group's channels */                 \
   /* (involution_cpu_chanvec.h, involution_cpu_chanvec_gx.h) */                                \
-  bool across_channels(const InvShape& s);
+  bool across_channels(const InvShape& s);                                                     \
+  /* whether grad_weight() runs SIMD across (batch, group) pairs (involution_cpu_gw_images.h) */ \
+  bool across_images(const InvShape& s);
 
 namespace generic {
 INVBENCH_CPU_SIMD_ENTRY_POINTS

@@ -179,6 +179,12 @@ SIMD_CASES = [
     # (three pairs and one left over; 64 planes, so up to 8 threads get whole planes),
     # two channel blocks of a 32-channel group
     (4, 512, 13, 14, 7, 2, 1, 16, None),
+    # grad_weight across (batch, group) pairs (K = 7, rows of at most 8 pixels, B x G a
+    # multiple of the lanes): rows of 5 pixels (3 + 2 a call), 24 channels a group at
+    # stride 2 (4 pixels: 3 + 1), padding 0 (3 pixels); the case above has 7 (3 + 3 + 1)
+    (16, 16, 9, 5, 7, 1, 1, 1, None),
+    (8, 48, 8, 7, 7, 2, 1, 2, None),
+    (16, 16, 10, 9, 7, 1, 1, 1, 0),
 ]
 
 # Every CPU kernel path, fastest first (the tests run those this CPU has).
@@ -328,7 +334,12 @@ def test_cpu_low_precision_rounds_like_torch(
     "case",
     # rows of whole register blocks (weights read in place), and rows that end inside a
     # block, so the last block's weights are staged: 7 + 3 pixels, 7 + 2 at stride 2, 8 + 7
-    [SIMD_CASES[-3], SIMD_CASES[12], SIMD_CASES[13], (1, 16, 6, 15, 3, 1, 1, 1, None)],
+    [
+        (2, 64, 9, 7, 7, 1, 1, 2, None),
+        (2, 64, 11, 10, 7, 1, 1, 2, None),
+        (1, 32, 13, 17, 5, 2, 1, 2, None),
+        (1, 16, 6, 15, 3, 1, 1, 1, None),
+    ],
     ids=_case_id,
 )
 def test_cpu_grad_x_takes_a_weight_only_where_it_applies(case: tuple[int | None, ...]) -> None:
