@@ -275,6 +275,22 @@ static bool prefetch_next_weights() {
 #define INVBENCH_SIMD_CALL(fn, wide, ...) return generic::fn(__VA_ARGS__);
 #endif
 
+// Whether the active path is a -zmm one. The 16-lane kernels' own predicates
+// (wide_kernels::...) are asked only then: they are compiled for AVX-512.
+static bool zmm_path() {
+#if defined(__x86_64__) || defined(_M_X64)
+  const Isa isa = active_isa();
+  return isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
+#else
+  return false;
+#endif
+}
+#if defined(__x86_64__) || defined(_M_X64)
+namespace wide_kernels = avx512_zmm;
+#else
+namespace wide_kernels = generic;  // never asked: zmm_path() is false
+#endif
+
 // Whether rows of `cols` columns go to the 16-lane kernels: where 16 lanes leave no more
 // of them idle than 8 do (14, 16, 28, 32 or 112 columns, not 7, 24 or 56). Measured on a
 // Zen 5 core (in one process, paths alternated): 16 lanes took 0.82 to 0.93 of the time
@@ -288,15 +304,8 @@ void forward(const at::Tensor& x, const at::Tensor& weight, at::Tensor& out, con
   if (x.scalar_type() == at::kDouble)
     return forward_impl<double>(x.const_data_ptr<double>(), weight.const_data_ptr<double>(),
                                 out.mutable_data_ptr<double>(), s);
-#if defined(__x86_64__) || defined(_M_X64)
-  // Channel vectors fill all 16 lanes whatever the row's length. (Asked of the 16-lane
-  // code only on a CPU that runs it: it is compiled for AVX-512.)
-  const Isa isa = active_isa();
-  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-  const bool wide = zmm && (avx512_zmm::across_channels(s) || wide_rows(s.Wo));
-#else
-  const bool wide = false;
-#endif
+  // Channel vectors fill all 16 lanes whatever the row's length.
+  const bool wide = zmm_path() && (wide_kernels::across_channels(s) || wide_rows(s.Wo));
   INVBENCH_SIMD_CALL(forward, wide, x, weight, out, s, prefetch_next_weights())
 }
 
@@ -308,14 +317,8 @@ void grad_input(const at::Tensor& grad_out, const at::Tensor& weight, at::Tensor
                                    grad_x.mutable_data_ptr<double>(), s);
   // 16 lanes: for channel vectors (as in the forward) always; for the gather's pixel
   // vectors where one column phase of a row fills them.
-#if defined(__x86_64__) || defined(_M_X64)
-  const Isa isa = active_isa();
-  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-  const bool wide =
-      zmm && (avx512_zmm::across_channels(s) || wide_rows((s.W + s.stride - 1) / s.stride));
-#else
-  const bool wide = false;
-#endif
+  const bool wide = zmm_path() && (wide_kernels::across_channels(s) ||
+                                   wide_rows((s.W + s.stride - 1) / s.stride));
   INVBENCH_SIMD_CALL(grad_input, wide, grad_out, weight, grad_x, s)
 }
 
@@ -325,13 +328,7 @@ void grad_weight(const at::Tensor& grad_out, const at::Tensor& x, at::Tensor& gr
     return grad_weight_impl<double>(grad_out.const_data_ptr<double>(), x.const_data_ptr<double>(),
                                     grad_w.mutable_data_ptr<double>(), s);
   // 16 lanes: for (batch, group) pairs always; for pixel vectors where a row fills them.
-#if defined(__x86_64__) || defined(_M_X64)
-  const Isa isa = active_isa();
-  const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-  const bool wide = zmm && (avx512_zmm::across_images(s) || wide_rows(s.Wo));
-#else
-  const bool wide = false;
-#endif
+  const bool wide = zmm_path() && (wide_kernels::across_images(s) || wide_rows(s.Wo));
   INVBENCH_SIMD_CALL(grad_weight, wide, grad_out, x, grad_w, s)
 }
 

@@ -232,6 +232,16 @@ inline void transpose_in(float* __restrict dst, int64_t xr, const T* __restrict 
   }
 }
 
+// v[p] (pixel j0 + p's L channels, p < L) transposed into L output planes (dst + c * cs)
+// at columns j0 .. j0 + L - 1, those before n.
+template <bool NT, typename T>
+inline void store_transposed(T* __restrict dst, int64_t cs, typename Vec::V* v, int64_t j0,
+                             int64_t n) {
+  Vec::transpose(v);
+#pragma GCC unroll 16
+  for (int c = 0; c < Vec::L; ++c) put_n<NT>(dst + c * cs + j0, v[c], n - j0);
+}
+
 // Pixels [0, n) of obuf[pixel][L] (which holds whole L x L blocks) into L output planes
 // (dst + c * cs), columns [0, n). NT: whole vectors with non-temporal stores (dst and cs
 // kStreamAlign-aligned).
@@ -242,9 +252,7 @@ inline void transpose_out(T* __restrict dst, int64_t cs, const float* __restrict
     typename Vec::V v[L];
 #pragma GCC unroll 16
     for (int p = 0; p < L; ++p) v[p] = Vec::load(obuf + (j0 + p) * L);
-    Vec::transpose(v);
-#pragma GCC unroll 16
-    for (int c = 0; c < L; ++c) put_n<NT>(dst + c * cs + j0, v[c], n - j0);
+    store_transposed<NT>(dst, cs, v, j0, n);
   }
 }
 

@@ -123,9 +123,7 @@ inline void transpose_out_rows(T* __restrict dst, int64_t cs, const float* __res
       v[p] = Vec::load(src + y * xr + x * L);
       if (++x == W) x = 0, ++y;
     }
-    Vec::transpose(v);
-#pragma GCC unroll 16
-    for (int c = 0; c < L; ++c) put_n<NT>(dst + c * cs + j0, v[c], n - j0);
+    store_transposed<NT>(dst, cs, v, j0, n);
   }
 }
 
