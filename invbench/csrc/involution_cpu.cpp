@@ -211,13 +211,15 @@ static bool zmm_full_width() {
 #endif
 }
 
+// The paths with 16-lane (512-bit) kernels.
+static bool is_zmm(Isa isa) { return isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm; }
+
 Isa active_isa() {
   const int forced = g_forced.load(std::memory_order_relaxed);
   if (forced >= 0) return static_cast<Isa>(forced);
   static const Isa best = [] {
     for (Isa isa : {Isa::Avx512Bf16Zmm, Isa::Avx512Zmm, Isa::Avx512Bf16, Isa::Avx512, Isa::Avx2}) {
-      const bool zmm = isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-      if (isa_supported(isa) && (!zmm || zmm_full_width())) return isa;
+      if (isa_supported(isa) && (!is_zmm(isa) || zmm_full_width())) return isa;
     }
     return Isa::Generic;
   }();
@@ -277,18 +279,11 @@ static bool prefetch_next_weights() {
 
 // Whether the active path is a -zmm one. The 16-lane kernels' own predicates
 // (wide_kernels::...) are asked only then: they are compiled for AVX-512.
-static bool zmm_path() {
-#if defined(__x86_64__) || defined(_M_X64)
-  const Isa isa = active_isa();
-  return isa == Isa::Avx512Bf16Zmm || isa == Isa::Avx512Zmm;
-#else
-  return false;
-#endif
-}
+static bool zmm_path() { return is_zmm(active_isa()); }
 #if defined(__x86_64__) || defined(_M_X64)
 namespace wide_kernels = avx512_zmm;
 #else
-namespace wide_kernels = generic;  // never asked: zmm_path() is false
+namespace wide_kernels = generic;  // never asked: no -zmm path is active there
 #endif
 
 // Whether rows of `cols` columns go to the 16-lane kernels: where 16 lanes leave no more
