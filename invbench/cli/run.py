@@ -123,6 +123,15 @@ def run(
         str | None,
         typer.Option(metavar="CPUS", help="Pin the run to these CPUs, e.g. 0 or 0-1,3."),
     ] = None,
+    interleave_dtypes: Annotated[
+        bool,
+        typer.Option(
+            "--interleave-dtypes",
+            help="Time a case's dtypes side by side, their rows in one set of interleaved "
+            "rounds as a case's backends are (inputs of every dtype held at once); for "
+            "ratios between dtypes on a noisy machine.",
+        ),
+    ] = False,
     repeats: Annotated[
         int,
         typer.Option(
@@ -156,6 +165,7 @@ def run(
         min_clock=min_clock,
         threads=threads,
         affinity=affinity,
+        interleave_dtypes=interleave_dtypes,
     )
     if repeats < 1:
         raise fail(f"--repeats must be >= 1, got {repeats}")

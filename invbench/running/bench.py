@@ -59,6 +59,7 @@ class RunRequest:
     min_clock: float | None = None  # drop batches under this share of the max SM clock
     threads: int | None = None  # None: the suite's, else torch's default
     affinity: str | None = None  # CPU list to pin the run to ("0", "0-1,3")
+    interleave_dtypes: bool = False  # a case's dtypes timed side by side
 
     def to_json(self) -> dict[str, Any]:
         """What meta.json keeps so that --resume can plan the same run again."""
@@ -153,6 +154,10 @@ def plan_run(
                 f"backend {name!r} does not run at the {suite.level.value} level of suite "
                 f"{suite.name!r}"
             )
+    if request.interleave_dtypes and request.isolate:
+        raise UsageError(
+            "--interleave-dtypes and --isolate: an isolated row runs alone in its worker"
+        )
     if len(set(names)) != len(names):
         raise UsageError(f"a backend is named twice: {', '.join(names)}")
     policy = StopPolicy(
@@ -180,6 +185,7 @@ def plan_run(
         min_clock=request.min_clock,
         threads=request.threads or settings.threads,
         affinity=affinity,
+        interleave_dtypes=request.interleave_dtypes,
     )
     return suite, plan
 
@@ -205,6 +211,7 @@ def run_meta(suite: Suite, plan: RunPlan, request: RunRequest | None = None) -> 
         "threads": plan.threads,
         "affinity": list(plan.affinity) or None,
         "isolate": plan.isolate,
+        "interleave_dtypes": plan.interleave_dtypes,
         "timeout_s": plan.timeout_s,
         "request": request.to_json() if request is not None else None,
         "policy": asdict(plan.policy),

@@ -165,12 +165,17 @@ class Engine:
     def key(base: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(base[k] for k in KEY_COLUMNS)
 
+    @staticmethod
+    def telemetry_label(base: dict[str, Any]) -> str:
+        """The sampler's window for a row: its backend at its dtype (both may share rounds)."""
+        return f"{base['backend']} {base['dtype']}"
+
     def emit(self, row: ResultRow, samples: Sequence[float] = ()) -> None:
         self.sink.add(row, samples)
         self.on_row(row)
 
     def fail(self, base: dict[str, Any], status: Status, reason: str) -> None:
-        tele = self.sampler.take(base["backend"])
+        tele = self.sampler.take(self.telemetry_label(base))
         precision = precision_fields(base["dtype"], self.plan.device.type)
         self.emit(
             ResultRow(
@@ -198,28 +203,36 @@ class Engine:
             return self.sink.rows
         self.sampler.start()
         try:
-            for case, dtype, mode in self.plan.groups():
-                with nvtx.range(f"{case.name} {dtype.value} {mode.value}"):
-                    self.run_group(case, dtype, mode, self.pending(case, dtype, mode))
+            for groups in self.plan.group_sets():
+                label = " + ".join(f"{c.name} {d.value} {m.value}" for c, d, m in groups)
+                with nvtx.range(label):
+                    self.run_groups([(g, self.pending(*g)) for g in groups])
         finally:
             self.sampler.stop()
         return self.sink.rows
 
     def run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
         """One group for these backends: a row each (the sampler must be started)."""
-        if not backends:
+        self.run_groups([((case, dtype, mode), backends)])
+
+    def run_groups(self, groups: Sequence[tuple[tuple[Case, Dtype, Mode], list[Backend]]]) -> None:
+        """Groups whose backends are timed in one set of interleaved rounds: a row each."""
+        groups = [(g, backends) for g, backends in groups if backends]
+        if not groups:
             return
         try:
             with precision_policy(PrecisionPolicy(tf32=self.plan.tf32)):
-                self._run_group(case, dtype, mode, backends)
+                arms = [
+                    arm
+                    for (case, dtype, mode), backends in groups
+                    for arm in self.prepare_group(case, dtype, mode, backends)
+                ]
+                label = " + ".join(f"{c.name} {d.value} {m.value}" for (c, d, m), _ in groups)
+                self.on_status(f"{label}: timing {len(arms)} rows")
+                self._time_interleaved(arms)
+                self.finish_group(arms)
         finally:
             self._release()
-
-    def _run_group(self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]) -> None:
-        arms = self.prepare_group(case, dtype, mode, backends)
-        self.on_status(f"{case.name} {dtype.value} {mode.value}: timing {len(arms)} backends")
-        self._time_interleaved(arms)
-        self.finish_group(arms)
 
     def prepare_group(
         self, case: Case, dtype: Dtype, mode: Mode, backends: list[Backend]
@@ -254,7 +267,8 @@ class Engine:
         for b, base in runnable:
             self.on_status(f"{label}: {self.strategy.describe(b, base)}: build, check, warm up")
             try:
-                with nvtx.range(f"{b.name}/prepare"), self.sampler.window(b.name, timing=False):
+                window = self.sampler.window(self.telemetry_label(base), timing=False)
+                with nvtx.range(f"{b.name}/prepare"), window:
                     arm = self._prepare(group, b, base)
             except Exception as exc:
                 self.fail(base, classify(exc), one_line(exc))
@@ -380,7 +394,8 @@ class Engine:
         name = arm.backend.name
         t0 = self.wall_clock()
         try:
-            with nvtx.range(f"{name}/samples"), self.sampler.window(name, timing=True):
+            window = self.sampler.window(self.telemetry_label(arm.base), timing=True)
+            with nvtx.range(f"{name}/samples"), window:
                 self._sample_round(arm, n, reverse=rnd % 2 == 1)
         except Exception as exc:
             arm.error = (classify(exc), f"while timing: {one_line(exc)}")
@@ -417,7 +432,7 @@ class Engine:
 
     # -- the row --------------------------------------------------------------
     def _row(self, arm: Arm) -> ResultRow:
-        tele = self.sampler.take(arm.backend.name)
+        tele = self.sampler.take(self.telemetry_label(arm.base))
         arm.apply_clock_floor()
         base, notes = arm.base, arm.all_notes()
         variant = arm.backend.variant(self.device_kind, Dtype(base["dtype"]))

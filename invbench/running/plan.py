@@ -36,6 +36,7 @@ class RunPlan:
     min_clock: float | None = None  # drop batches under this share of the max SM clock
     threads: int | None = None  # torch's intra-op threads (None: torch's default)
     affinity: tuple[int, ...] = ()  # CPUs the process is pinned to (empty: not pinned)
+    interleave_dtypes: bool = False  # a case and mode's dtypes timed in one set of rounds
 
     @property
     def n_rows(self) -> int:
@@ -47,3 +48,18 @@ class RunPlan:
             for dtype in self.dtypes:
                 for mode in self.modes:
                     yield case, dtype, mode
+
+    def group_sets(self) -> Iterator[tuple[tuple[Case, Dtype, Mode], ...]]:
+        """The groups in the order they run, each set's rows timed in one set of rounds.
+
+        A set is one group, or with ``interleave_dtypes`` a case and mode at every dtype,
+        so that the dtypes' rows see the same states of the machine, as a group's
+        backends do.
+        """
+        if not self.interleave_dtypes:
+            for group in self.groups():
+                yield (group,)
+            return
+        for case in self.cases:
+            for mode in self.modes:
+                yield tuple((case, dtype, mode) for dtype in self.dtypes)
