@@ -374,13 +374,19 @@ class Engine:
         return fields
 
     def _rounds(self, arms: list[Arm]) -> None:
+        # With interleave_dtypes and adaptive stopping, every row of the set stays in the
+        # rotation until the last one's rule says stop, so all its samples come from the
+        # same stretch of time (a row that left early would be compared with samples taken
+        # after it, in whatever state the machine was in then).
+        together = self.plan.interleave_dtypes and self.plan.policy.samples is None
         active = list(arms)
         rnd = 0
         while active:
             order = active if rnd % 2 == 0 else active[::-1]
             for arm in order:
                 self.round_of(arm, rnd)
-            active = [a for a in active if a.stop is None and a.error is None]
+            going = [a for a in active if a.stop is None and a.error is None]
+            active = [a for a in active if a.error is None] if together and going else going
             rnd += 1
 
     def round_of(self, arm: Arm, rnd: int) -> None:

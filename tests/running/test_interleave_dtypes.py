@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,57 @@ def test_each_row_takes_the_telemetry_of_its_own_dtype() -> None:
     Engine(plan, registry, Sink(), timer=TickTimer(0.5), sampler=sampler).run()  # type: ignore[arg-type]
     assert sorted(sampler.taken) == ["a bfloat16", "a float32"]  # one take per row
     assert set(sampler.windows) == {"a bfloat16", "a float32"}
+
+
+class SteadyAndNoisyTimer(TickTimer):
+    """0.5 ms a call for backend "a" (it converges at once); "b" alternates 0.5 and 1.0 ms,
+    so its median's interval never narrows and only the time cap stops it."""
+
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        super().__init__(0.5)
+        self.log = log
+
+    def sample(
+        self, fn: Callable[[], object], n: int, hide_launch: bool = False, gate: object = None
+    ) -> list[float]:
+        for _ in range(n):
+            fn()
+        if self.log[-1][0] == "a":
+            return [0.5] * n
+        return [0.5 if i % 2 else 1.0 for i in range(n)]
+
+
+def _run_until_b_stops(interleave: bool) -> tuple[Sink, list[str]]:
+    log: list[tuple[str, str]] = []
+    registry = Registry()
+    for name in ("a", "b"):
+        registry.register(LogBackend(name, log))
+    policy = StopPolicy(min_samples=10, min_time_s=0.0, max_time_s=0.2, target_rel_ci=0.05)
+    plan = RunPlan(
+        cases=(TINY,), backends=("a", "b"), dtypes=BOTH, modes=(Mode.FWD,), device=CPU,
+        policy=policy, warmup_ms=0.5, interleave_dtypes=interleave,
+    )  # fmt: skip
+    sink = Sink()
+    engine = Engine(plan, registry, sink, timer=SteadyAndNoisyTimer(log))  # type: ignore[arg-type]
+    engine.run()
+    return sink, [name for name, _ in log]
+
+
+def test_with_the_flag_every_row_stays_in_the_rotation_until_the_last_stops() -> None:
+    sink, names = _run_until_b_stops(interleave=True)
+    rows = {(r.backend, r.dtype): r for r in sink.rows}
+    assert all(r.status == "ok" for r in rows.values())
+    # b runs to the time cap; a converged in its first round but kept sampling with it
+    assert {rows["b", d.value].stop_reason for d in BOTH} == {"time-cap"}
+    assert {rows["a", d.value].stop_reason for d in BOTH} == {"converged"}
+    for d in BOTH:  # as many rounds as b (each about 10 ms: twice b's samples at 0.5 ms)
+        assert rows["a", d.value].n_samples >= rows["b", d.value].n_samples
+    assert "a" in names[-80:]  # the last rounds still time a
+
+
+def test_without_the_flag_a_converged_row_leaves_the_rotation() -> None:
+    sink, names = _run_until_b_stops(interleave=False)
+    rows = {(r.backend, r.dtype): r for r in sink.rows}
+    for d in BOTH:
+        assert rows["a", d.value].n_samples < rows["b", d.value].n_samples
+    assert "a" not in names[-80:]  # only b is timed at the end
