@@ -1,8 +1,12 @@
 // How fast one core runs the taps' loop of the forward across channels (cv_taps in
 // invbench/csrc/involution_cpu_chanvec.h) on data in L1: K = 7, stride 1, R output pixels
 // a call (R accumulators), each kernel row loading R + 6 input vectors once and issuing
-// R * 7 FMAs. The weights are broadcast from memory, one per FMA, as in the forward, or
-// taken from a register (what the loop would run at without the weight stream).
+// R * 7 FMAs. The weights are broadcast from memory, one per FMA, or taken from a
+// register (what the loop would run at without the weight stream), or, as the forward
+// does, in pairs: one 64-bit broadcast of pixels r and r + 1's weights, each float then
+// copied over the vector (vmovsldup, vmovshdup), pixel r + 1's kept until its column
+// comes; "half paired" pairs every other pair of pixels and broadcasts the rest singly,
+// which moves half of the copies from the shuffle units to the load units.
 //
 //   gcc -O3 tools/cv_loop_rate.c -o cv_loop_rate && ./cv_loop_rate
 //
@@ -53,10 +57,49 @@ static double now_s(void) {
     }                                                                                 \
   }
 
+// PAIR_EVERY = 1: every pair of pixels (r, r + 1) in pairs; 2: pairs with (r / 2) even.
+// Pixels run in descending order so an odd pixel takes its carried weight first.
+#define PAIRED_LOOP(NAME, R, PAIR_EVERY)                                              \
+  __attribute__((target("avx512f"), noinline)) static void NAME(                      \
+      float* out, const float* w, const float* x, long calls) {                       \
+    for (long call = 0; call < calls; ++call) {                                       \
+      __m512 acc[R], carry[R];                                                        \
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();                       \
+      const float* wk[K];                                                             \
+      for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * PLANE;                         \
+      const float* xr = x;                                                            \
+      for (int kh = 0; kh < K; ++kh, xr += XROW) {                                    \
+        _Pragma("GCC unroll 32") for (int j = 0; j < R - 1 + K; ++j) {                \
+          __m512 xv = _mm512_load_ps(xr + j * L);                                     \
+          __asm__("" : "+v"(xv));                                                     \
+          _Pragma("GCC unroll 16") for (int q = 0; q < R; ++q) {                      \
+            const int r = R - 1 - q, kw = j - r;                                      \
+            if (kw < 0 || kw >= K) continue;                                          \
+            if ((r / 2) % PAIR_EVERY != 0 || (r % 2 == 0 && r + 1 >= R)) {            \
+              acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wk[kw][r]), xv, acc[r]);        \
+            } else if (r % 2 == 1) {                                                  \
+              acc[r] = _mm512_fmadd_ps(carry[r], xv, acc[r]);                         \
+            } else {                                                                  \
+              double d;                                                               \
+              __builtin_memcpy(&d, wk[kw] + r, 8);                                    \
+              const __m512 b = _mm512_castpd_ps(_mm512_set1_pd(d));                   \
+              carry[r + 1] = _mm512_movehdup_ps(b);                                   \
+              acc[r] = _mm512_fmadd_ps(_mm512_moveldup_ps(b), xv, acc[r]);            \
+            }                                                                         \
+          }                                                                           \
+        }                                                                             \
+        for (int kw = 0; kw < K; ++kw) wk[kw] += K * PLANE;                           \
+      }                                                                               \
+      for (int r = 0; r < R; ++r) _mm512_store_ps(out + r * L, acc[r]);               \
+    }                                                                                 \
+  }
+
 TAPS_LOOP(r7_memory, 7, 0)
 TAPS_LOOP(r7_register, 7, 1)
 TAPS_LOOP(r14_memory, 14, 0)
 TAPS_LOOP(r14_register, 14, 1)
+PAIRED_LOOP(r14_paired, 14, 1)
+PAIRED_LOOP(r14_half_paired, 14, 2)
 
 typedef void (*LoopFn)(float*, const float*, const float*, long);
 
@@ -73,16 +116,19 @@ int main(void) {
   } kinds[] = {{"R=7 weights from memory", r7_memory, 7},
                {"R=7 weights from a register", r7_register, 7},
                {"R=14 weights from memory", r14_memory, 14},
-               {"R=14 weights from a register", r14_register, 14}};
+               {"R=14 weights from a register", r14_register, 14},
+               {"R=14 weights in pairs", r14_paired, 14},
+               {"R=14 weights half paired", r14_half_paired, 14}};
+  const int nkinds = sizeof kinds / sizeof kinds[0];
   const long fmas_per_round = 400000000L;
   for (int round = 0; round < 3; ++round) {
-    for (int k = 0; k < 4; ++k) {
+    for (int k = 0; k < nkinds; ++k) {
       const long calls = fmas_per_round / (kinds[k].R * K * K);
       const double t0 = now_s();
       kinds[k].fn(out, w, x, calls);
       const double s = now_s() - t0;
       printf("%-30s %5.2f G FMA/s%s", kinds[k].name, calls * kinds[k].R * K * K / s / 1e9,
-             k == 3 ? "\n" : " | ");
+             k == nkinds - 1 ? "\n" : (k % 2 ? "\n  " : " | "));
     }
   }
   fprintf(stderr, "%g\n", out[3]);  // keeps the results live
