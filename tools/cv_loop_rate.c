@@ -28,13 +28,32 @@ static double now_s(void) {
   return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-// FROM_REG = 0: acc[r] += broadcast(w[tap plane][r]) * x[r + kw]; 1: the same multiplier
-// from a register for every tap.
-#define TAPS_LOOP(NAME, R, FROM_REG)                                                  \
+enum Weights { FROM_MEMORY, FROM_REGISTER, IN_PAIRS, HALF_PAIRED };
+
+// Pixel r's weight of a tap (row: the tap's weights of the call's pixels). IN_PAIRS: every
+// pair (r, r + 1) from one broadcast, pixel r + 1's kept in carry; HALF_PAIRED: pairs with
+// (r / 2) even so, the others broadcast singly. Pixels run in descending order, so an odd
+// pixel takes its carried weight before the even one below it replaces it.
+__attribute__((target("avx512f"), always_inline)) static inline __m512 weight(
+    enum Weights kind, const float* row, int r, int R, __m512 wreg, __m512* carry) {
+  if (kind == FROM_REGISTER) return wreg;
+  const int paired = (kind == IN_PAIRS || (kind == HALF_PAIRED && (r / 2) % 2 == 0)) &&
+                     (r % 2 == 1 || r + 1 < R);
+  if (!paired) return _mm512_set1_ps(row[r]);
+  if (r % 2 == 1) return carry[r];
+  double d;
+  __builtin_memcpy(&d, row + r, 8);
+  const __m512 b = _mm512_castpd_ps(_mm512_set1_pd(d));
+  carry[r + 1] = _mm512_movehdup_ps(b);
+  return _mm512_moveldup_ps(b);
+}
+
+// acc[r] += weight(tap, r) * x[r + kw] for every tap of R output pixels.
+#define TAPS_LOOP(NAME, R, WEIGHTS)                                                   \
   __attribute__((target("avx512f"), noinline)) static void NAME(                      \
       float* out, const float* w, const float* x, long calls) {                       \
     for (long call = 0; call < calls; ++call) {                                       \
-      __m512 acc[R];                                                                  \
+      __m512 acc[R], carry[R];                                                        \
       for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();                       \
       const float* wk[K];                                                             \
       for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * PLANE;                         \
@@ -44,48 +63,11 @@ static double now_s(void) {
         _Pragma("GCC unroll 32") for (int j = 0; j < R - 1 + K; ++j) {                \
           __m512 xv = _mm512_load_ps(xr + j * L);                                     \
           __asm__("" : "+v"(xv)); /* one load for all its FMAs */                     \
-          _Pragma("GCC unroll 16") for (int r = 0; r < R; ++r) {                      \
-            const int kw = j - r;                                                     \
-            if (kw < 0 || kw >= K) continue;                                          \
-            const __m512 wv = FROM_REG ? wreg : _mm512_set1_ps(wk[kw][r]);            \
-            acc[r] = _mm512_fmadd_ps(wv, xv, acc[r]);                                 \
-          }                                                                           \
-        }                                                                             \
-        for (int kw = 0; kw < K; ++kw) wk[kw] += K * PLANE;                           \
-      }                                                                               \
-      for (int r = 0; r < R; ++r) _mm512_store_ps(out + r * L, acc[r]);               \
-    }                                                                                 \
-  }
-
-// PAIR_EVERY = 1: every pair of pixels (r, r + 1) in pairs; 2: pairs with (r / 2) even.
-// Pixels run in descending order so an odd pixel takes its carried weight first.
-#define PAIRED_LOOP(NAME, R, PAIR_EVERY)                                              \
-  __attribute__((target("avx512f"), noinline)) static void NAME(                      \
-      float* out, const float* w, const float* x, long calls) {                       \
-    for (long call = 0; call < calls; ++call) {                                       \
-      __m512 acc[R], carry[R];                                                        \
-      for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();                       \
-      const float* wk[K];                                                             \
-      for (int kw = 0; kw < K; ++kw) wk[kw] = w + kw * PLANE;                         \
-      const float* xr = x;                                                            \
-      for (int kh = 0; kh < K; ++kh, xr += XROW) {                                    \
-        _Pragma("GCC unroll 32") for (int j = 0; j < R - 1 + K; ++j) {                \
-          __m512 xv = _mm512_load_ps(xr + j * L);                                     \
-          __asm__("" : "+v"(xv));                                                     \
           _Pragma("GCC unroll 16") for (int q = 0; q < R; ++q) {                      \
             const int r = R - 1 - q, kw = j - r;                                      \
             if (kw < 0 || kw >= K) continue;                                          \
-            if ((r / 2) % PAIR_EVERY != 0 || (r % 2 == 0 && r + 1 >= R)) {            \
-              acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wk[kw][r]), xv, acc[r]);        \
-            } else if (r % 2 == 1) {                                                  \
-              acc[r] = _mm512_fmadd_ps(carry[r], xv, acc[r]);                         \
-            } else {                                                                  \
-              double d;                                                               \
-              __builtin_memcpy(&d, wk[kw] + r, 8);                                    \
-              const __m512 b = _mm512_castpd_ps(_mm512_set1_pd(d));                   \
-              carry[r + 1] = _mm512_movehdup_ps(b);                                   \
-              acc[r] = _mm512_fmadd_ps(_mm512_moveldup_ps(b), xv, acc[r]);            \
-            }                                                                         \
+            acc[r] = _mm512_fmadd_ps(weight(WEIGHTS, wk[kw], r, R, wreg, carry), xv,  \
+                                     acc[r]);                                         \
           }                                                                           \
         }                                                                             \
         for (int kw = 0; kw < K; ++kw) wk[kw] += K * PLANE;                           \
@@ -94,12 +76,12 @@ static double now_s(void) {
     }                                                                                 \
   }
 
-TAPS_LOOP(r7_memory, 7, 0)
-TAPS_LOOP(r7_register, 7, 1)
-TAPS_LOOP(r14_memory, 14, 0)
-TAPS_LOOP(r14_register, 14, 1)
-PAIRED_LOOP(r14_paired, 14, 1)
-PAIRED_LOOP(r14_half_paired, 14, 2)
+TAPS_LOOP(r7_memory, 7, FROM_MEMORY)
+TAPS_LOOP(r7_register, 7, FROM_REGISTER)
+TAPS_LOOP(r14_memory, 14, FROM_MEMORY)
+TAPS_LOOP(r14_register, 14, FROM_REGISTER)
+TAPS_LOOP(r14_paired, 14, IN_PAIRS)
+TAPS_LOOP(r14_half_paired, 14, HALF_PAIRED)
 
 typedef void (*LoopFn)(float*, const float*, const float*, long);
 
