@@ -180,6 +180,30 @@ inline int cv_block_pixels(int64_t Wo, int64_t K) {
   return ceil_div(Wo, 7) * 7 < ceil_div(Wo, 8) * 8 ? 7 : 8;
 }
 
+// Whether the taps' loop prefetches the weights two rows on: rows of 112 bytes of
+// weights or more (28 float32 pixels). There the hardware prefetchers did not keep up
+// with the K * K planes. On a Zen 5 core (batch 8, two threads, 8 pairs in one process)
+// the prefetch took layer1's float32 forward from 1.23 to 0.98 times the pixel-vector
+// kernel's time and layer2-first's from 0.81 to 0.73; on rows of 7 and 14 pixels it cost
+// 5 to 15%. Issued by the taps' loop a kernel row at a time (cv_taps) rather than a row's
+// 49 planes at once before it: layer1 0.89 and 0.90 of the time, layer2-first 0.92,
+// layer2 0.86 and 0.91 (float32, two sets of 10 pairs); on rows under 112 bytes it still
+// made no consistent difference (layer3 0.96, layer4 1.02).
+template <typename T>
+constexpr bool cv_prefetch_weights(int64_t Wo) {
+  return Wo * int64_t(sizeof(T)) >= 112;
+}
+
+// Whether a call's float32 result (planes of `plane` values) goes around the caches:
+// where the call moves kStreamPastBytes or more, its first lines have left the caches by
+// its end anyway, and a cached store would first read each line from memory.
+template <typename T>
+inline bool cv_stream_out(const InvShape& S, int64_t plane) {
+  return std::is_same_v<T, float> &&
+         (S.x_numel() + S.w_numel() + S.out_numel()) * int64_t(sizeof(T)) >= kStreamPastBytes &&
+         (plane * int64_t(sizeof(T))) % kStreamAlign == 0;
+}
+
 // n values from p widened to float, n <= L: a whole vector when n = L, else the first n
 // (masked loads, or through a buffer for float16).
 inline typename Vec::V load_float_n(const float* p, int64_t n) {
@@ -274,16 +298,7 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
   const int64_t srows = (Rr - 1) * s + K, cs = srows * xr;  // staged rows; a block's stride
   const T* wend = w + S.w_numel();
   const T* xend = x + S.x_numel();
-  // Rows of 112 bytes of weights or more (28 float32 pixels) prefetch the weights two rows
-  // on: there the hardware prefetchers did not keep up with the K * K planes. On a Zen 5
-  // core (batch 8, two threads, 8 pairs in one process) the prefetch took layer1's float32
-  // forward from 1.23 to 0.98 times the pixel-vector kernel's time and layer2-first's
-  // from 0.81 to 0.73; on rows of 7 and 14 pixels it cost 5 to 15%. Issued by the taps'
-  // loop a kernel row at a time (cv_taps) rather than a row's 49 planes at once before
-  // it: layer1 0.89 and 0.90 of the time, layer2-first 0.92, layer2 0.86 and 0.91
-  // (float32, two sets of 10 pairs); on rows under 112 bytes it still made no consistent
-  // difference (layer3 0.96, layer4 1.02).
-  const bool prefetch = Wo * int64_t(sizeof(T)) >= 112;
+  const bool prefetch = cv_prefetch_weights<T>(Wo);
   // Where rows are whole blocks (every resnet-shapes layer), a task's output goes out
   // once per channel block at its end, its rows as one run of pixels (they are
   // contiguous in each output plane): whole vectors, whole cache lines, no masked row
@@ -292,10 +307,7 @@ void forward_cv_t(const T* x, const T* w, T* out, const InvShape& S) {
   // (stream_out). docs/backends/cuda_ext.md, "A task's rows as one run", has the pairs.
   const bool flat_out = Wpad == Wo;
   const bool flat_in = flat_out && Wst == S.W;
-  const bool stream_out = std::is_same_v<T, float> && flat_out &&
-                          (S.x_numel() + S.w_numel() + S.out_numel()) * int64_t(sizeof(T)) >=
-                              kStreamPastBytes &&
-                          (HWo * int64_t(sizeof(T))) % kStreamAlign == 0;
+  const bool stream_out = flat_out && cv_stream_out<T>(S, HWo);
   // Rows of 7 pixels (layer4-first, layer4) go two a call where the task has two rows left:
   // 14 accumulators instead of 7 (more independent FMA chains, half the calls). Same
   // results, bit for bit (every accumulator takes the same FMAs in the same order). On a

@@ -147,7 +147,7 @@ void grad_input_cv_t(const T* go, const T* w, T* gx, const InvShape& S) {
   const int64_t dcs = Rr * xr, gcs = grows * gr;  // a channel block's stride
   const CvtRowFn<T> row_fn = cvt_row_for<T>(R, K, s);
   const CvtRowFn<float> row_fn_staged = cvt_row_for<float>(R, K, s);
-  const bool prefetch = Wo * int64_t(sizeof(T)) >= 112;  // as in the forward
+  const bool prefetch = cv_prefetch_weights<T>(Wo);
   const T* goend = go + S.out_numel();
   // The task's rows go out as one run of pixels per channel block (a plane's rows are
   // contiguous): whole vectors, fewer part-filled transposes on short rows, and large
@@ -156,10 +156,7 @@ void grad_input_cv_t(const T* go, const T* w, T* gx, const InvShape& S) {
   // 0.67 to 0.88 of the time on the stem, layer1, layer2-first and layer3-first (0.78 to
   // 0.97 without the non-temporal stores), 0.79 and 0.88 on layer2, 0.80 to 1.03 on
   // layer3 to layer4; bfloat16 (not streamed) 0.92 to 1.02, one set of 6 pairs.
-  const bool stream_out = std::is_same_v<T, float> &&
-                          (S.x_numel() + S.w_numel() + S.out_numel()) * int64_t(sizeof(T)) >=
-                              kStreamPastBytes &&
-                          (HW * int64_t(sizeof(T))) % kStreamAlign == 0;
+  const bool stream_out = cv_stream_out<T>(S, HW);
   run_tasks(S.B * S.G * blocks, [&](TaskClaim& claim) {
     // gst's columns past Wo stay 0 (transpose_in writes Wo of them a row).
     std::vector<float> dbuf(CB * dcs), gst(CB * gcs), wst(flat ? 0 : KK * Wpad);

@@ -204,8 +204,7 @@ class Engine:
         self.sampler.start()
         try:
             for groups in self.plan.group_sets():
-                label = " + ".join(f"{c.name} {d.value} {m.value}" for c, d, m in groups)
-                with nvtx.range(label):
+                with nvtx.range(_set_label(groups)):
                     self.run_groups([(g, self.pending(*g)) for g in groups])
         finally:
             self.sampler.stop()
@@ -227,7 +226,7 @@ class Engine:
                     for (case, dtype, mode), backends in groups
                     for arm in self.prepare_group(case, dtype, mode, backends)
                 ]
-                label = " + ".join(f"{c.name} {d.value} {m.value}" for (c, d, m), _ in groups)
+                label = _set_label([g for g, _ in groups])
                 self.on_status(f"{label}: timing {len(arms)} rows")
                 self._time_interleaved(arms)
                 self.finish_group(arms)
@@ -496,6 +495,11 @@ class Engine:
         gc.collect()
         if self.plan.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _set_label(groups: Sequence[tuple[Case, Dtype, Mode]]) -> str:
+    """A set of groups as the status line and NVTX name it: "stem float32 fwd + ..."."""
+    return " + ".join(f"{c.name} {d.value} {m.value}" for c, d, m in groups)
 
 
 def run_plan(plan: RunPlan, registry: Registry, sink: RowSink, **options: Any) -> list[ResultRow]:
