@@ -37,11 +37,14 @@ inline typename TV::V set1_pair(const float* p, typename TV::V& second) {
 // Taps of R output pixels of one row, one block of L channels: acc[r] += w[(kh * K + kw) *
 // wp + r] * X[kh * xr + (r * S + kw) * L].
 //
-// With P pixels r and r + 1 (r even) share one broadcast of their two adjacent weights of
-// a tap: bfloat16 a 32-bit one, widened by a shift (r's) and a mask (r + 1's); float32 a
-// 64-bit one, each float then copied over its pair's lanes (vmovsldup, vmovshdup).
-// Pixel r + 1's is held in a register until S input columns on, where the same tap
-// reaches that pixel: half the weight loads, for one more instruction each.
+// B = Bcast::kPairs: pixels r and r + 1 (r even) share one broadcast of their two adjacent
+// weights of a tap: bfloat16 a 32-bit one, widened by a shift (r's) and a mask (r + 1's);
+// float32 a 64-bit one, each float then copied over its pair's lanes (vmovsldup,
+// vmovshdup). Pixel r + 1's is held in a register until S input columns on, where the
+// same tap reaches that pixel: half the weight loads, for one more instruction each.
+// Bcast::kHalfPairs: pixels 0-1, 4-5, 8-9, ... so, the others broadcast singly (an FMA
+// with its broadcast folded in): a quarter fewer loads than kSingle, and half the copies
+// of kPairs, which go to the shuffle units the transposes also use.
 //
 // pfd != 0: each kernel row first prefetches its K taps' weights pfd elements on (the
 // lines that hold this block's pixels, two rows down the planes), so the prefetches are
@@ -50,11 +53,14 @@ inline typename TV::V set1_pair(const float* p, typename TV::V& second) {
 // N = 2: two output rows of R pixels each, a row's R being the whole row (Wo = R), so
 // the second row's weights follow the first's in every plane (w + R + r) and its input
 // rows are S staged rows down (X + S * xr): 2R accumulators over one set of pointers.
-template <int K, int S, int R, bool P, typename TW, int N = 1>
+enum class Bcast { kSingle, kPairs, kHalfPairs };
+
+template <int K, int S, int R, Bcast B, typename TW, int N = 1>
 __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const TW* w,
                                                    int64_t wp, const float* X, int64_t xr,
                                                    int64_t pfd = 0) {
   constexpr int L = Vec::L;
+  constexpr bool P = B != Bcast::kSingle;
   static_assert(!P || std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>);
   // A pointer per tap column, stepped a kernel row at a time: every weight address is
   // then a pointer and a constant. (Written as w[kw * wp + r], GCC kept the K offsets in
@@ -88,6 +94,10 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
           const int kw = j - r * S;
           if (kw < 0 || kw >= K) continue;
           if constexpr (P) {
+            if (B == Bcast::kHalfPairs && (r / 2) % 2 == 1) {
+              ah[r] = Vec::fma(broadcast(wk[kw] + wo + r), xv, ah[r]);
+              continue;
+            }
             if (r % 2 == 1) {
               ah[r] = Vec::fma(carry[j % S][r], xv, ah[r]);
               continue;
@@ -109,7 +119,7 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
 // One output row of one channel block: nblk blocks of R pixels (tap t's weights for the
 // row at w + t * wp) into obuf[pixel][L].
 // N = 2: rows i and i + 1 of R = Wo pixels (nblk = 1), into obuf[2R][L].
-template <int K, int S, int R, typename TW, bool P = false, int N = 1>
+template <int K, int S, int R, typename TW, Bcast P = Bcast::kSingle, int N = 1>
 void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int64_t xr,
             int64_t nblk, int64_t pfd) {
   using V = typename Vec::V;
@@ -126,7 +136,7 @@ void cv_row(float* __restrict obuf, const TW* w, int64_t wp, const float* X, int
 template <typename TW>
 using CvRowFn = void (*)(float*, const TW*, int64_t, const float*, int64_t, int64_t, int64_t);
 
-template <typename TW, bool P>
+template <typename TW, Bcast P>
 inline CvRowFn<TW> cv_row_for_p(int R, int64_t K, int64_t s) {
   if constexpr (Vec::REGS >= 32)
     if (R == 14) return s == 1 ? cv_row<7, 1, 14, TW, P> : cv_row<7, 2, 14, TW, P>;  // K = 7 only
@@ -149,10 +159,20 @@ template <typename TW>
 constexpr bool kPairedWeights =
     (std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>) && Vec::REGS >= 32;
 
+// The forward's broadcasts: float32 half in pairs on 16 lanes. On a Zen 5 core (batch 8,
+// two threads, three sets of 16 pairs in one process) 0.92 to 0.97 of the time with
+// pairs on layer1 and 0.95 to 0.98 on layer3, 0.92 to 1.04 on the others (the taps'
+// loop alone on data in L1, tools/cv_loop_rate.c, ran 13 to 18% faster in three rounds);
+// bfloat16 pairs widen with a shift and a mask, not a shuffle, and stay as they are.
+template <typename TW>
+constexpr Bcast kForwardBcast = !kPairedWeights<TW> ? Bcast::kSingle
+                                : std::is_same_v<TW, float> && Vec::L == 16 ? Bcast::kHalfPairs
+                                                                            : Bcast::kPairs;
+
 // Two rows of 7 pixels a call (K = 7, Wo = 7, on the 32-register paths), else nullptr.
 template <typename TW>
 inline CvRowFn<TW> cv_row2_for(int64_t K, int64_t s, int64_t Wo) {
-  constexpr bool P = kPairedWeights<TW>;
+  constexpr Bcast P = kPairedWeights<TW> ? Bcast::kPairs : Bcast::kSingle;
   if constexpr (Vec::REGS >= 32)
     if (K == 7 && Wo == 7) return s == 1 ? cv_row<7, 1, 7, TW, P, 2> : cv_row<7, 2, 7, TW, P, 2>;
   return nullptr;
@@ -160,7 +180,7 @@ inline CvRowFn<TW> cv_row2_for(int64_t K, int64_t s, int64_t Wo) {
 
 template <typename TW>
 inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
-  return cv_row_for_p<TW, kPairedWeights<TW>>(R, K, s);
+  return cv_row_for_p<TW, kForwardBcast<TW>>(R, K, s);
 }
 
 // Whether forward_cv_t runs this shape.
