@@ -159,13 +159,15 @@ template <typename TW>
 constexpr bool kPairedWeights =
     (std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>) && Vec::REGS >= 32;
 
-// The forward's broadcasts: float32 half in pairs on 16 lanes. On a Zen 5 core (batch 8,
-// two threads, three sets of 16 pairs in one process) 0.92 to 0.97 of the time with
-// pairs on layer1 and 0.95 to 0.98 on layer3, 0.92 to 1.04 on the others (the taps'
-// loop alone on data in L1, tools/cv_loop_rate.c, ran 13 to 18% faster in three rounds);
-// bfloat16 pairs widen with a shift and a mask, not a shuffle, and stay as they are.
+// The broadcasts of the forward's and grad_x's taps: float32 half in pairs on 16 lanes.
+// On a Zen 5 core (batch 8, two threads, three sets of 14 to 16 pairs in one process)
+// the forward took 0.92 to 0.97 of the time with pairs on layer1 and 0.95 to 0.98 on
+// layer3, 0.92 to 1.04 on the others; grad_x 0.94 to 0.96 on layer1, 0.95 to 0.99 on
+// layer2-first and layer2, 0.95 to 1.03 on the others. The taps' loop alone on data in
+// L1 (tools/cv_loop_rate.c) ran 13 to 18% faster in three rounds. bfloat16 pairs widen
+// with a shift and a mask, not a shuffle, and stay as they are.
 template <typename TW>
-constexpr Bcast kForwardBcast = !kPairedWeights<TW> ? Bcast::kSingle
+constexpr Bcast kTapsBcast = !kPairedWeights<TW> ? Bcast::kSingle
                                 : std::is_same_v<TW, float> && Vec::L == 16 ? Bcast::kHalfPairs
                                                                             : Bcast::kPairs;
 
@@ -180,7 +182,7 @@ inline CvRowFn<TW> cv_row2_for(int64_t K, int64_t s, int64_t Wo) {
 
 template <typename TW>
 inline CvRowFn<TW> cv_row_for(int R, int64_t K, int64_t s) {
-  return cv_row_for_p<TW, kForwardBcast<TW>>(R, K, s);
+  return cv_row_for_p<TW, kTapsBcast<TW>>(R, K, s);
 }
 
 // Whether forward_cv_t runs this shape.

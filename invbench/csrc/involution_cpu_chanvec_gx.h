@@ -22,12 +22,13 @@
 // The taps of R grad_out pixels g[r] (one block of L channels) for kernel rows [kh0, kh1):
 // D[(kh - kh0) * xr + (r * S + kw) * L] += w[(kh * K + kw) * wp + r] * g[r]. P: weights
 // broadcast in pairs, as in cv_taps (pixel r + 1 takes tap kw's weight S columns after
-// pixel r, from a register).
-template <int K, int S, int R, bool P, typename TW>
+// pixel r, from a register); half of them in pairs for float32 (kTapsBcast).
+template <int K, int S, int R, Bcast B, typename TW>
 __attribute__((always_inline)) inline void cvt_taps(float* D, int64_t xr,
                                                     const typename Vec::V* g, const TW* w,
                                                     int64_t wp, int kh0, int kh1, int64_t pfd) {
   constexpr int L = Vec::L;
+  constexpr bool P = B != Bcast::kSingle;
   static_assert(!P || std::is_same_v<TW, c10::BFloat16> || std::is_same_v<TW, float>);
   const TW* wk[K];
 #pragma GCC unroll 16
@@ -50,6 +51,10 @@ __attribute__((always_inline)) inline void cvt_taps(float* D, int64_t xr,
         const int kw = j - r * S;
         if (kw < 0 || kw >= K) continue;
         if constexpr (P) {
+          if (B == Bcast::kHalfPairs && (r / 2) % 2 == 1) {
+            dv = Vec::fma(broadcast(wk[kw] + r), g[r], dv);
+            continue;
+          }
           if (r % 2 == 1) {
             dv = Vec::fma(carry[j % S][r], g[r], dv);
             continue;
@@ -71,7 +76,7 @@ __attribute__((always_inline)) inline void cvt_taps(float* D, int64_t xr,
 // One grad_out row of one channel block: nblk blocks of R pixels (G: the staged row,
 // [pixel][L]; tap t's weights at w + t * wp) into the staged grad_x rows at D (kernel
 // row kh0's; xr floats a row).
-template <int K, int S, int R, typename TW, bool P>
+template <int K, int S, int R, typename TW, Bcast P>
 void cvt_row(float* D, int64_t xr, const float* G, const TW* w, int64_t wp, int64_t nblk,
              int kh0, int kh1, int64_t pfd) {
   using V = typename Vec::V;
@@ -87,9 +92,8 @@ template <typename TW>
 using CvtRowFn = void (*)(float*, int64_t, const float*, const TW*, int64_t, int64_t, int, int,
                           int64_t);
 
-template <typename TW>
-inline CvtRowFn<TW> cvt_row_for(int R, int64_t K, int64_t s) {
-  constexpr bool P = kPairedWeights<TW>;
+template <typename TW, Bcast P>
+inline CvtRowFn<TW> cvt_row_for_p(int R, int64_t K, int64_t s) {
   if constexpr (Vec::REGS >= 32)
     if (R == 14) return s == 1 ? cvt_row<7, 1, 14, TW, P> : cvt_row<7, 2, 14, TW, P>;
   if (R == 7) {
@@ -100,6 +104,11 @@ inline CvtRowFn<TW> cvt_row_for(int R, int64_t K, int64_t s) {
   if (K == 3) return s == 1 ? cvt_row<3, 1, 8, TW, P> : cvt_row<3, 2, 8, TW, P>;
   if (K == 5) return s == 1 ? cvt_row<5, 1, 8, TW, P> : cvt_row<5, 2, 8, TW, P>;
   return s == 1 ? cvt_row<7, 1, 8, TW, P> : cvt_row<7, 2, 8, TW, P>;
+}
+
+template <typename TW>
+inline CvtRowFn<TW> cvt_row_for(int R, int64_t K, int64_t s) {
+  return cvt_row_for_p<TW, kTapsBcast<TW>>(R, K, s);
 }
 
 // Pixels [0, n) of rows of W pixels, pixel q = y * W + x at src[y * xr + x * L], into
