@@ -164,6 +164,16 @@ class RunEvidence:
     def testable(self) -> bool:
         return not self.note
 
+    @property
+    def identical(self) -> bool:
+        """Both sides hold the same samples, run for run: a result compared with a copy."""
+        base, head = self.runs
+        return (
+            bool(base)
+            and len(base) == len(head)
+            and all(np.array_equal(b, h) for b, h in zip(base, head, strict=True))
+        )
+
     def with_runs(self, bruns: Sequence[np.ndarray], hruns: Sequence[np.ndarray]) -> RunEvidence:
         return replace(self, runs=(tuple(bruns), tuple(hruns)))
 
@@ -377,7 +387,13 @@ def judge(evidence: Sequence[RunEvidence], policy: ComparePolicy) -> list[Judgem
     needed = np.ceil(sides * s2 * zn**2 / band**2)
     half = _t(0.5 + policy.confidence / 2, dfs) * se
     return [
-        _decide(ev, float(p[i]), float(adjusted[i]), float(mde[i]), int(needed[i]), half[i], policy)
+        # The same samples on both sides (a result and its copy) are no change by
+        # construction, however noisy their runs; rows without replicates stay unjudged.
+        Judgement(Verdict.SAME, 1.0, 1.0, 1.0, 1.0, 1.0, math.nan, 0, "the same samples")
+        if ok[i] and ev.identical
+        else _decide(
+            ev, float(p[i]), float(adjusted[i]), float(mde[i]), int(needed[i]), half[i], policy
+        )
         if ok[i]
         else Judgement(
             Verdict.UNCERTAIN, ev.ratio, ev.ci_low, ev.ci_high, *(math.nan,) * 3, 0, ev.note

@@ -277,3 +277,25 @@ def test_pairs_that_happen_to_agree_do_not_earn_their_samples_degrees_of_freedom
     assert evidence[0].s2 < evidence[0].within  # the pairs agree better than the samples
     assert 0.91 < first.ratio < 0.93
     assert first.verdict is Verdict.UNCERTAIN, first
+
+
+def test_the_same_samples_on_both_sides_are_the_same_however_noisy() -> None:
+    # a result compared with its copy: three runs whose medians spread 2x, where no
+    # 5% equivalence could be shown from the statistics alone
+    rng = np.random.default_rng(11)
+    runs = [rng.normal(1.0, 0.05, 40) * scale for scale in (1.0, 1.4, 2.0)]
+    policy = ComparePolicy()
+    head = [r.copy() for r in runs]
+    j = judge([run_evidence(runs, head, policy)], policy)[0]
+    assert j.verdict is Verdict.SAME and j.ratio == 1.0, j
+    assert j.note == "the same samples"
+    assert judge([run_evidence(runs, head, policy, paired=True)], policy)[0].verdict is (
+        Verdict.SAME
+    )
+    # one run a side is not judged, copy or not
+    one = judge([run_evidence(runs[:1], head[:1], policy)], policy)[0]
+    assert one.verdict is Verdict.UNCERTAIN
+    # one sample different: judged by the statistics again (here: too noisy to tell)
+    head = [r.copy() for r in runs]
+    head[2][0] *= 1.01
+    assert judge([run_evidence(runs, head, policy)], policy)[0].verdict is Verdict.UNCERTAIN
