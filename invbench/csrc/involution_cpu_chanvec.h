@@ -34,6 +34,10 @@ inline typename TV::V set1_pair(const float* p, typename TV::V& second) {
   return TV::set1_f32_pair(p, second);
 }
 
+// How the taps' loops (cv_taps, and grad_x's cvt_taps) broadcast the weights: one load
+// per FMA, or shared by pairs of pixels (see cv_taps).
+enum class Bcast { kSingle, kPairs, kHalfPairs };
+
 // Taps of R output pixels of one row, one block of L channels: acc[r] += w[(kh * K + kw) *
 // wp + r] * X[kh * xr + (r * S + kw) * L].
 //
@@ -53,8 +57,6 @@ inline typename TV::V set1_pair(const float* p, typename TV::V& second) {
 // N = 2: two output rows of R pixels each, a row's R being the whole row (Wo = R), so
 // the second row's weights follow the first's in every plane (w + R + r) and its input
 // rows are S staged rows down (X + S * xr): 2R accumulators over one set of pointers.
-enum class Bcast { kSingle, kPairs, kHalfPairs };
-
 template <int K, int S, int R, Bcast B, typename TW, int N = 1>
 __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const TW* w,
                                                    int64_t wp, const float* X, int64_t xr,

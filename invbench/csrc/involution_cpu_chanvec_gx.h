@@ -20,9 +20,9 @@
 // transposes.
 
 // The taps of R grad_out pixels g[r] (one block of L channels) for kernel rows [kh0, kh1):
-// D[(kh - kh0) * xr + (r * S + kw) * L] += w[(kh * K + kw) * wp + r] * g[r]. P: weights
-// broadcast in pairs, as in cv_taps (pixel r + 1 takes tap kw's weight S columns after
-// pixel r, from a register); half of them in pairs for float32 (kTapsBcast).
+// D[(kh - kh0) * xr + (r * S + kw) * L] += w[(kh * K + kw) * wp + r] * g[r]. B: the
+// weights broadcast as in cv_taps; in pairs, pixel r + 1 takes tap kw's weight S columns
+// after pixel r, from a register.
 template <int K, int S, int R, Bcast B, typename TW>
 __attribute__((always_inline)) inline void cvt_taps(float* D, int64_t xr,
                                                     const typename Vec::V* g, const TW* w,
