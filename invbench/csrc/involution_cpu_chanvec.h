@@ -38,6 +38,19 @@ inline typename TV::V set1_pair(const float* p, typename TV::V& second) {
 // per FMA, or shared by pairs of pixels (see cv_taps).
 enum class Bcast { kSingle, kPairs, kHalfPairs };
 
+// Pixel r's weight of a tap, at p, as B broadcasts it (r of R, taken in descending order
+// where B pairs). carry: the weights held for this input column (modulo S), by pixel.
+template <Bcast B, int R, typename TW>
+__attribute__((always_inline)) inline typename Vec::V tap_weight(const TW* p, int r,
+                                                                 typename Vec::V* carry) {
+  if constexpr (B != Bcast::kSingle) {
+    if (B == Bcast::kHalfPairs && (r / 2) % 2 == 1) return broadcast(p);
+    if (r % 2 == 1) return carry[r];
+    if (r + 1 < R) return set1_pair<Vec>(p, carry[r + 1]);
+  }
+  return broadcast(p);
+}
+
 // Taps of R output pixels of one row, one block of L channels: acc[r] += w[(kh * K + kw) *
 // wp + r] * X[kh * xr + (r * S + kw) * L].
 //
@@ -95,21 +108,7 @@ __attribute__((always_inline)) inline void cv_taps(typename Vec::V* acc, const T
           const int r = P ? R - 1 - q : q;
           const int kw = j - r * S;
           if (kw < 0 || kw >= K) continue;
-          if constexpr (P) {
-            if (B == Bcast::kHalfPairs && (r / 2) % 2 == 1) {
-              ah[r] = Vec::fma(broadcast(wk[kw] + wo + r), xv, ah[r]);
-              continue;
-            }
-            if (r % 2 == 1) {
-              ah[r] = Vec::fma(carry[j % S][r], xv, ah[r]);
-              continue;
-            }
-            if (r + 1 < R) {
-              ah[r] = Vec::fma(set1_pair<Vec>(wk[kw] + wo + r, carry[j % S][r + 1]), xv, ah[r]);
-              continue;
-            }
-          }
-          ah[r] = Vec::fma(broadcast(wk[kw] + wo + r), xv, ah[r]);
+          ah[r] = Vec::fma(tap_weight<B, R>(wk[kw] + wo + r, r, carry[j % S]), xv, ah[r]);
         }
       }
     }

@@ -50,21 +50,7 @@ __attribute__((always_inline)) inline void cvt_taps(float* D, int64_t xr,
         const int r = P ? R - 1 - q : q;  // descending with P: see cv_taps
         const int kw = j - r * S;
         if (kw < 0 || kw >= K) continue;
-        if constexpr (P) {
-          if (B == Bcast::kHalfPairs && (r / 2) % 2 == 1) {
-            dv = Vec::fma(broadcast(wk[kw] + r), g[r], dv);
-            continue;
-          }
-          if (r % 2 == 1) {
-            dv = Vec::fma(carry[j % S][r], g[r], dv);
-            continue;
-          }
-          if (r + 1 < R) {
-            dv = Vec::fma(set1_pair<Vec>(wk[kw] + r, carry[j % S][r + 1]), g[r], dv);
-            continue;
-          }
-        }
-        dv = Vec::fma(broadcast(wk[kw] + r), g[r], dv);
+        dv = Vec::fma(tap_weight<B, R>(wk[kw] + r, r, carry[j % S]), g[r], dv);
       }
       Vec::store(D + j * L, dv);
     }
